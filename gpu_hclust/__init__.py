@@ -1,0 +1,69 @@
+"""gpu_hclust: exact hierarchical clustering on NVIDIA GPUs and fast CPUs.
+
+A drop-in for :mod:`scipy.cluster.hierarchy`::
+
+    import gpu_hclust as hierarchy
+    Z = hierarchy.linkage(X, "ward")          # GPU when usable, else CPU
+    labels = hierarchy.fcluster(Z, 4, "maxclust")
+
+GPU-only options are keyword-only: ``backend=`` ('auto', 'cpu', 'cuda') and
+``dtype=`` (np.float32 halves the distance matrix). Importing this package
+imports neither CuPy nor numba.cuda.
+"""
+
+from scipy.cluster.hierarchy import ClusterWarning, DisjointSet
+
+from ._checks import (
+    correspond,
+    from_mlab_linkage,
+    is_isomorphic,
+    is_monotonic,
+    is_valid_im,
+    is_valid_linkage,
+    num_obs_linkage,
+    to_mlab_linkage,
+)
+from ._dendrogram import dendrogram, set_link_color_palette
+from ._flat import cut_tree, fcluster, fclusterdata, leaders
+from ._linkage import average, centroid, complete, linkage, median, single, ward, weighted
+from ._ordering import optimal_leaf_ordering
+from ._stats import cophenet, inconsistent, maxdists, maxinconsts, maxRstat
+from ._treenode import ClusterNode, leaves_list, to_tree
+from ._version import __version__
+
+__all__ = [
+    "ClusterNode",
+    "ClusterWarning",
+    "DisjointSet",
+    "average",
+    "centroid",
+    "complete",
+    "cophenet",
+    "correspond",
+    "cut_tree",
+    "dendrogram",
+    "fcluster",
+    "fclusterdata",
+    "from_mlab_linkage",
+    "inconsistent",
+    "is_isomorphic",
+    "is_monotonic",
+    "is_valid_im",
+    "is_valid_linkage",
+    "leaders",
+    "leaves_list",
+    "linkage",
+    "maxRstat",
+    "maxdists",
+    "maxinconsts",
+    "median",
+    "num_obs_linkage",
+    "optimal_leaf_ordering",
+    "set_link_color_palette",
+    "single",
+    "to_mlab_linkage",
+    "to_tree",
+    "ward",
+    "weighted",
+    "__version__",
+]

@@ -1,0 +1,57 @@
+"""Predict a run's memory before allocating, and refuse clearly when it cannot fit."""
+
+import os
+
+import numpy as np
+
+
+def condensed_bytes(n, dtype):
+    """Bytes of one condensed distance matrix of n points."""
+    return n * (n - 1) // 2 * np.dtype(dtype).itemsize
+
+
+def _fmt(nbytes):
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if nbytes < 1024 or unit == "TiB":
+            return f"{nbytes:.1f} {unit}" if unit != "B" else f"{nbytes} B"
+        nbytes /= 1024
+
+
+def host_available_bytes():
+    """Memory the OS can give this process now, or None when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def device_available_bytes():
+    """Free memory on the current CUDA device (CuPy's pool counted as free)."""
+    import cupy
+
+    free, _total = cupy.cuda.runtime.memGetInfo()
+    pool = cupy.get_default_memory_pool()
+    return free + pool.free_bytes()
+
+
+def check_fits(needed, available, where, dtype):
+    """Raise MemoryError naming the size and the ways out if ``needed`` > ``available``."""
+    if available is None or needed <= available:
+        return
+    ways = []
+    if np.dtype(dtype) != np.float32:
+        ways.append("dtype=np.float32 (halves the distance matrix)")
+    ways.append("fewer observations")
+    if where == "GPU":
+        ways.append('backend="cpu"')
+    raise MemoryError(
+        f"linkage needs {_fmt(needed)} of {where} memory for its distance matrix but "
+        f"only {_fmt(available)} is free. Ways out: {'; '.join(ways)}."
+    )

@@ -1,0 +1,172 @@
+"""Input checks for ``linkage``: scipy's exception types, messages that name the
+argument and the fix, and the input is never modified."""
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.cluster.hierarchy import ClusterWarning
+
+from ._backend import is_cupy_array
+
+
+@dataclass
+class LinkageInput:
+    """Validated ``linkage`` input.
+
+    Attributes
+    ----------
+    kind : {'condensed', 'observations'}
+    data : ndarray
+        float64, C-contiguous; NumPy or CuPy (same namespace as the input).
+        May share memory with the caller's array: engines must copy before writing.
+    n : int
+        Number of observations.
+    metric : str or callable
+        Canonical scipy metric name (aliases resolved) or the user's callable.
+    is_cupy : bool
+    """
+
+    kind: str
+    data: object
+    n: int
+    metric: object
+    is_cupy: bool
+
+
+def canonical_metric(metric):
+    """Resolve scipy's metric aliases ('cityblock' for 'cb', ...); callables pass."""
+    if callable(metric):
+        return metric
+    if not isinstance(metric, str):
+        raise TypeError(
+            f"metric must be a string or a callable; got {type(metric).__name__}"
+        )
+    from scipy.spatial import distance
+
+    aliases = getattr(distance, "_METRIC_ALIAS", None)
+    if aliases is None:  # private in scipy: fall back to the canonical names
+        names = getattr(distance, "_METRICS_NAMES", ())
+        if metric in names:
+            return metric
+    elif metric.lower() in aliases:
+        return aliases[metric.lower()].canonical_name
+    raise ValueError(
+        f"Unknown Distance Metric: {metric!r}. Use a scipy.spatial.distance metric "
+        "name such as 'euclidean', 'cosine' or 'cityblock', or a callable."
+    )
+
+
+def _as_float64(y):
+    """float64 C-contiguous array in y's namespace; non-numbers raise ValueError."""
+    if is_cupy_array(y):
+        import cupy
+
+        if y.dtype.kind not in "biuf":
+            raise ValueError(f"`y` must hold real numbers; got dtype {y.dtype}")
+        return cupy.ascontiguousarray(y, dtype=cupy.float64)
+    arr = np.asarray(y) if not isinstance(y, np.ndarray) else y
+    if arr.dtype.kind == "c":
+        warnings.warn(
+            "Casting complex values to real discards the imaginary part",
+            np.exceptions.ComplexWarning if hasattr(np, "exceptions") else RuntimeWarning,
+            stacklevel=4,
+        )
+        arr = arr.real
+    if arr.dtype.kind in "biuf":
+        return np.ascontiguousarray(arr, dtype=np.float64)
+    try:  # object arrays of numbers (lists with None fail the finite check)
+        return np.ascontiguousarray(arr, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"`y` must hold real numbers; got dtype {arr.dtype} ({exc})"
+        ) from None
+
+
+def _num_obs_condensed(m):
+    """n with n(n-1)/2 == m, or None."""
+    n = int(np.ceil(np.sqrt(2.0 * m)))
+    return n if n * (n - 1) // 2 == m else None
+
+
+def _looks_like_distance_matrix(x, xp):
+    return (
+        x.shape[0] == x.shape[1]
+        and bool(xp.all(xp.diagonal(x) == 0))
+        and bool(xp.all(x >= 0))
+        and bool(xp.allclose(x, x.T))
+    )
+
+
+def validate_linkage_input(y, method, metric):
+    """Check ``linkage``'s input the way scipy does and describe it.
+
+    Parameters
+    ----------
+    y : array_like
+        Condensed distances (1-D) or observations (2-D), NumPy, CuPy or nested lists.
+    method : gpu_hclust._methods.Method
+    metric : str or callable
+
+    Returns
+    -------
+    LinkageInput
+
+    Raises
+    ------
+    ValueError
+        Wrong ndim, condensed length not n(n-1)/2, fewer than 2 observations,
+        NaN/inf, non-numeric dtype, unknown metric, or a non-Euclidean metric
+        for ward/centroid/median on observations.
+    """
+    is_cupy = is_cupy_array(y)
+    xp = np
+    if is_cupy:
+        import cupy as xp
+    ndim = y.ndim if is_cupy else np.ndim(y)
+    if ndim not in (1, 2):
+        raise ValueError(
+            f"`y` must be 1 or 2 dimensional (condensed distances or an (n, d) "
+            f"observation matrix); got {ndim} dimensions."
+        )
+    data = _as_float64(y)
+    if data.ndim == 1:
+        n = _num_obs_condensed(data.shape[0])
+        if n is None:
+            raise ValueError(
+                f"Length {data.shape[0]} of condensed distance matrix 'y' must be a "
+                "binomial coefficient n*(n-1)/2 (there must be an n with "
+                "(n choose 2) = length); pass scipy.spatial.distance.pdist output "
+                "or an (n, d) observation matrix."
+            )
+        kind = "condensed"
+        metric = canonical_metric(metric)
+    else:
+        n = data.shape[0]
+        kind = "observations"
+        if method.euclidean_only and metric != "euclidean":
+            raise ValueError(
+                f"`method={method.name}` requires the distance metric to be Euclidean "
+                f"(metric='euclidean'); got metric={metric!r}. Pass precomputed "
+                "distances as a condensed matrix to use another metric."
+            )
+        metric = canonical_metric(metric)
+        if n >= 2 and _looks_like_distance_matrix(data, xp):
+            warnings.warn(
+                "The symmetric non-negative hollow observation matrix looks "
+                "suspiciously like an uncondensed distance matrix; pass "
+                "scipy.spatial.distance.squareform(y) if it is one.",
+                ClusterWarning,
+                stacklevel=3,
+            )
+    if n < 2:
+        raise ValueError(
+            "The number of observations cannot be determined on an empty distance "
+            f"matrix: `y` describes {n} observation(s) and linkage needs at least 2."
+        )
+    if data.size and not bool(xp.isfinite(data).all()):
+        raise ValueError(
+            "The condensed distance matrix must contain only finite values: `y` holds "
+            "NaN or inf; remove or impute them first."
+        )
+    return LinkageInput(kind=kind, data=data, n=int(n), metric=metric, is_cupy=is_cupy)

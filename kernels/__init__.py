@@ -1,0 +1,35 @@
+"""Linkage kernels: Numba CPU (``cpu_*``) and Numba CUDA (``cuda_*``) modules.
+
+This package imports only numba and numpy, never CuPy, so every CUDA kernel
+also runs in numba-cuda's simulator on NumPy arrays. Modules are imported
+lazily: ``import gpu_hclust`` must not pay for numba compilation or
+``numba.cuda`` initialisation.
+
+Engine contract (both backends)
+-------------------------------
+``REGISTRY[backend][family]`` names a module that provides::
+
+    run(D, n, code, **options) -> (a, b, h)
+
+``D`` is the working condensed distance matrix (length n(n-1)/2, float32 or
+float64; squared distances for methods whose ``Method.squared`` is true). The
+engine owns it and may overwrite it. ``a`` and ``b`` are int64 NumPy arrays of
+length n-1 holding, for each merge in the order the engine performed it, any
+observation index inside each of the two merged clusters; ``h`` holds the
+merge heights (float64, still squared where the method is). ``gpu_hclust._tree``
+turns this merge log into scipy's ``Z``. CUDA modules take the array namespace
+(CuPy, or NumPy under the simulator) as the ``xp`` option and return the log as
+host arrays, fetched once.
+"""
+
+from importlib import import_module
+
+REGISTRY = {
+    "cpu": {"mst": "cpu_mst", "reducible": "cpu_nnchain", "generic": "cpu_generic"},
+    "cuda": {"mst": "cuda_mst", "reducible": "cuda_reducible", "generic": "cuda_generic"},
+}
+
+
+def get_engine(backend, family):
+    """Import and return the kernel module that runs ``family`` on ``backend``."""
+    return import_module(f".{REGISTRY[backend][family]}", __name__)

@@ -1,0 +1,56 @@
+"""The one source of every formula the linkage kernels share.
+
+Plain Python functions on scalars. CPU modules wrap them with ``numba.njit`` and
+CUDA modules with ``numba.cuda.jit(device=True)``, so the CPU engine, the CUDA
+engine and the simulator all run the same arithmetic. Nothing here may import
+anything but the standard library: these functions are compiled for both targets.
+
+Method codes are the integers the kernels dispatch on. The public method table
+(``gpu_hclust._methods``) maps names to these codes; nothing else defines them.
+"""
+
+SINGLE = 0
+COMPLETE = 1
+AVERAGE = 2
+WEIGHTED = 3
+WARD = 4
+CENTROID = 5
+MEDIAN = 6
+
+
+def lw_update(code, d_ik, d_jk, d_ij, n_i, n_j, n_k):
+    """Lance-Williams distance from cluster k to the union of clusters i and j.
+
+    ``d_*`` are plain distances for single/complete/average/weighted and
+    *squared* Euclidean distances for ward/centroid/median (the kernels square
+    the matrix once and take the square root of the heights at the end). Sizes
+    are floats. Squared results are clamped at zero: centroid and median can go
+    a rounding error below it, and a negative squared distance has no root.
+    """
+    if code == SINGLE:
+        return d_ik if d_ik < d_jk else d_jk
+    if code == COMPLETE:
+        return d_ik if d_ik > d_jk else d_jk
+    if code == AVERAGE:
+        return (n_i * d_ik + n_j * d_jk) / (n_i + n_j)
+    if code == WEIGHTED:
+        return 0.5 * (d_ik + d_jk)
+    if code == WARD:
+        r = ((n_i + n_k) * d_ik + (n_j + n_k) * d_jk - n_k * d_ij) / (n_i + n_j + n_k)
+    elif code == CENTROID:
+        n_ij = n_i + n_j
+        r = (n_i * d_ik + n_j * d_jk) / n_ij - (n_i * n_j) * d_ij / (n_ij * n_ij)
+    else:  # MEDIAN
+        r = 0.5 * d_ik + 0.5 * d_jk - 0.25 * d_ij
+    return r if r > 0.0 else 0.0
+
+
+def condensed_index(n, i, j):
+    """Position of the pair (i, j), i != j, in a condensed matrix of n points.
+
+    Arguments must already be 64-bit integers in compiled code: ``n * i``
+    overflows int32 from n = 46 342.
+    """
+    if i > j:
+        i, j = j, i
+    return n * i - (i * (i + 1)) // 2 + (j - i - 1)

@@ -1,0 +1,40 @@
+"""Test set-up. Runs before anything imports numba: numba reads
+NUMBA_ENABLE_CUDASIM once, at its first import, for the whole process."""
+
+import os
+import sys
+
+
+def _gpu_usable():
+    try:
+        import cupy
+
+        return bool(cupy.cuda.is_available())
+    except Exception:  # no CuPy, no driver: both mean "simulate"
+        return False
+
+
+GPU_USABLE = _gpu_usable()
+if not GPU_USABLE:
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+# Simulated CUDA threads are Python threads: a short switch interval makes
+# syncthreads-heavy kernels 1.5-3x faster in the simulator.
+sys.setswitchinterval(1e-3)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    if GPU_USABLE:
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a real CUDA GPU (CuPy could not find one)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture
+def rng():
+    """A seeded generator per test: reproducible, independent of test order."""
+    return np.random.default_rng(20261125)
