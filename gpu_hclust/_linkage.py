@@ -15,8 +15,9 @@ def _working_dtype(dtype):
     try:
         dt = np.dtype(dtype)
     except TypeError:
-        dt = None
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        dt = np.dtype(object)  # not a dtype at all: rejected below
+    # compare by name: numpy treats `dtype == None` as float64
+    if dt.name not in ("float32", "float64"):
         raise ValueError(
             f"dtype must be None, np.float32 or np.float64 (the working distance "
             f"matrix's precision); got {dtype!r}"
