@@ -24,6 +24,7 @@ from ._checks import (
     to_mlab_linkage,
 )
 from ._dendrogram import dendrogram, set_link_color_palette
+from ._estimator import HierarchicalClustering
 from ._flat import cut_tree, fcluster, fclusterdata, leaders
 from ._linkage import average, centroid, complete, linkage, median, single, ward, weighted
 from ._ordering import optimal_leaf_ordering
@@ -35,6 +36,7 @@ __all__ = [
     "ClusterNode",
     "ClusterWarning",
     "DisjointSet",
+    "HierarchicalClustering",
     "average",
     "centroid",
     "complete",

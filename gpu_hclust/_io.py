@@ -1,0 +1,392 @@
+"""Reading data and linkage matrices from files, writing results atomically.
+
+Formats: ``.npy``, ``.npz``, ``.csv`` (commas), ``.tsv`` / ``.tab`` (tabs) and
+any other name as whitespace-separated text. Text files may start with one
+header line of column names (detected: a first line that is not all numbers)
+and may hold ``#`` comment lines and blank lines. Every problem raises
+:class:`InputError` with a one-line message naming the file, the place and the
+fix, so the command line can print it as is.
+"""
+
+import math
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+_DELIMITERS = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
+
+
+class InputError(ValueError):
+    """A data file that cannot be used: missing, unreadable or malformed."""
+
+
+def _delimiter_for(path):
+    return _DELIMITERS.get(os.path.splitext(str(path))[1].lower())
+
+
+def _parse_float(token):
+    try:
+        return float(token)
+    except ValueError:
+        return None
+
+
+def _read_text(path, delimiter, header):
+    """Rows of numbers from a delimited or whitespace text file."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:  # -sig: drop a BOM from Excel
+            lines = f.read().splitlines()
+    except UnicodeDecodeError:
+        raise InputError(
+            f"{path}: not a UTF-8 text file; save it as CSV/TSV text or as .npy"
+        ) from None
+    rows = []
+    width = None
+    first = True
+    for lineno, line in enumerate(lines, start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        tokens = [t.strip() for t in (stripped.split(delimiter) if delimiter else stripped.split())]
+        if delimiter == ",":  # quoted numbers from spreadsheets: "1.5"
+            tokens = [t[1:-1].strip() if len(t) >= 2 and t[0] == t[-1] == '"' else t
+                      for t in tokens]
+        values = [_parse_float(t) for t in tokens]
+        if first:
+            first = False
+            is_header = header == "yes" or (header == "auto" and None in values)
+            if is_header:
+                width = len(tokens)
+                continue
+        if len(tokens) != width and width is not None:
+            raise InputError(
+                f"{path}: line {lineno} has {len(tokens)} fields but the lines before "
+                f"have {width}; every row needs the same number of columns"
+            )
+        width = len(tokens)
+        for col, (tok, val) in enumerate(zip(tokens, values), start=1):
+            if val is None:
+                raise InputError(
+                    f"{path}: line {lineno}, column {col} is empty; fill in or remove "
+                    "missing values" if not tok else
+                    f"{path}: line {lineno}, column {col}: {tok!r} is not a number"
+                )
+            if not math.isfinite(val):
+                raise InputError(
+                    f"{path}: line {lineno}, column {col} is {tok!r}; remove or impute "
+                    "missing and infinite values"
+                )
+        rows.append(values)
+    if not rows:
+        raise InputError(f"{path}: no data rows found")
+    return np.array(rows, dtype=np.float64)
+
+
+def _read_npz(path, key):
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            names = list(archive.files)
+            if key is None:
+                if len(names) == 1:
+                    key = names[0]
+                elif "X" in names:
+                    key = "X"
+                else:
+                    raise InputError(
+                        f"{path}: holds arrays {', '.join(names) or '(none)'}; "
+                        "choose one with --key NAME"
+                    )
+            if key not in names:
+                raise InputError(
+                    f"{path}: no array named {key!r}; it holds {', '.join(names) or '(none)'}"
+                )
+            return archive[key]
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InputError(f"{path}: not a readable .npz archive ({exc})") from None
+
+
+def _read_npy(path):
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:  # object arrays need pickle: refuse them
+        raise InputError(f"{path}: cannot load without pickle ({exc}); save numbers only") from None
+    except (OSError, EOFError) as exc:
+        raise InputError(f"{path}: not a readable .npy file ({exc})") from None
+
+
+def _check_numbers(arr, path):
+    if arr.dtype.kind not in "biuf":
+        raise InputError(f"{path}: holds {arr.dtype} values; expected real numbers")
+    arr = np.asarray(arr, dtype=np.float64)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        where = np.argwhere(bad)[0]
+        value = arr[tuple(where)]
+        if arr.ndim == 2:
+            place = f"row {where[0] + 1}, column {where[1] + 1}"
+        else:
+            place = f"element {where[0] + 1}"
+        raise InputError(
+            f"{path}: {place} is {value} (counting from 1); remove or impute missing "
+            "and infinite values"
+        )
+    return arr
+
+
+def read_data(path, *, key=None, header="auto", allow_condensed=True):
+    """Read an observation matrix (or condensed distances) from a file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        ``.npy``, ``.npz``, ``.csv``, ``.tsv``/``.tab``, or whitespace-separated
+        text (any other extension).
+    key : str, optional
+        Array name inside an ``.npz`` archive; by default its only array, or
+        the one named ``X``.
+    header : {'auto', 'yes', 'no'}, optional
+        Whether a text file's first line holds column names; 'auto' treats it
+        as a header when any of its fields is not a number.
+    allow_condensed : bool, optional
+        Accept a 1-D binary array as condensed distances (as ``linkage`` does).
+        Text files always give a 2-D matrix (one row per observation).
+
+    Returns
+    -------
+    ndarray of float64
+        Shape (n, d) observations, or (n(n-1)/2,) condensed distances from a
+        1-D ``.npy``/``.npz`` array.
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, ragged rows, text that is not a number,
+        NaN or infinite values, wrong number of dimensions, fewer than 2
+        observations.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> p = os.path.join(d, "points.csv")
+    >>> with open(p, "w") as f:
+    ...     _ = f.write("x,y\\n0,0\\n0,1\\n5,5\\n")
+    >>> read_data(p)
+    array([[0., 0.],
+           [0., 1.],
+           [5., 5.]])
+    """
+    path = os.fspath(path)
+    if header not in ("auto", "yes", "no"):
+        raise ValueError(f"header must be 'auto', 'yes' or 'no'; got {header!r}")
+    if not os.path.exists(path):
+        raise InputError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a folder; give a data file")
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        if ext == ".npy":
+            arr = _read_npy(path)
+        elif ext == ".npz":
+            arr = _read_npz(path, key)
+        else:
+            arr = _read_text(path, _delimiter_for(path), header)
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
+    if arr.ndim == 1 and allow_condensed and ext in (".npy", ".npz"):
+        arr = _check_numbers(arr, path)
+        if arr.size < 1:
+            raise InputError(f"{path}: empty array; need at least 2 observations")
+        return arr
+    if arr.ndim != 2:
+        expected = ("a 2-D (n, d) observation matrix or a 1-D condensed distance vector"
+                    if allow_condensed else "a 2-D (n, d) observation matrix")
+        raise InputError(f"{path}: expected {expected}; got shape {arr.shape}")
+    if arr.shape[0] < 2 or arr.shape[1] < 1:
+        raise InputError(
+            f"{path}: shape {arr.shape}; clustering needs at least 2 observations "
+            "(rows) with at least 1 feature"
+        )
+    return _check_numbers(arr, path)
+
+
+def read_linkage(path):
+    """Read a linkage matrix ``Z`` saved with :func:`save_linkage`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        ``.npy`` or text (CSV/TSV/whitespace) with 4 columns.
+
+    Returns
+    -------
+    Z : ndarray of float64, shape (n-1, 4)
+
+    Raises
+    ------
+    InputError
+        Missing file, wrong shape, or not a valid linkage matrix.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> p = os.path.join(tempfile.mkdtemp(), "Z.npy")
+    >>> save_linkage(p, np.array([[0.0, 1.0, 1.0, 2.0]]))
+    >>> read_linkage(p)
+    array([[0., 1., 1., 2.]])
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(f"{path}: no such file")
+    if os.path.splitext(path)[1].lower() == ".npy":
+        arr = _read_npy(path)
+    else:
+        arr = _read_text(path, _delimiter_for(path), "no")
+    if not looks_like_linkage(arr):
+        raise InputError(
+            f"{path}: not a linkage matrix (need shape (n-1, 4) with valid "
+            "cluster ids, heights and sizes, as written by `gpu-hclust cluster --linkage`)"
+        )
+    return arr
+
+
+def looks_like_linkage(arr):
+    """True when ``arr`` is a valid scipy linkage matrix (checked, not assumed).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> looks_like_linkage(np.array([[0.0, 1.0, 0.5, 2.0]]))
+    True
+    >>> looks_like_linkage(np.ones((3, 4)))
+    False
+    """
+    from scipy.cluster.hierarchy import is_valid_linkage
+
+    arr = np.asarray(arr)
+    if arr.ndim != 2 or arr.shape[1] != 4 or arr.shape[0] < 1 or arr.dtype.kind != "f":
+        return False
+    return bool(is_valid_linkage(np.asarray(arr, dtype=np.float64)))
+
+
+def write_atomic(path, write):
+    """Write a file so that it is either complete or absent, never half-written.
+
+    ``write(f)`` receives a binary file object on a temporary file in the same
+    folder; on success the temporary file replaces ``path`` (``os.replace``, atomic
+    on one file system), on any error it is removed and the error propagates.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Final file name.
+    write : callable
+        Called once with the open binary file.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "hello.txt")
+    >>> write_atomic(p, lambda f: f.write(b"hi\\n"))
+    >>> open(p).read()
+    'hi\\n'
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise InputError(f"{path}: folder {folder} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
+                               suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates the file 0600; give it the permissions a plain open would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+_LABEL_EXTS = (".npy", ".csv", ".tsv", ".txt")
+
+
+def save_labels(path, labels):
+    """Save flat cluster labels atomically: ``.npy``, or text with a ``label`` header.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        ``.npy`` (int array), ``.csv``, ``.tsv`` or ``.txt`` (one label per line
+        after a ``label`` header line).
+    labels : array_like of int, shape (n,)
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "labels.csv")
+    >>> save_labels(p, [1, 1, 2])
+    >>> print(open(p).read())
+    label
+    1
+    1
+    2
+    <BLANKLINE>
+    """
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    labels = np.asarray(labels)
+    if ext not in _LABEL_EXTS:
+        raise InputError(
+            f"{path}: labels are written as {', '.join(_LABEL_EXTS)}; choose one of these "
+            "extensions"
+        )
+    if ext == ".npy":
+        write_atomic(path, lambda f: np.save(f, labels))
+    else:
+        text = "label\n" + "".join(f"{int(v)}\n" for v in labels)
+        write_atomic(path, lambda f: f.write(text.encode()))
+
+
+def save_linkage(path, Z):
+    """Save a linkage matrix atomically: ``.npy`` (exact), or text at full precision.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        ``.npy`` (recommended), or ``.csv``/``.tsv``/``.txt`` with 17 significant digits
+        (round-trips float64 exactly).
+    Z : ndarray, shape (n-1, 4)
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> p = os.path.join(tempfile.mkdtemp(), "Z.npy")
+    >>> save_linkage(p, np.array([[0.0, 1.0, 1.0, 2.0]]))
+    >>> np.load(p)
+    array([[0., 1., 1., 2.]])
+    """
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    Z = np.asarray(Z, dtype=np.float64)
+    if ext == ".npy":
+        write_atomic(path, lambda f: np.save(f, Z))
+    elif ext in (".csv", ".tsv", ".txt"):
+        sep = {".csv": ",", ".tsv": "\t"}.get(ext, " ")
+        write_atomic(path, lambda f: np.savetxt(f, Z, fmt="%.17g", delimiter=sep))
+    else:
+        raise InputError(
+            f"{path}: the linkage matrix is written as .npy (or .csv/.tsv/.txt); "
+            "choose one of these extensions"
+        )
