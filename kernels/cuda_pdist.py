@@ -1,0 +1,127 @@
+"""Pairwise distances on the GPU, written straight into the condensed matrix.
+
+One block computes an output tile of ``ROWS`` rows i by ``blockDim.x`` columns
+j (thread t owns column ``j0 + t`` and keeps one accumulator per row), so only
+pairs i < j are written, no n x n intermediate exists and no index array is
+built. Coordinates are staged through shared memory ``KC`` at a time for both
+the tile's rows and columns (coalesced loads; each staged value is reused
+``ROWS`` or ``blockDim.x`` times). Output writes are coalesced too: for a fixed
+row i the threads write consecutive condensed positions.
+
+The formulas are ``kernels.metrics`` compiled as device functions (one source
+for both engines); index arithmetic is int64 (``formulas.condensed_index``).
+The caller prepares the rows (float64, centred for correlation) and, for
+cosine/correlation, their Euclidean norms.
+"""
+
+import numpy as np
+from numba import cuda
+
+from . import formulas, launch, metrics
+from ._config import NUMBA_CACHE
+
+# Threads per block at most (sizes the staged column tile in shared memory:
+# MAX_TPB x (KC + 1) float64 = 34 KiB, under the 48 KiB static limit).
+MAX_TPB = 256
+# Output rows per block: each thread keeps ROWS accumulators in registers.
+ROWS = 16
+# Coordinates staged per step. The column tile is padded to KC + 1 so that
+# threads reading xj[t, c] hit different shared-memory banks.
+KC = 16
+KC_PADDED = KC + 1
+
+_accumulate = cuda.jit(device=True, cache=NUMBA_CACHE)(metrics.metric_accumulate)
+_finalize = cuda.jit(device=True, cache=NUMBA_CACHE)(metrics.metric_finalize)
+_condensed_index = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.condensed_index)
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def pdist_tile(X, norms, out, n, d, code, p):
+    """Fill ``out`` (condensed, length n(n-1)/2) with ``metric code`` distances.
+
+    Grid: (ceil(n / ROWS), ceil(n / blockDim.x)); block (bx, by) owns rows
+    [bx*ROWS, bx*ROWS + ROWS) and columns [by*tpb, by*tpb + tpb). ``norms`` has
+    length n for cosine/correlation and is not read otherwise.
+    """
+    xi = cuda.shared.array((ROWS, KC), np.float64)
+    xj = cuda.shared.array((MAX_TPB, KC_PADDED), np.float64)
+    acc = cuda.local.array(ROWS, np.float64)
+    tpb = cuda.blockDim.x
+    t = cuda.threadIdx.x
+    i0 = np.int64(cuda.blockIdx.x) * ROWS
+    j0 = np.int64(cuda.blockIdx.y) * tpb
+    if j0 + tpb - 1 <= i0:  # tile entirely on or below the diagonal: no pair i < j
+        return
+    for r in range(ROWS):
+        acc[r] = 0.0
+    for k0 in range(0, d, KC):
+        for e in range(t, ROWS * KC, tpb):
+            r = e // KC
+            c = e - r * KC
+            i = i0 + r
+            k = k0 + c
+            xi[r, c] = X[i, k] if (i < n and k < d) else 0.0
+        for e in range(t, tpb * KC, tpb):
+            r = e // KC
+            c = e - r * KC
+            j = j0 + r
+            k = k0 + c
+            xj[r, c] = X[j, k] if (j < n and k < d) else 0.0
+        cuda.syncthreads()
+        kc = min(KC, d - k0)
+        for c in range(kc):
+            v = xj[t, c]
+            for r in range(ROWS):
+                acc[r] = _accumulate(code, acc[r], xi[r, c], v, p)
+        cuda.syncthreads()
+    j = j0 + t
+    if j >= n:
+        return
+    uses_norms = code == metrics.COSINE or code == metrics.CORRELATION
+    norm_j = norms[j] if uses_norms else 0.0
+    for r in range(ROWS):
+        i = i0 + r
+        if i < j:
+            norm_i = norms[i] if uses_norms else 0.0
+            out[_condensed_index(n, i, j)] = _finalize(code, acc[r], p, norm_i, norm_j)
+
+
+PTX_SIGNATURES = {
+    "pdist_tile": [
+        "void(float64[:, ::1], float64[::1], float32[::1], int64, int64, int64, float64)",
+        "void(float64[:, ::1], float64[::1], float64[::1], int64, int64, int64, float64)",
+    ],
+}
+
+
+def pdist(X, norms, out, code, p=2.0, xp=np, tpb=None):
+    """Launch ``pdist_tile`` on the caller's arrays (no host synchronisation).
+
+    Parameters
+    ----------
+    X : device array, float64, shape (n, d), C-contiguous
+        Prepared observations (centred rows for correlation).
+    norms : device array, float64
+        Row norms (length n) for cosine/correlation; any length-1 array otherwise.
+    out : device array, float32 or float64, length n(n-1)/2
+        Receives the condensed distances.
+    code : int
+        ``kernels.metrics`` metric code.
+    p : float
+        Minkowski exponent (ignored by the other metrics).
+    xp : module
+        Namespace of the arrays (CuPy on a GPU, NumPy in the simulator).
+    tpb : int, optional
+        Threads per block (power of two, 32..MAX_TPB).
+    """
+    n, d = int(X.shape[0]), int(X.shape[1])
+    if n < 2:
+        return out
+    tpb = launch.check_tpb(tpb, MAX_TPB)
+    grid = (-(-n // ROWS), -(-n // tpb))
+    stream = launch.stream_for(xp)
+    pdist_tile[grid, tpb, stream](
+        launch.as_device(X), launch.as_device(norms), launch.as_device(out),
+        np.int64(n), np.int64(d), np.int64(code), np.float64(p),
+    )
+    return out

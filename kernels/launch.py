@@ -1,0 +1,134 @@
+"""Launch helpers shared by every ``cuda_*`` kernel module.
+
+The CUDA modules import numba and numpy only, never CuPy: device arrays reach
+them from the caller (CuPy arrays on a GPU, NumPy arrays under numba-cuda's
+simulator) together with the array namespace ``xp`` that made them. This module
+turns those into something a Numba kernel can be launched on, without a host
+synchronisation:
+
+``stream_for(xp)``
+    The stream to launch on: CuPy's current stream wrapped by
+    ``cuda.external_stream`` on a GPU (so kernels are ordered with the CuPy work
+    around them and nothing synchronises implicitly), the simulator's default
+    stream otherwise.
+``as_device(x)``
+    A zero-copy Numba view of a CuPy array (``cuda.as_cuda_array(x,
+    sync=False)``: converting once per run, not per launch, avoids the stream
+    synchronisation Numba performs on every ``__cuda_array_interface__``
+    import), or the NumPy array itself in the simulator.
+``blocks(count, tpb)``
+    Grid size covering ``count`` items with ``tpb`` threads each, capped so
+    kernels use grid-stride loops instead of huge grids.
+``check_tpb(tpb, max_tpb)`` / ``default_tpb()``
+    Threads per block is a launch argument (the simulator wants 32, a GPU
+    128-256). Shared arrays are sized by a module constant ``MAX_TPB`` and
+    kernels loop over ``cuda.blockDim.x``, so any power of two from 32 to the
+    module's ``MAX_TPB`` is valid.
+``index_dtype(n)``
+    Stored index arrays over condensed positions use int32 while
+    n(n-1)/2 < 2**31 and int64 from there on. Index *arithmetic* inside kernels
+    is always int64 (``np.int64(i) * n``) whatever the stored width.
+
+Kernel-module contract (read by ``tests/test_ptx.py``)
+------------------------------------------------------
+Every ``kernels/cuda_*.py`` module exposes
+
+``run(D, n, code, xp=..., tpb=...) -> (a, b, h)``
+    The engine entry point (see ``kernels/__init__.py``); ``tpb=None`` means
+    ``default_tpb()``.
+``PTX_SIGNATURES``
+    A dict ``{kernel_name: [signature, ...]}`` naming every ``@cuda.jit``
+    kernel of the module (module attribute name) with the explicit signatures
+    it is launched with, as Numba signature strings, e.g.
+    ``"void(float64[::1], int32[::1], int64)"``. The PTX test compiles each
+    ``kernel.py_func`` with each signature for compute capabilities 8.0 and
+    9.0 without a GPU, so every kernel that can be launched must be listed,
+    for float32 and float64 data. Decorators stay lazy (no signatures there).
+"""
+
+import numpy as np
+from numba import cuda
+
+# Largest threads-per-block any module supports unless it says otherwise:
+# shared arrays are sized by this constant (one allocation per source line).
+MAX_TPB = 1024
+
+# Grid-stride kernels never need more blocks than this to fill a GPU (an H100
+# runs 132 SMs x at most 32 resident blocks).
+MAX_BLOCKS = 65535
+
+_SIM_TPB = 32  # simulated threads are Python threads: keep blocks small
+_SIM_MAX_BLOCKS = 2  # and grid-stride loops over few blocks
+_GPU_TPB = 256
+
+
+def simulating():
+    """True when numba-cuda's simulator is active in this process."""
+    from numba import config
+
+    return bool(config.ENABLE_CUDASIM)
+
+
+def default_tpb():
+    """Threads per block used when the caller passes ``tpb=None``."""
+    return _SIM_TPB if simulating() else _GPU_TPB
+
+
+def check_tpb(tpb, max_tpb=MAX_TPB):
+    """Validate a threads-per-block choice; ``None`` gives ``default_tpb()``.
+
+    Reductions in the kernels halve the active threads each step, so ``tpb``
+    must be a power of two, at least one warp and at most ``max_tpb`` (the
+    size of the module's shared arrays).
+    """
+    if tpb is None:
+        tpb = min(default_tpb(), max_tpb)
+    tpb = int(tpb)
+    if tpb < 32 or tpb > max_tpb or tpb & (tpb - 1):
+        raise ValueError(
+            f"tpb (threads per block) must be a power of two between 32 and "
+            f"{max_tpb}; got {tpb}"
+        )
+    return tpb
+
+
+def blocks(count, tpb, cap=None):
+    """Number of blocks of ``tpb`` threads covering ``count`` items (1 at least).
+
+    Capped at ``cap`` (default ``MAX_BLOCKS`` on a GPU, 2 in the simulator,
+    where every block costs ``tpb`` Python threads): kernels launched this way
+    must use grid-stride loops.
+    """
+    if cap is None:
+        cap = _SIM_MAX_BLOCKS if simulating() else MAX_BLOCKS
+    return int(max(1, min(cap, -(-int(count) // int(tpb)))))
+
+
+def index_dtype(n):
+    """Width for stored condensed-position indices of an n-point problem."""
+    return np.dtype(np.int32) if n * (n - 1) // 2 < 2**31 else np.dtype(np.int64)
+
+
+def stream_for(xp):
+    """Stream for launches that work on arrays of namespace ``xp``.
+
+    On a GPU this is CuPy's current stream (``xp.cuda.get_current_stream()``),
+    imported into Numba by pointer; in the simulator the default stream.
+    """
+    if simulating() or xp is np:
+        return cuda.default_stream()
+    return cuda.external_stream(xp.cuda.get_current_stream().ptr)
+
+
+def as_device(x):
+    """Zero-copy Numba view of a device array (the array itself in the simulator)."""
+    if simulating() or isinstance(x, np.ndarray):
+        return x
+    return cuda.as_cuda_array(x, sync=False)
+
+
+def to_host(x):
+    """Copy a device array (CuPy, or NumPy in the simulator) to a NumPy array."""
+    if isinstance(x, np.ndarray):
+        return x
+    return x.get()
