@@ -33,6 +33,10 @@ def _parse_float(token):
         return None
 
 
+def _fields(k):
+    return f"{k} field" if k == 1 else f"{k} fields"
+
+
 def _read_text(path, delimiter, header):
     """Rows of numbers from a delimited or whitespace text file."""
     try:
@@ -62,7 +66,7 @@ def _read_text(path, delimiter, header):
                 continue
         if len(tokens) != width and width is not None:
             raise InputError(
-                f"{path}: line {lineno} has {len(tokens)} fields but the lines before "
+                f"{path}: line {lineno} has {_fields(len(tokens))} but the lines before "
                 f"have {width}; every row needs the same number of columns"
             )
         width = len(tokens)
@@ -244,7 +248,7 @@ def read_linkage(path):
     if os.path.splitext(path)[1].lower() == ".npy":
         arr = _read_npy(path)
     else:
-        arr = _read_text(path, _delimiter_for(path), "no")
+        arr = _read_text(path, _delimiter_for(path), "auto")
     if not looks_like_linkage(arr):
         raise InputError(
             f"{path}: not a linkage matrix (need shape (n-1, 4) with valid "

@@ -1,0 +1,452 @@
+"""The gpu-hclust command line: every subcommand, file formats, one-line errors."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.cluster.hierarchy as sch
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.spatial.distance import pdist
+
+from gpu_hclust import _backend
+from gpu_hclust._cli import largest_n, main, run_bytes
+from gpu_hclust._io import InputError, read_data, write_atomic
+from gpu_hclust._methods import METHODS
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def tutorial_data():
+    """The tutorial's two Gaussian blobs (150 x 2), from its seed 4711."""
+    rs = np.random.RandomState(4711)
+    a = rs.multivariate_normal([10, 0], [[3, 1], [1, 4]], size=[100])
+    b = rs.multivariate_normal([0, 20], [[3, 1], [1, 4]], size=[50])
+    return np.concatenate((a, b))
+
+
+@pytest.fixture
+def tut(tmp_path):
+    X = tutorial_data()
+    path = tmp_path / "tutorial.csv"
+    np.savetxt(path, X, delimiter=",", header="x,y", comments="", fmt="%.17g")
+    return X, path
+
+
+@pytest.fixture
+def small(tmp_path, rng):
+    X = rng.normal(size=(60, 5))
+    path = tmp_path / "small.npy"
+    np.save(path, X)
+    return X, path
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def read_labels_csv(path):
+    lines = Path(path).read_text().splitlines()
+    assert lines[0] == "label"
+    return np.array([int(v) for v in lines[1:]])
+
+
+# -- cluster ---------------------------------------------------------------------
+def test_cluster_tutorial_csv(tut, tmp_path, capsys):
+    X, path = tut
+    labels_path, z_path = tmp_path / "labels.csv", tmp_path / "Z.npy"
+    code, out, err = run(["cluster", path, "--maxclust", 2, "-o", labels_path,
+                          "-z", z_path], capsys)
+    assert code == 0, err
+    Zs = sch.linkage(X, "ward")
+    Z = np.load(z_path)
+    assert_array_equal(Z[:, [0, 1, 3]], Zs[:, [0, 1, 3]])
+    assert_allclose(Z[:, 2], Zs[:, 2], rtol=1e-10)
+    assert_array_equal(read_labels_csv(labels_path), sch.fcluster(Zs, 2, "maxclust"))
+    assert out == ""
+    assert "150 observations" in err and "2 clusters" in err
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp files
+
+
+def test_cluster_tutorial_distance_cut_to_stdout(tut, capsys):
+    X, path = tut
+    code, out, err = run(["cluster", path, "--distance", 50, "--quiet"], capsys)
+    assert code == 0, err
+    assert err == ""
+    labels = np.array([int(v) for v in out.split()])
+    assert_array_equal(labels, sch.fcluster(sch.linkage(X, "ward"), 50, "distance"))
+    assert len(np.unique(labels)) == 2  # the tutorial's answer
+
+
+def test_cluster_inconsistent_with_depth(tut, tmp_path, capsys):
+    X, path = tut
+    code, out, err = run(["cluster", path, "--inconsistent", 1.5, "--depth", 5, "-q"], capsys)
+    assert code == 0, err
+    expected = sch.fcluster(sch.linkage(X, "ward"), 1.5, "inconsistent", depth=5)
+    assert_array_equal(np.array(out.split(), dtype=int), expected)
+
+
+def test_cluster_npy_method_metric_to_npy(small, tmp_path, capsys):
+    X, path = small
+    out_path = tmp_path / "labels.npy"
+    code, _, err = run(["cluster", path, "--method", "average", "--metric", "cityblock",
+                        "--maxclust", 4, "-o", out_path, "--backend", "cpu"], capsys)
+    assert code == 0, err
+    labels = np.load(out_path)
+    assert labels.dtype.kind == "i"
+    assert_array_equal(labels, sch.fcluster(sch.linkage(X, "average", "cityblock"), 4,
+                                            "maxclust"))
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_cluster_every_method_writes_z(small, tmp_path, capsys, method):
+    X, path = small
+    z_path = tmp_path / "Z.npy"
+    code, _, err = run(["cluster", path, "--method", method, "-z", z_path, "-q"], capsys)
+    assert code == 0, err
+    assert_allclose(np.load(z_path), sch.linkage(X, method), rtol=1e-10)
+
+
+def test_cluster_float32_and_optimal_ordering(tut, tmp_path, capsys):
+    X, path = tut
+    z_path = tmp_path / "Z.npy"
+    code, out, err = run(["cluster", path, "--dtype", "float32", "--maxclust", 2, "-q"], capsys)
+    assert code == 0, err
+    assert_array_equal(np.array(out.split(), dtype=int),
+                       sch.fcluster(sch.linkage(X, "ward"), 2, "maxclust"))
+    code, _, err = run(["cluster", path, "--method", "single", "--optimal-ordering",
+                        "-z", z_path, "-q"], capsys)
+    assert code == 0, err
+    assert_allclose(np.load(z_path), sch.linkage(X, "single", optimal_ordering=True),
+                    rtol=1e-10)
+
+
+def test_cluster_condensed_npy(small, tmp_path, capsys):
+    X, _ = small
+    path = tmp_path / "condensed.npy"
+    np.save(path, pdist(X, "cosine"))
+    code, out, err = run(["cluster", path, "--method", "complete", "--maxclust", 3, "-q"],
+                         capsys)
+    assert code == 0, err
+    expected = sch.fcluster(sch.linkage(pdist(X, "cosine"), "complete"), 3, "maxclust")
+    assert_array_equal(np.array(out.split(), dtype=int), expected)
+
+
+@pytest.mark.parametrize("name, writer", [
+    ("data.tsv", lambda p, X: np.savetxt(p, X, delimiter="\t", fmt="%.17g")),
+    ("data.txt", lambda p, X: np.savetxt(p, X, fmt="%.17g", header="a b c d e")),
+    ("data.dat", lambda p, X: np.savetxt(p, X, fmt="%.17g")),
+    ("noheader.csv", lambda p, X: np.savetxt(p, X, delimiter=",", fmt="%.17g")),
+    ("header.csv", lambda p, X: np.savetxt(p, X, delimiter=",", fmt="%.17g",
+                                           header="a,b,c,d,e", comments="")),
+    ("data.npz", lambda p, X: np.savez(p, X=X, other=np.zeros(3))),
+    ("one.npz", lambda p, X: np.savez(p, points=X)),
+])
+def test_input_formats(small, tmp_path, name, writer):
+    X, _ = small
+    path = tmp_path / name
+    writer(path, X)
+    assert_array_equal(read_data(path), X)
+
+
+def test_input_formats_keyed_npz_and_forced_header(small, tmp_path):
+    X, _ = small
+    path = tmp_path / "many.npz"
+    np.savez(path, a=X, b=X + 1)
+    assert_array_equal(read_data(path, key="b"), X + 1)
+    csv = tmp_path / "numbers_as_header.csv"
+    np.savetxt(csv, X, delimiter=",", fmt="%.17g")
+    assert_array_equal(read_data(csv, header="yes"), X[1:])
+
+
+# -- bad input: one line, non-zero exit ---------------------------------------------
+def _write(path, text):
+    Path(path).write_text(text)
+    return path
+
+
+BAD_INPUTS = {
+    "missing file": (lambda d: d / "nope.csv", [], 1, "nope.csv: no such file"),
+    "ragged csv": (lambda d: _write(d / "r.csv", "1,2\n3,4\n5\n"), [], 1,
+                   "line 3 has 1 field but the lines before have 2"),
+    "nan csv": (lambda d: _write(d / "n.csv", "x,y\n1,2\n3,nan\n5,6\n"), [], 1,
+                "line 3, column 2 is 'nan'"),
+    "empty field": (lambda d: _write(d / "e.csv", "1,2\n3,\n5,6\n"), [], 1,
+                    "line 2, column 2 is empty"),
+    "text in data": (lambda d: _write(d / "t.csv", "1,2\n3,abc\n5,6\n"), [], 1,
+                     "line 2, column 2: 'abc' is not a number"),
+    "nan npy": (lambda d: (np.save(d / "n.npy", np.array([[1.0, 2.0], [np.nan, 1.0]])),
+                           d / "n.npy")[1], [], 1, "row 2, column 1 is nan"),
+    "inf npy": (lambda d: (np.save(d / "i.npy", np.array([[1.0, np.inf], [0.0, 1.0]])),
+                           d / "i.npy")[1], [], 1, "row 1, column 2 is inf"),
+    "3-d npy": (lambda d: (np.save(d / "c.npy", np.zeros((2, 3, 4))), d / "c.npy")[1], [], 1,
+                "expected a 2-D (n, d) observation matrix or a 1-D condensed distance vector; "
+                "got shape (2, 3, 4)"),
+    "one row": (lambda d: _write(d / "o.csv", "1,2\n"), [], 1, "at least 2 observations"),
+    "empty file": (lambda d: _write(d / "z.csv", "x,y\n"), [], 1, "no data rows"),
+    "bad condensed": (lambda d: (np.save(d / "k.npy", np.ones(4)), d / "k.npy")[1], [], 1,
+                      "binomial coefficient"),
+    "ambiguous npz": (lambda d: (np.savez(d / "m.npz", a=np.ones((3, 2)), b=np.ones((3, 2))),
+                                 d / "m.npz")[1], [], 1, "choose one with --key NAME"),
+    "unknown method": (lambda d: _write(d / "ok.csv", "1,2\n3,4\n5,7\n"),
+                       ["--method", "wardd"], 2, "invalid choice: 'wardd'"),
+    "unknown metric": (lambda d: _write(d / "ok.csv", "1,2\n3,4\n5,7\n"),
+                       ["--method", "average", "--metric", "nosuch"], 1, "nosuch"),
+    "ward needs euclidean": (lambda d: _write(d / "ok.csv", "1,2\n3,4\n5,7\n"),
+                             ["--metric", "cityblock"], 1, "Euclidean"),
+    "bad maxclust": (lambda d: _write(d / "ok.csv", "1,2\n3,4\n5,7\n"),
+                     ["--maxclust", "0", "--distance", None], 2, "expected a whole number >= 1"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_one_line_nonzero_exit(case, tmp_path, capsys):
+    make, extra, want_code, message = BAD_INPUTS[case]
+    path = make(tmp_path)
+    argv = ["cluster", path] + [a for a in extra if a is not None]
+    if "--maxclust" not in argv:
+        argv += ["--maxclust", "2"]
+    code, out, err = run(argv, capsys)
+    assert code == want_code
+    assert out == ""
+    assert err.endswith("\n") and err.count("\n") == 1, err  # exactly one line
+    assert "Traceback" not in err
+    assert message in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--maxclust", "2", "--distance", "3"], "not allowed with argument"),
+    (["--depth", "3", "--maxclust", "2"], "--depth goes with --inconsistent"),
+    ([], "nothing to write"),
+    (["-o", "labels.csv"], "--labels needs --maxclust"),
+    (["--maxclust", "2", "-o", "labels.xlsx"], "choose one of these extensions"),
+    (["--maxclust", "2", "-o", "no/such/folder/labels.csv"], "does not exist"),
+    (["--distance", "nan"], "expected a finite number"),
+])
+def test_bad_command_lines(tut, tmp_path, capsys, monkeypatch, argv, message):
+    _, path = tut
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(["cluster", path] + argv, capsys)
+    assert code != 0
+    assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "labels.csv").exists()
+
+
+def test_cuda_backend_without_gpu_is_one_line(tut, capsys, monkeypatch):
+    if _backend.cuda_unavailable_reason() is None:
+        pytest.skip("a GPU is usable here")
+    monkeypatch.delenv("NUMBA_ENABLE_CUDASIM", raising=False)  # as a user's shell would be
+    _backend.cuda_unavailable_reason.cache_clear()
+    try:
+        code, _, err = run(["cluster", tut[1], "--backend", "cuda", "--maxclust", "2"], capsys)
+    finally:
+        _backend.cuda_unavailable_reason.cache_clear()
+    assert code == 1
+    assert err.count("\n") == 1 and "backend='cuda' cannot run" in err
+
+
+def test_debug_shows_the_exception(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        main(["--debug", "cluster", str(tmp_path / "nope.csv"), "--maxclust", "2"])
+    with pytest.raises(InputError, match="no such file"):
+        main(["cluster", str(tmp_path / "nope.csv"), "--maxclust", "2", "--debug"])
+
+
+def test_write_atomic_leaves_no_partial_file(tmp_path):
+    target = tmp_path / "out.npy"
+    target.write_bytes(b"old")
+
+    def fails_half_way(f):
+        f.write(b"half of the data")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_atomic(target, fails_half_way)
+    assert target.read_bytes() == b"old"  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.npy"]  # temp file removed
+    write_atomic(target, lambda f: f.write(b"new"))
+    assert target.read_bytes() == b"new"
+
+
+# -- plot ------------------------------------------------------------------------
+def test_plot_from_z_png(tut, tmp_path, capsys):
+    X, path = tut
+    z_path, png = tmp_path / "Z.npy", tmp_path / "dendro.png"
+    assert run(["cluster", path, "-z", z_path, "-q"], capsys)[0] == 0
+    code, _, err = run(["plot", z_path, "-o", png, "--truncate", 12, "--cut", 50,
+                        "--annotate-above", 10], capsys)
+    assert code == 0, err
+    assert png.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_plot_from_data_svg_and_orientations(tut, tmp_path, capsys):
+    _, path = tut
+    svg = tmp_path / "dendro.svg"
+    code, _, err = run(["plot", path, "-o", svg, "--method", "average", "--cut", 5,
+                        "--title", "tutorial"], capsys)
+    assert code == 0, err
+    text = svg.read_text()
+    assert text.lstrip().startswith("<?xml") and "tutorial" in text
+    for orientation in ("left", "bottom"):
+        out = tmp_path / f"{orientation}.png"
+        code, _, err = run(["plot", path, "-o", out, "--orientation", orientation,
+                            "--truncate", 5, "--truncate-mode", "level",
+                            "--annotate-above", 1], capsys)
+        assert code == 0, err
+        assert out.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_plot_large_input_is_truncated_automatically(rng, tmp_path, capsys):
+    path, png = tmp_path / "big.npy", tmp_path / "big.png"
+    np.save(path, rng.normal(size=(300, 3)))
+    code, _, err = run(["plot", path, "-o", png, "--method", "single"], capsys)
+    assert code == 0, err
+    assert "showing the last 30 merges" in err
+
+
+def test_plot_input_kind_data_on_a_four_column_z(tut, tmp_path, capsys):
+    # A valid Z read as data is clustered (150 x 4 -> 149 merges), not drawn as Z.
+    X, _ = tut
+    z_path = tmp_path / "Z.npy"
+    np.save(z_path, sch.linkage(X, "ward"))
+    code, _, err = run(["plot", z_path, "-o", tmp_path / "d.png", "--input-kind", "data"],
+                       capsys)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-o", "out.gif"], "written as .png, .svg or .pdf"),
+    (["-o", "out.png", "--input-kind", "linkage"], "not a linkage matrix"),
+    (["-o", "out.png", "--size", "0", "4"], "--size needs two positive numbers"),
+])
+def test_plot_bad_input(tut, tmp_path, capsys, monkeypatch, argv, message):
+    _, path = tut
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(["plot", path] + argv, capsys)
+    assert code != 0
+    assert err.count("\n") == 1 and message in err, err
+
+
+# -- demo ------------------------------------------------------------------------
+def test_demo_writes_png_figures(tmp_path, capsys):
+    out_dir = tmp_path / "figures"
+    code, out, err = run(["demo", "--out", out_dir, "--backend", "cpu"], capsys)
+    assert code == 0, err
+    pngs = sorted(out_dir.glob("*.png"))
+    assert pngs
+    for png in pngs:
+        assert png.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_demo_out_must_be_a_folder(tmp_path, capsys):
+    path = _write(tmp_path / "file.txt", "x")
+    code, _, err = run(["demo", "--out", path], capsys)
+    assert code == 1 and err.count("\n") == 1 and "not a folder" in err
+
+
+# -- info ------------------------------------------------------------------------
+def test_info_text(capsys):
+    code, out, err = run(["info"], capsys)
+    assert code == 0, err
+    assert "numpy" in out and "scipy" in out
+    assert "cpu   usable" in out
+    reason = _backend.cuda_unavailable_reason()
+    if reason is None:
+        assert "cuda  usable" in out
+    else:
+        assert f"cuda  not usable: {reason}" in out
+    for method in METHODS:
+        assert any(line.strip().startswith(method) for line in out.splitlines())
+
+
+def test_info_json_and_largest_n(capsys):
+    code, out, _ = run(["info", "--json"], capsys)
+    assert code == 0
+    info = json.loads(out)
+    assert info["backends"]["cpu"]["usable"] is True
+    assert info["backends"]["cuda"]["reason"] == _backend.cuda_unavailable_reason()
+    avail = info["cpu"]["memory_available"]
+    for method in METHODS:
+        for dt in ("float64", "float32"):
+            n = info["largest_n"]["cpu"][method][dt]
+            assert run_bytes(n, method, dt) <= avail < run_bytes(n + 1, method, dt)
+
+
+def test_largest_n():
+    # 80 GB holds a float64 condensed matrix of about 141k points (4 n (n-1) bytes).
+    n = largest_n(80 * 10**9, "ward", "float64")
+    assert 4 * n * (n - 1) <= 80 * 10**9 < 4 * (n + 1) * n
+    assert largest_n(None, "ward", "float64") is None
+    assert largest_n(80 * 10**9, "ward", "float32") > n
+
+
+# -- bench -----------------------------------------------------------------------
+def test_bench_builtin_small(capsys):
+    code, out, err = run(["bench", "--builtin", "--sizes", 40, "--methods", "single", "ward",
+                          "--repeat", 1, "--backend", "cpu"], capsys)
+    assert code == 0, err
+    rows = [line for line in out.splitlines()[1:] if line.strip()]
+    assert len(rows) == 2
+    assert all(line.rstrip().endswith("ok") for line in rows)
+
+
+# -- help and entry points ---------------------------------------------------------
+@pytest.mark.parametrize("command", [[], ["cluster"], ["plot"], ["demo"], ["info"], ["bench"]])
+def test_help_everywhere(command, capsys):
+    code, out, _ = run(command + ["--help"], capsys)
+    assert code == 0
+    assert out.startswith("usage: gpu-hclust")
+
+
+def test_version(capsys):
+    import gpu_hclust
+
+    code, out, _ = run(["--version"], capsys)
+    assert code == 0 and gpu_hclust.__version__ in out
+
+
+def test_no_command_is_a_usage_error(capsys):
+    code, _, err = run([], capsys)
+    assert code == 2 and err.count("\n") == 1
+
+
+def _python_m(args, cwd):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-m", "gpu_hclust"] + [str(a) for a in args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_python_m_cluster_subprocess(tut, tmp_path):
+    X, path = tut
+    labels = tmp_path / "labels.csv"
+    proc = _python_m(["cluster", path, "--maxclust", "2", "-o", labels], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert_array_equal(read_labels_csv(labels), sch.fcluster(sch.linkage(X, "ward"), 2,
+                                                             "maxclust"))
+
+
+def test_python_m_bad_input_subprocess(tmp_path):
+    proc = _python_m(["cluster", tmp_path / "missing.csv", "--maxclust", "2"], tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "missing.csv: no such file" in proc.stderr
+
+
+@pytest.mark.slow
+def test_cluster_20000_by_32(tmp_path, rng, capsys):
+    """The issue's size: 20 000 x 32 .npy through cluster and plot (minutes on 2 cores)."""
+    path = tmp_path / "big.npy"
+    np.save(path, rng.normal(size=(20_000, 32)).astype(np.float32))
+    z_path, labels = tmp_path / "Z.npy", tmp_path / "labels.npy"
+    code, _, err = run(["cluster", path, "--maxclust", 10, "-o", labels, "-z", z_path], capsys)
+    assert code == 0, err
+    assert np.load(labels).shape == (20_000,)
+    code, _, err = run(["plot", z_path, "-o", tmp_path / "big.png", "--cut", 100], capsys)
+    assert code == 0, err
