@@ -546,7 +546,7 @@ def largest_n(available, method, dtype):
     Examples
     --------
     >>> largest_n(80 * 10**9, "single", np.float64)
-    141422
+    141421
     """
     if available is None:
         return None
