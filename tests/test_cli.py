@@ -450,3 +450,52 @@ def test_cluster_20000_by_32(tmp_path, rng, capsys):
     assert np.load(labels).shape == (20_000,)
     code, _, err = run(["plot", z_path, "-o", tmp_path / "big.png", "--cut", 100], capsys)
     assert code == 0, err
+
+
+def test_info_lists_cuda_devices_from_cupy(monkeypatch):
+    """The device table, from a stand-in CuPy (the real one needs a GPU)."""
+    import types
+
+    from gpu_hclust import _cli
+
+    runtime = types.SimpleNamespace(
+        getDeviceCount=lambda: 1,
+        driverGetVersion=lambda: 13000,
+        runtimeGetVersion=lambda: 13000,
+        getDeviceProperties=lambda i: {"name": b"NVIDIA H100 80GB HBM3", "major": 9, "minor": 0,
+                                       "totalGlobalMem": 85 * 2**30},
+        memGetInfo=lambda: (80 * 2**30, 85 * 2**30),
+    )
+
+    class Device:
+        def __init__(self, i):
+            self.i = i
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    fake = types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime, Device=Device))
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    devices, versions = _cli._cuda_devices()
+    assert devices == [{"index": 0, "name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0",
+                        "memory_total": 85 * 2**30, "memory_free": 80 * 2**30}]
+    assert versions == {"driver": 13000, "runtime": 13000}
+    assert largest_n(devices[0]["memory_free"], "ward", "float32") > 200_000
+
+
+def test_cluster_progress_flag(tut, capsys):
+    import inspect
+
+    import gpu_hclust
+
+    if "progress" not in inspect.signature(gpu_hclust.linkage).parameters:
+        pytest.skip("linkage has no progress= keyword yet")
+    _, path = tut
+    code, _, err = run(["cluster", path, "--maxclust", 2, "--progress", "on", "-q"], capsys)
+    assert code == 0
+    assert "merges" in err
+    code, _, err = run(["cluster", path, "--maxclust", 2, "--progress", "off", "-q"], capsys)
+    assert code == 0 and err == ""
