@@ -13,6 +13,17 @@ imports neither CuPy nor numba.cuda.
 
 from scipy.cluster.hierarchy import ClusterWarning, DisjointSet
 
+from ._analysis import (
+    annotated_dendrogram,
+    assign_to_clusters,
+    cluster_profiles,
+    elbow,
+    inconsistency_report,
+    indices_to_labels,
+    labels_to_indices,
+    plot_elbow,
+    scatter_clusters,
+)
 from ._checks import (
     correspond,
     from_mlab_linkage,
@@ -68,4 +79,13 @@ __all__ = [
     "ward",
     "weighted",
     "__version__",
+    "annotated_dendrogram",
+    "assign_to_clusters",
+    "cluster_profiles",
+    "elbow",
+    "inconsistency_report",
+    "indices_to_labels",
+    "labels_to_indices",
+    "plot_elbow",
+    "scatter_clusters",
 ]
