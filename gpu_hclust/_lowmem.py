@@ -1,0 +1,250 @@
+"""Memory-saving linkage from observations: O(n*d) memory instead of n(n-1)/2 distances.
+
+The dense path stores every pairwise distance (8 n(n-1)/2 bytes in float64:
+40 GB at n = 100 000). For the (method, metric) pairs in :data:`SUPPORT` the
+same tree can be computed exactly from the observations alone:
+
+* **single**, any metric with a compiled kernel (``kernels.metrics.METRIC_CODES``):
+  the minimum spanning tree, with distances recomputed from the points when
+  needed (Prim on the CPU, Borůvka rounds on the GPU).
+* **ward, centroid, median** (Euclidean, as scipy requires for observations):
+  every cluster is its centroid and size; the Lance-Williams recurrences of
+  these methods are exactly the distances between centroids
+  (ward: 2 sa sb / (sa + sb) ||ca - cb||^2; centroid and median: ||ca - cb||^2,
+  median's centroid being the midpoint of the merged ones).
+* **average with sqeuclidean**: the mean squared distance between the points of
+  two clusters is ||ca - cb||^2 + va + vb (v the mean squared deviation from
+  the centroid), so a cluster is (centroid, size, v).
+* **average with cosine**: rows normalised once; the mean cosine distance
+  between two clusters is 1 - ua.ub (u the mean of the cluster's unit rows).
+* **average with correlation**: correlation is the cosine distance of centred
+  rows, so the cosine summary applies after centring.
+
+Why the other pairs cannot: a linkage has a memory-saving exact path when the
+distance between two clusters is a function of fixed-size summaries of the two
+point sets. *Complete* linkage is the largest pairwise distance, which no
+summary smaller than the points determines (each merge would need all pairs
+between the two clusters again). *Weighted* linkage (WPGMA) halves the weight
+of each side at every merge, so it depends on the merge history, not on the
+point sets: equal clusters built in different orders have different distances.
+*Average* with a metric that is not an inner product of fixed feature vectors
+(euclidean, cityblock, chebyshev, minkowski: a square root, absolute values or
+a maximum inside the sum) has no decomposition of the mean over pairs into
+per-cluster sums. Those pairs use the dense path (``low_memory=False``) or
+precomputed distances.
+
+Engines: ``kernels.cpu_vector`` (Numba, parallel sweeps) and
+``kernels.cuda_vector`` (Numba CUDA). Heights equal the dense path to about
+1e-12 relative on data without ties; under ties the merge order among equal
+heights may differ from scipy's (the tree is still a valid one).
+"""
+
+import numpy as np
+
+from ._methods import METHODS
+from .kernels import formulas, metrics
+
+# The one (method -> metrics) table of the memory-saving path. Metric names are
+# scipy's canonical names (gpu_hclust._validation.canonical_metric).
+SUPPORT = {
+    "single": frozenset(metrics.METRIC_CODES),
+    "ward": frozenset({"euclidean"}),
+    "centroid": frozenset({"euclidean"}),
+    "median": frozenset({"euclidean"}),
+    "average": frozenset({"sqeuclidean", "cosine", "correlation"}),
+    "complete": frozenset(),
+    "weighted": frozenset(),
+}
+
+# Minkowski exponent: linkage passes no metric arguments, so scipy's default.
+MINKOWSKI_P = 2.0
+
+# O(n) arrays the engines hold beyond the transposed copy of the data, in bytes
+# per observation (generous: slot maps, bounds, scratch, the merge log, and on
+# the GPU the per-round lists and partial results).
+_PER_OBSERVATION_BYTES = 192
+
+
+def _method_name(method):
+    return getattr(method, "name", method)
+
+
+def supports(method_name, metric):
+    """True when the memory-saving path computes ``method`` with ``metric`` exactly.
+
+    Parameters
+    ----------
+    method_name : str or gpu_hclust._methods.Method
+        scipy method name.
+    metric : str or callable
+        Canonical scipy metric name; callables are never supported.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> supports("average", "cosine"), supports("average", "euclidean")
+    (True, False)
+    """
+    if not isinstance(metric, str):
+        return False
+    return metric in SUPPORT.get(_method_name(method_name), frozenset())
+
+
+def predict_bytes(n, d, method, dtype=None):
+    """Working memory of a memory-saving run, in bytes (the input itself excluded).
+
+    One transposed copy of the observations in ``dtype`` plus O(n) bookkeeping;
+    the same on the host (CPU) and on the device (CUDA).
+
+    Parameters
+    ----------
+    n, d : int
+        Observations and features.
+    method : str or gpu_hclust._methods.Method
+    dtype : {None, np.float32, np.float64}
+        Working precision (None: float64).
+    """
+    itemsize = np.dtype(np.float64 if dtype is None else dtype).itemsize
+    return int(n) * int(d) * itemsize + int(n) * _PER_OBSERVATION_BYTES
+
+
+def _working_dtype(dtype):
+    dt = np.dtype(np.float64 if dtype is None else dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be None, np.float32 or np.float64; got {dtype!r}")
+    return dt
+
+
+def _check_supported(method, metric):
+    if not supports(method, metric):
+        name = _method_name(method)
+        ok = sorted(SUPPORT.get(name, ()))
+        hint = f"metric in {ok}" if ok else "no metric (use low_memory=False)"
+        raise ValueError(
+            f"low_memory=True cannot compute method={name!r} with metric={metric!r} exactly "
+            f"without the distance matrix; it supports {hint} for this method. "
+            "Pass low_memory=False (or None) to use the dense path."
+        )
+
+
+def _row_norms(XT, xp, metric):
+    """Euclidean norms of the rows (columns of XT); zero rows make cosine undefined."""
+    norms = xp.sqrt((XT.astype(np.float64) ** 2).sum(axis=0))
+    if bool((norms == 0).any()):
+        bad = np.flatnonzero(np.asarray(_to_host(norms)) == 0)[:5].tolist()
+        what = "constant" if metric == "correlation" else "all-zero"
+        raise ValueError(
+            f"metric={metric!r} is undefined for {what} observations (rows {bad} of `y`); "
+            "remove them or choose another metric."
+        )
+    return norms
+
+
+def _to_host(x):
+    from ._backend import to_host
+
+    return to_host(x)
+
+
+def prepare(X, method, metric, dtype, xp=np):
+    """Working arrays for an engine: transposed data in ``dtype``, row norms, codes.
+
+    Correlation rows are centred, cosine/correlation rows of average linkage
+    are normalised (their centroids are mean unit vectors). ``X`` is not
+    modified.
+
+    Returns
+    -------
+    CT : array, shape (d, n), C-contiguous, ``dtype``
+    norms : array of float64, shape (n,) (ones where unused)
+    code, mcode : int
+        ``formulas`` method code and ``metrics`` code.
+    """
+    spec = METHODS[_method_name(method)]
+    mcode = metrics.METRIC_CODES[metric]
+    CT = X.T.astype(np.float64, order="C", copy=True)  # a copy: X is never written
+    if metric == "correlation":
+        CT -= CT.mean(axis=0)
+    if metric in ("cosine", "correlation"):
+        norms = _row_norms(CT, xp, metric)
+        if spec.code == formulas.AVERAGE:
+            CT /= norms
+            mcode = metrics.COSINE  # centred rows: correlation is their cosine
+    else:
+        norms = xp.ones(CT.shape[1], dtype=np.float64)
+    if CT.dtype != dtype:
+        CT = xp.ascontiguousarray(CT, dtype=dtype)
+    return CT, norms, spec.code, mcode
+
+
+def _mst_merge_order(a, b, h):
+    """MST edges in a valid merge order: by weight (Prim emits them in tree order)."""
+    order = np.argsort(h, kind="stable")
+    return a[order], b[order], h[order]
+
+
+def run_vector(X, method, metric, backend="cpu", dtype=None, *, tpb=None):
+    """Merge log of a memory-saving linkage run.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, d), float64, C-contiguous
+        Observations (NumPy; for backend 'cuda' a CuPy array, or NumPy under the
+        simulator). Never modified.
+    method : gpu_hclust._methods.Method
+    metric : str
+        Canonical scipy metric name; ``supports(method.name, metric)`` must hold.
+    backend : {'cpu', 'cuda'}
+    dtype : {None, np.float32, np.float64}
+        Precision of the working copy of the data (None: float64).
+    tpb : int, optional, keyword-only
+        Threads per block for the CUDA kernels (default: ``launch.default_tpb()``).
+
+    Returns
+    -------
+    a, b : ndarray of int64, shape (n-1,)
+        An observation in each merged cluster, in the engine's merge order.
+    h : ndarray of float64, shape (n-1,)
+        Merge heights, squared where ``method.squared`` (ward/centroid/median),
+        so that ``gpu_hclust._tree.merge_log_to_linkage`` gives ``Z``.
+
+    Raises
+    ------
+    ValueError
+        Unsupported (method, metric) pair; all-zero rows with cosine, constant
+        rows with correlation.
+    """
+    _check_supported(method, metric)
+    dt = _working_dtype(dtype)
+    spec = METHODS[_method_name(method)]
+    if backend == "cuda":
+        from ._backend import device_namespace
+        from .kernels import cuda_vector
+
+        xp = device_namespace()
+        Xd = xp.asarray(X)
+        CT, norms, code, mcode = prepare(Xd, spec, metric, dt, xp)
+        a, b, h = cuda_vector.run(CT, norms, code, mcode, MINKOWSKI_P, xp=xp, tpb=tpb)
+        return _mst_merge_order(a, b, h) if spec.family == "mst" else (a, b, h)
+    if backend != "cpu":
+        raise ValueError(f"backend must be 'cpu' or 'cuda'; got {backend!r}")
+    from .kernels import cpu_vector
+
+    X = np.asarray(X)
+    n = X.shape[0]
+    CT, norms, code, mcode = prepare(X, spec, metric, dt, np)
+    a = np.empty(n - 1, dtype=np.int64)
+    b = np.empty(n - 1, dtype=np.int64)
+    h = np.empty(n - 1, dtype=np.float64)
+    counter = np.zeros(1, dtype=np.int64)
+    if spec.family == "mst":
+        cpu_vector.prim(mcode, CT, norms, MINKOWSKI_P, a, b, h, counter)
+        return _mst_merge_order(a, b, h)
+    size = np.ones(n, dtype=np.float64)
+    extra = np.zeros(n, dtype=np.float64)
+    engine = cpu_vector.generic if spec.family == "generic" else cpu_vector.nn_chain
+    engine(code, mcode, CT, size, extra, a, b, h, counter)
+    return a, b, h

@@ -1,0 +1,578 @@
+"""Memory-saving linkage from observations on the CPU: O(n*d) memory, no distance matrix.
+
+Three engines, all exact (same tree and, to rounding, the same heights as the
+dense path on data without ties):
+
+``prim``
+    single linkage, any compiled metric (``kernels.metrics``): Prim's minimum
+    spanning tree, the distances from each new tree vertex to the points not yet
+    in the tree recomputed from the points in tiles.
+``nn_chain``
+    reducible linkages from cluster summaries (ward; average with sqeuclidean
+    or cosine): the nearest-neighbour chain, each nearest-neighbour search a
+    sweep over the cluster centroids.
+``generic``
+    centroid and median (not reducible: inversions occur): the generic
+    algorithm with a nearest-neighbour cache over centroids; a cached distance
+    is a lower bound, checked when it reaches the top and rescanned if stale.
+
+Data layout. Points/centroids are stored transposed, ``CT[k, slot]`` (d rows of
+n slots), and the active slots are kept packed in ``[0, m)`` (a removed slot is
+refilled by the last one), so a sweep is d contiguous row segments: the inner
+loop runs over slots, independent lanes the compiler vectorises, while each
+pair's sum over coordinates stays in coordinate order (no reassociation, so a
+distance does not depend on the tile it was computed in). Sweeps over many
+slots run on all threads (blocks of ``BLOCK`` slots, ``prange``); small ones on
+one thread, where a parallel launch would cost more than it saves.
+
+Cluster formulas (plain functions, compiled here with ``numba.njit`` and in
+``cuda_vector`` with ``cuda.jit(device=True)``) are ``cluster_distance``,
+``merged_coordinate`` and ``merged_extra`` below; point distances come from
+``kernels.metrics``. Every engine writes a merge log ``(a, b, h)`` as described
+in ``kernels/__init__.py`` and stores the number of merges done in
+``counter[0]`` as it goes (for progress bars).
+"""
+
+import numba
+import numpy as np
+
+from . import formulas, metrics
+from ._config import NUMBA_CACHE
+
+# Slots per tile: a tile's accumulators stay in L1 while the d coordinate rows
+# stream through.
+TILE = 256
+# Slots per parallel task (a multiple of TILE).
+BLOCK = 2048
+# Below this many coordinate pairs (slots x d) a sweep runs on the calling thread.
+PAR_MIN_WORK = 1 << 17
+# Rows per task in the all-pairs initial nearest-neighbour pass: the column
+# tile is reused from cache by this many rows.
+ROW_GROUP = 8
+
+
+# --------------------------------------------------------------------------
+# Cluster formulas (one source for the CPU and the CUDA engines)
+# --------------------------------------------------------------------------
+
+def coordinate_metric(code, metric):
+    """Metric code whose ``metric_accumulate`` sums the coordinate term of a cluster distance.
+
+    Centroid summaries need ||ca - cb||^2 (``SQEUCLIDEAN``) except average
+    linkage with the cosine metric, which needs the dot product of mean unit
+    vectors (``COSINE`` accumulates u * v).
+    """
+    if code == formulas.AVERAGE and metric == metrics.COSINE:
+        return metrics.COSINE
+    return metrics.SQEUCLIDEAN
+
+
+def cluster_distance(code, metric, acc, s_a, s_b, e_a, e_b):
+    """Linkage distance between clusters a and b from their summaries.
+
+    ``acc`` is the accumulated coordinate term (``coordinate_metric``): the
+    squared distance of the centroids, or for average/cosine the dot product of
+    the mean unit vectors. ``s_*`` are sizes, ``e_*`` the mean squared deviation
+    from the centroid (average/sqeuclidean only). Results, in the units of the
+    dense path's working matrix (squared for ward/centroid/median):
+
+    * ward: 2 sa sb / (sa + sb) * ||ca - cb||^2
+    * centroid, median: ||ca - cb||^2 (median's "centroid" is the midpoint)
+    * average, sqeuclidean: mean of ||x - y||^2 over pairs = ||ca - cb||^2 + ea + eb
+    * average, cosine: mean of 1 - ux.uy over pairs = 1 - ua.ub (clamped at 0:
+      duplicate rows can round a hair below it, and scipy's cosine clips there)
+
+    Written symmetric in a and b (``e_a + e_b`` summed first), so d(a, b) and
+    d(b, a) are the same float: the nearest-neighbour chain relies on it.
+    """
+    if code == formulas.WARD:
+        return 2.0 * (s_a * s_b) / (s_a + s_b) * acc
+    if code == formulas.AVERAGE:
+        if metric == metrics.COSINE:
+            r = 1.0 - acc
+            return r if r > 0.0 else 0.0
+        return acc + (e_a + e_b)
+    return acc  # CENTROID, MEDIAN
+
+
+def merged_coordinate(code, x_a, x_b, s_a, s_b):
+    """One coordinate of the merged cluster's centroid (median: the midpoint)."""
+    if code == formulas.MEDIAN:
+        return 0.5 * (x_a + x_b)
+    return (s_a * x_a + s_b * x_b) / (s_a + s_b)
+
+
+def merged_extra(code, metric, e_a, e_b, s_a, s_b, sq_ab):
+    """Mean squared deviation of the merged cluster (average/sqeuclidean; else 0).
+
+    ``sq_ab`` is ||ca - cb||^2. Pooled within-cluster variance plus the
+    between-cluster term: (sa ea + sb eb) / s + sa sb / s^2 ||ca - cb||^2.
+    """
+    if code == formulas.AVERAGE and metric == metrics.SQEUCLIDEAN:
+        s = s_a + s_b
+        return (s_a * e_a + s_b * e_b) / s + (s_a * s_b) / (s * s) * sq_ab
+    return 0.0
+
+
+_coordinate_metric = numba.njit(cache=NUMBA_CACHE)(coordinate_metric)
+_accumulate = numba.njit(inline="always", cache=NUMBA_CACHE)(metrics.metric_accumulate)
+_finalize = numba.njit(inline="always", cache=NUMBA_CACHE)(metrics.metric_finalize)
+_cluster_distance = numba.njit(inline="always", cache=NUMBA_CACHE)(cluster_distance)
+_merged_coordinate = numba.njit(inline="always", cache=NUMBA_CACHE)(merged_coordinate)
+_merged_extra = numba.njit(inline="always", cache=NUMBA_CACHE)(merged_extra)
+
+
+# --------------------------------------------------------------------------
+# Tiles: distances from one query vector to the slots [lo, hi)
+# --------------------------------------------------------------------------
+
+@numba.njit(nogil=True, inline="always", cache=NUMBA_CACHE)
+def _tile_accumulate(mcode, CT, q, p, out, lo, hi):
+    """out[:hi - lo] = accumulated metric terms of q against CT[:, lo:hi].
+
+    Inlined where ``mcode`` is a literal, so the metric's branches fold away and
+    the slot loop vectorises. Slices keep the indices provably non-negative (no
+    wrap-around selects, which would turn the loads into gathers).
+    """
+    w = hi - lo
+    o = out[:w]
+    for i in range(w):
+        o[i] = 0.0
+    for k in range(CT.shape[0]):
+        qk = q[k]
+        row = CT[k, lo:hi]
+        for i in range(w):
+            o[i] = _accumulate(mcode, o[i], row[i], qk, p)
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def _accumulate_tile(mcode, CT, q, p, out, lo, hi):
+    """``_tile_accumulate`` with ``mcode`` dispatched once per tile, not per element."""
+    if mcode == metrics.EUCLIDEAN:
+        _tile_accumulate(metrics.EUCLIDEAN, CT, q, p, out, lo, hi)
+    elif mcode == metrics.SQEUCLIDEAN:
+        _tile_accumulate(metrics.SQEUCLIDEAN, CT, q, p, out, lo, hi)
+    elif mcode == metrics.CITYBLOCK:
+        _tile_accumulate(metrics.CITYBLOCK, CT, q, p, out, lo, hi)
+    elif mcode == metrics.CHEBYSHEV:
+        _tile_accumulate(metrics.CHEBYSHEV, CT, q, p, out, lo, hi)
+    elif mcode == metrics.MINKOWSKI:
+        _tile_accumulate(metrics.MINKOWSKI, CT, q, p, out, lo, hi)
+    elif mcode == metrics.COSINE:
+        _tile_accumulate(metrics.COSINE, CT, q, p, out, lo, hi)
+    else:
+        _tile_accumulate(metrics.CORRELATION, CT, q, p, out, lo, hi)
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def _point_tile(mcode, CT, q, qnorm, norms, p, out, lo, hi):
+    """out[:hi - lo] = metric distances from point q to the points CT[:, lo:hi]."""
+    _accumulate_tile(mcode, CT, q, p, out, lo, hi)
+    for i in range(hi - lo):
+        out[i] = _finalize(mcode, out[i], p, norms[lo + i], qnorm)
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def _cluster_tile(code, metric, CT, q, s_q, e_q, size, extra, out, lo, hi):
+    """out[:hi - lo] = linkage distances from the cluster (q, s_q, e_q) to slots [lo, hi)."""
+    _accumulate_tile(_coordinate_metric(code, metric), CT, q, 0.0, out, lo, hi)
+    for i in range(hi - lo):
+        out[i] = _cluster_distance(code, metric, out[i], s_q, size[lo + i], e_q, extra[lo + i])
+
+
+# --------------------------------------------------------------------------
+# Single linkage: Prim on the fly
+# --------------------------------------------------------------------------
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def _prim_block(mcode, XT, q, qnorm, qobs, norms, p, mind, par, dist, lo, hi):
+    """Relax slots [lo, hi) with the new tree vertex; return their best (distance, slot)."""
+    best = np.inf
+    bslot = -1
+    for t0 in range(lo, hi, TILE):
+        t1 = min(hi, t0 + TILE)
+        _point_tile(mcode, XT, q, qnorm, norms, p, dist[t0:t1], t0, t1)
+        for i in range(t0, t1):
+            if dist[i] < mind[i]:
+                mind[i] = dist[i]
+                par[i] = qobs
+            if bslot < 0 or mind[i] < best:
+                best = mind[i]
+                bslot = i
+    return best, bslot
+
+
+@numba.njit(nogil=True, parallel=True, cache=NUMBA_CACHE)
+def _prim_sweep_parallel(mcode, XT, q, qnorm, qobs, norms, p, mind, par, dist, m, bbest, bslot):
+    nb = (m + BLOCK - 1) // BLOCK
+    for blk in numba.prange(nb):
+        lo = blk * BLOCK
+        bbest[blk], bslot[blk] = _prim_block(mcode, XT, q, qnorm, qobs, norms, p, mind, par,
+                                             dist, lo, min(m, lo + BLOCK))
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def _reduce_best(bbest, bslot, nb):
+    """(value, slot) minimum over the blocks' results; ties go to the lower slot."""
+    best = bbest[0]
+    slot = bslot[0]
+    for blk in range(1, nb):
+        if bslot[blk] >= 0 and (slot < 0 or bbest[blk] < best):
+            best = bbest[blk]
+            slot = bslot[blk]
+    return best, slot
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def prim(mcode, XT, norms, p, a, b, h, counter):
+    """Single linkage merge log by Prim's algorithm, distances from the points.
+
+    Parameters
+    ----------
+    mcode : int
+        ``kernels.metrics`` code.
+    XT : ndarray, shape (d, n), float32 or float64, C-contiguous
+        Observations, transposed (correlation: rows already centred).
+        Overwritten (columns are permuted).
+    norms : ndarray of float64, shape (n,)
+        Row norms for cosine/correlation (anything otherwise). Permuted.
+    p : float
+        Minkowski exponent.
+    a, b : ndarray of int64, shape (n-1,)
+    h : ndarray of float64, shape (n-1,)
+        Output: MST edges (tree vertex, new vertex) and weights, in Prim's order.
+    counter : ndarray of int64, shape (1,)
+        Number of edges done, written as the run goes.
+    """
+    d, n = XT.shape
+    obs = np.arange(n)
+    mind = np.full(n, np.inf)
+    par = np.full(n, -1, dtype=np.int64)
+    dist = np.empty(n)
+    nbmax = (n + BLOCK - 1) // BLOCK
+    bbest = np.empty(nbmax)
+    bslot = np.empty(nbmax, dtype=np.int64)
+    q = np.empty(d, dtype=XT.dtype)
+    m = n - 1  # the last point is the root of the tree
+    for k in range(d):
+        q[k] = XT[k, m]
+    qnorm = norms[m]
+    qobs = obs[m]
+    for step in range(n - 1):
+        if m * d >= PAR_MIN_WORK:
+            _prim_sweep_parallel(mcode, XT, q, qnorm, qobs, norms, p, mind, par, dist, m, bbest, bslot)
+            best, s = _reduce_best(bbest, bslot, (m + BLOCK - 1) // BLOCK)
+        else:
+            best, s = _prim_block(mcode, XT, q, qnorm, qobs, norms, p, mind, par, dist, 0, m)
+        a[step] = par[s]
+        b[step] = obs[s]
+        h[step] = best
+        for k in range(d):
+            q[k] = XT[k, s]
+        qnorm = norms[s]
+        qobs = obs[s]
+        m -= 1  # slot s leaves: the last slot moves into it
+        if s != m:
+            for k in range(d):
+                XT[k, s] = XT[k, m]
+            obs[s] = obs[m]
+            mind[s] = mind[m]
+            par[s] = par[m]
+            norms[s] = norms[m]
+        counter[0] = step + 1
+
+
+# --------------------------------------------------------------------------
+# Cluster summaries: sweeps, merges
+# --------------------------------------------------------------------------
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def _nearest_block(code, metric, CT, q, s_q, e_q, size, extra, dist, self_slot, lo, hi):
+    """Nearest slot in [lo, hi) to the cluster q (excluding ``self_slot``); dist[] filled."""
+    best = np.inf
+    bslot = -1
+    for t0 in range(lo, hi, TILE):
+        t1 = min(hi, t0 + TILE)
+        _cluster_tile(code, metric, CT, q, s_q, e_q, size, extra, dist[t0:t1], t0, t1)
+        for i in range(t0, t1):
+            if i != self_slot and (bslot < 0 or dist[i] < best):
+                best = dist[i]
+                bslot = i
+    return best, bslot
+
+
+@numba.njit(nogil=True, parallel=True, cache=NUMBA_CACHE)
+def _nearest_parallel(code, metric, CT, q, s_q, e_q, size, extra, dist, self_slot, m, bbest, bslot):
+    nb = (m + BLOCK - 1) // BLOCK
+    for blk in numba.prange(nb):
+        lo = blk * BLOCK
+        bbest[blk], bslot[blk] = _nearest_block(code, metric, CT, q, s_q, e_q, size, extra, dist,
+                                                self_slot, lo, min(m, lo + BLOCK))
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def _nearest(code, metric, CT, x, size, extra, dist, q, m, bbest, bslot):
+    """Nearest active slot to slot x: (distance, slot); distances to all slots in dist[:m]."""
+    d = CT.shape[0]
+    for k in range(d):
+        q[k] = CT[k, x]
+    if m * d >= PAR_MIN_WORK:
+        _nearest_parallel(code, metric, CT, q, size[x], extra[x], size, extra, dist, x, m, bbest, bslot)
+        return _reduce_best(bbest, bslot, (m + BLOCK - 1) // BLOCK)
+    return _nearest_block(code, metric, CT, q, size[x], extra[x], size, extra, dist, x, 0, m)
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def _merge_into(code, metric, CT, size, extra, lo, hi):
+    """Replace slot lo's summary by that of the union of slots lo and hi."""
+    s_a = size[lo]
+    s_b = size[hi]
+    sq = 0.0
+    for k in range(CT.shape[0]):
+        sq = _accumulate(metrics.SQEUCLIDEAN, sq, CT[k, lo], CT[k, hi], 0.0)
+    extra[lo] = _merged_extra(code, metric, extra[lo], extra[hi], s_a, s_b, sq)
+    for k in range(CT.shape[0]):
+        CT[k, lo] = _merged_coordinate(code, CT[k, lo], CT[k, hi], s_a, s_b)
+    size[lo] = s_a + s_b
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def _move_slot(CT, size, extra, rep, src, dst):
+    """Copy slot src's summary into slot dst (refilling a removed slot)."""
+    for k in range(CT.shape[0]):
+        CT[k, dst] = CT[k, src]
+    size[dst] = size[src]
+    extra[dst] = extra[src]
+    rep[dst] = rep[src]
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def nn_chain(code, metric, CT, size, extra, a, b, h, counter):
+    """Reducible linkage (ward; average with sqeuclidean/cosine) by the nearest-neighbour chain.
+
+    Parameters
+    ----------
+    code, metric : int
+        ``formulas`` method code and ``metrics`` code (``cluster_distance``).
+    CT : ndarray, shape (d, n), float32 or float64, C-contiguous
+        Initial centroids (the points; average/cosine: the unit-normalised
+        points), transposed. Overwritten.
+    size, extra : ndarray of float64, shape (n,)
+        Initial sizes (ones) and mean squared deviations (zeros). Overwritten.
+    a, b, h, counter
+        As in ``prim``; ``h`` in the method's working units (ward: squared).
+
+    Notes
+    -----
+    Each step searches the chain's top cluster's nearest neighbour, preferring
+    the previous chain element on a tie, so chain distances never increase and
+    the chain ends in a reciprocal pair, merged at once. For reducible methods
+    this gives the same hierarchy as always merging the global closest pair.
+    """
+    d, n = CT.shape
+    rep = np.arange(n)
+    chain = np.empty(n, dtype=np.int64)
+    dist = np.empty(n)
+    q = np.empty(d, dtype=CT.dtype)
+    nbmax = (n + BLOCK - 1) // BLOCK
+    bbest = np.empty(nbmax)
+    bslot = np.empty(nbmax, dtype=np.int64)
+    clen = 0
+    m = n
+    step = 0
+    while m > 1:
+        if clen == 0:
+            chain[0] = 0
+            clen = 1
+        x = chain[clen - 1]
+        best, y = _nearest(code, metric, CT, x, size, extra, dist, q, m, bbest, bslot)
+        if clen >= 2:
+            prev = chain[clen - 2]
+            if dist[prev] <= best:
+                y = prev
+                best = dist[prev]
+        if clen < 2 or y != chain[clen - 2]:
+            chain[clen] = y
+            clen += 1
+            continue
+        clen -= 2
+        a[step] = rep[x]
+        b[step] = rep[y]
+        h[step] = best
+        lo = min(x, y)
+        hi = max(x, y)
+        _merge_into(code, metric, CT, size, extra, lo, hi)
+        m -= 1
+        if hi != m:
+            _move_slot(CT, size, extra, rep, m, hi)
+            for c in range(clen):
+                if chain[c] == m:
+                    chain[c] = hi
+        step += 1
+        counter[0] = step
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def _block_min(mind, lo, hi):
+    best = np.inf
+    slot = -1
+    for i in range(lo, hi):
+        if slot < 0 or mind[i] < best:
+            best = mind[i]
+            slot = i
+    return best, slot
+
+
+@numba.njit(nogil=True, parallel=True, cache=NUMBA_CACHE)
+def _generic_init(code, metric, CT, size, extra, cid, nn_id, mind):
+    """Exact nearest neighbour (distance, cluster id) of every slot: all pairs, rows in groups."""
+    d, n = CT.shape
+    ngroups = (n + ROW_GROUP - 1) // ROW_GROUP
+    for g in numba.prange(ngroups):
+        r0 = g * ROW_GROUP
+        r1 = min(n, r0 + ROW_GROUP)
+        nr = r1 - r0
+        Q = np.empty((nr, d), dtype=CT.dtype)
+        for r in range(nr):
+            for k in range(d):
+                Q[r, k] = CT[k, r0 + r]
+        buf = np.empty(TILE)
+        bd = np.full(nr, np.inf)
+        bj = np.full(nr, -1, dtype=np.int64)
+        for t0 in range(0, n, TILE):
+            t1 = min(n, t0 + TILE)
+            for r in range(nr):
+                i = r0 + r
+                _cluster_tile(code, metric, CT, Q[r], size[i], extra[i], size, extra, buf, t0, t1)
+                for j in range(t0, t1):
+                    if j != i and (bj[r] < 0 or buf[j - t0] < bd[r]):
+                        bd[r] = buf[j - t0]
+                        bj[r] = j
+        for r in range(nr):
+            mind[r0 + r] = bd[r]
+            nn_id[r0 + r] = cid[bj[r]]
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def _relax_block(code, metric, CT, q, s_q, e_q, size, extra, dist, u, uid, nn_id, mind,
+                 bmin, bmslot, lo, hi):
+    """Distances from the new cluster (slot u) to slots [lo, hi): lower the bounds
+    they beat, return the nearest, refresh this block's minimum bound."""
+    best = np.inf
+    bslot = -1
+    for t0 in range(lo, hi, TILE):
+        t1 = min(hi, t0 + TILE)
+        _cluster_tile(code, metric, CT, q, s_q, e_q, size, extra, dist[t0:t1], t0, t1)
+        for i in range(t0, t1):
+            if i == u:
+                continue
+            if dist[i] < mind[i]:
+                mind[i] = dist[i]
+                nn_id[i] = uid
+            if bslot < 0 or dist[i] < best:
+                best = dist[i]
+                bslot = i
+    blk = lo // BLOCK
+    bmin[blk], bmslot[blk] = _block_min(mind, lo, hi)
+    return best, bslot
+
+
+@numba.njit(nogil=True, parallel=True, cache=NUMBA_CACHE)
+def _relax_parallel(code, metric, CT, q, s_q, e_q, size, extra, dist, u, uid, nn_id, mind,
+                    bmin, bmslot, m, bbest, bslot):
+    nb = (m + BLOCK - 1) // BLOCK
+    for blk in numba.prange(nb):
+        lo = blk * BLOCK
+        bbest[blk], bslot[blk] = _relax_block(code, metric, CT, q, s_q, e_q, size, extra, dist, u,
+                                              uid, nn_id, mind, bmin, bmslot, lo, min(m, lo + BLOCK))
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def _refresh_block(mind, bmin, bmslot, slot, m):
+    blk = slot // BLOCK
+    lo = blk * BLOCK
+    bmin[blk], bmslot[blk] = _block_min(mind, lo, min(m, lo + BLOCK))
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def generic(code, metric, CT, size, extra, a, b, h, counter):
+    """Centroid or median linkage by the generic algorithm over centroids.
+
+    Parameters as in ``nn_chain``. The log is in merge order (heights may
+    decrease: inversions) and must not be sorted.
+
+    Notes
+    -----
+    Every slot keeps a candidate nearest cluster (by id) and a bound ``mind``:
+    exact when the candidate still exists, otherwise a lower bound (removing
+    clusters only raises a row's minimum, and every new cluster is compared
+    with every bound when it is created). Each step takes the smallest bound;
+    if its candidate is gone the row is rescanned and the step retried, else
+    that pair is the global minimum and is merged. Block minima of the bounds
+    (``BLOCK`` slots each) make finding the smallest O(n / BLOCK + BLOCK).
+    """
+    d, n = CT.shape
+    rep = np.arange(n)
+    cid = np.arange(n)  # cluster id held by each slot; merge k creates n + k
+    slot_of = np.full(2 * n - 1, -1, dtype=np.int64)
+    slot_of[:n] = np.arange(n)
+    nn_id = np.empty(n, dtype=np.int64)
+    mind = np.empty(n)
+    dist = np.empty(n)
+    q = np.empty(d, dtype=CT.dtype)
+    nbmax = (n + BLOCK - 1) // BLOCK
+    bbest = np.empty(nbmax)
+    bslot = np.empty(nbmax, dtype=np.int64)
+    bmin = np.empty(nbmax)
+    bmslot = np.empty(nbmax, dtype=np.int64)
+    _generic_init(code, metric, CT, size, extra, cid, nn_id, mind)
+    for blk in range(nbmax):
+        bmin[blk], bmslot[blk] = _block_min(mind, blk * BLOCK, min(n, (blk + 1) * BLOCK))
+    m = n
+    for step in range(n - 1):
+        nb = (m + BLOCK - 1) // BLOCK
+        while True:
+            best, i = _reduce_best(bmin, bmslot, nb)
+            j = slot_of[nn_id[i]]
+            if j >= 0:
+                break
+            best, j = _nearest(code, metric, CT, i, size, extra, dist, q, m, bbest, bslot)
+            mind[i] = best
+            nn_id[i] = cid[j]
+            _refresh_block(mind, bmin, bmslot, i, m)
+        a[step] = rep[i]
+        b[step] = rep[j]
+        h[step] = best
+        lo = min(i, j)
+        hi = max(i, j)
+        _merge_into(code, metric, CT, size, extra, lo, hi)
+        slot_of[cid[lo]] = -1
+        slot_of[cid[hi]] = -1
+        uid = n + step
+        cid[lo] = uid
+        slot_of[uid] = lo
+        m -= 1
+        if hi != m:
+            _move_slot(CT, size, extra, rep, m, hi)
+            cid[hi] = cid[m]
+            nn_id[hi] = nn_id[m]
+            mind[hi] = mind[m]
+            slot_of[cid[hi]] = hi
+        if m > 1:
+            for k in range(d):
+                q[k] = CT[k, lo]
+            nb = (m + BLOCK - 1) // BLOCK
+            if m * d >= PAR_MIN_WORK:
+                _relax_parallel(code, metric, CT, q, size[lo], extra[lo], size, extra, dist, lo,
+                                uid, nn_id, mind, bmin, bmslot, m, bbest, bslot)
+                best, j = _reduce_best(bbest, bslot, nb)
+            else:
+                for blk in range(nb):
+                    bbest[blk], bslot[blk] = _relax_block(
+                        code, metric, CT, q, size[lo], extra[lo], size, extra, dist, lo, uid,
+                        nn_id, mind, bmin, bmslot, blk * BLOCK, min(m, (blk + 1) * BLOCK))
+                best, j = _reduce_best(bbest, bslot, nb)
+            mind[lo] = best
+            nn_id[lo] = cid[j]
+            _refresh_block(mind, bmin, bmslot, lo, m)
+        counter[0] = step + 1
