@@ -516,7 +516,7 @@ def indices_to_labels(clusters, n=None):
     clusters : dict
         Cluster id (int) to the indices of its samples.
     n : int, optional
-        Number of samples (default: the number of indices given). Every sample
+        Number of samples (default: the largest index + 1). Every sample
         0..n-1 must be in exactly one cluster.
 
     Returns
@@ -539,8 +539,9 @@ def indices_to_labels(clusters, n=None):
         raise TypeError(f"clusters must be a dict {{cluster: indices}}; got "
                         f"{type(clusters).__name__}")
     parts = [np.asarray(v, dtype=np.int64).ravel() for v in clusters.values()]
-    total = sum(p.size for p in parts)
-    n = total if n is None else int(n)
+    if n is None:
+        n = 1 + max((int(p.max()) for p in parts if p.size), default=-1)
+    n = int(n)
     labels = np.zeros(n, dtype=np.int32)
     seen = np.zeros(n, dtype=bool)
     for key, idx in zip(clusters, parts):
