@@ -1,0 +1,147 @@
+"""Condensed pairwise distances on the CPU: Numba-parallel over rows.
+
+The formulas come from ``metrics.py`` (the same source the CUDA kernel
+compiles); this module only arranges the loops. The output array is allocated
+by the caller in the working dtype (float32 or float64): every distance is
+computed in float64 and rounded once when stored, so float32 runs need no
+float64 temporary of the whole matrix.
+
+Load balance: row i of the condensed matrix has n-1-i pairs, so a static split
+of rows over threads would give the first thread most of the work. Rows are
+processed in pairs (r, n-2-r), every pair holding n-1 distances.
+"""
+
+import numba
+import numpy as np
+
+from . import formulas, metrics
+from ._config import NUMBA_CACHE
+
+_accumulate = numba.njit(nogil=True, cache=NUMBA_CACHE)(metrics.metric_accumulate)
+_finalize = numba.njit(nogil=True, cache=NUMBA_CACHE)(metrics.metric_finalize)
+_condensed_index = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.condensed_index)
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def _store(out, k, v):
+    """Write one distance (cast to out's dtype); return 1 if it is not finite."""
+    out[k] = v
+    return 0 if np.isfinite(v) else 1
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def _fill_row(X, i, code, p, norms, out):
+    """Distances from row i to rows i+1..n-1; returns how many are not finite.
+
+    Four columns at a time: four independent accumulators hide the latency of
+    the dependent adds (each sum still runs over the coordinates in order, so
+    the result is the same as one column at a time).
+    """
+    n, d = X.shape
+    start = _condensed_index(np.int64(n), np.int64(i), np.int64(i) + 1) - (i + 1)
+    ni = norms[i]
+    bad = 0
+    j = i + 1
+    while j + 3 < n:
+        a0 = 0.0
+        a1 = 0.0
+        a2 = 0.0
+        a3 = 0.0
+        for t in range(d):
+            u = X[i, t]
+            a0 = _accumulate(code, a0, u, X[j, t], p)
+            a1 = _accumulate(code, a1, u, X[j + 1, t], p)
+            a2 = _accumulate(code, a2, u, X[j + 2, t], p)
+            a3 = _accumulate(code, a3, u, X[j + 3, t], p)
+        k = start + j
+        bad += _store(out, k, _finalize(code, a0, p, ni, norms[j]))
+        bad += _store(out, k + 1, _finalize(code, a1, p, ni, norms[j + 1]))
+        bad += _store(out, k + 2, _finalize(code, a2, p, ni, norms[j + 2]))
+        bad += _store(out, k + 3, _finalize(code, a3, p, ni, norms[j + 3]))
+        j += 4
+    while j < n:
+        acc = 0.0
+        for t in range(d):
+            acc = _accumulate(code, acc, X[i, t], X[j, t], p)
+        bad += _store(out, start + j, _finalize(code, acc, p, ni, norms[j]))
+        j += 1
+    return bad
+
+
+@numba.njit(parallel=True, nogil=True, cache=NUMBA_CACHE)
+def pdist_into(X, code, p, norms, out):
+    """Fill ``out`` (length n(n-1)/2) with the condensed distances of rows of X.
+
+    Parameters
+    ----------
+    X : ndarray of float64, shape (n, d), C-contiguous
+        Observations (already centred for correlation).
+    code : int
+        Metric code from ``metrics.METRIC_CODES``.
+    p : float
+        Minkowski exponent (ignored by the other metrics).
+    norms : ndarray of float64, shape (n,)
+        Row norms for cosine/correlation (any values otherwise).
+    out : ndarray of float32 or float64
+        Output, written in place.
+
+    Returns
+    -------
+    int
+        Number of non-finite distances written (overflow, zero norms).
+    """
+    n = X.shape[0]
+    half = n // 2
+    bad = np.zeros(half + 1, dtype=np.int64)
+    for r in numba.prange(half):
+        c = _fill_row(X, r, code, p, norms, out)
+        other = n - 2 - r
+        if other > r:
+            c += _fill_row(X, other, code, p, norms, out)
+        bad[r] = c
+    return bad.sum()
+
+
+@numba.njit(parallel=True, nogil=True, cache=NUMBA_CACHE)
+def row_norms(X):
+    """Euclidean norm of every row of X (float64), summed in coordinate order."""
+    n, d = X.shape
+    out = np.empty(n, dtype=np.float64)
+    for i in numba.prange(n):
+        s = 0.0
+        for t in range(d):
+            s += X[i, t] * X[i, t]
+        out[i] = np.sqrt(s)
+    return out
+
+
+@numba.njit(parallel=True, nogil=True, cache=NUMBA_CACHE)
+def copy_cast(src, out, squared):
+    """out[k] = src[k] (squared in float64 first when ``squared``), parallel.
+
+    Copies a float64 condensed matrix into the working dtype without a second
+    float64 temporary; squaring before the cast keeps float32 results exact to
+    one rounding.
+    """
+    m = src.shape[0]
+    if squared:
+        for k in numba.prange(m):
+            v = src[k]
+            out[k] = v * v
+    else:
+        for k in numba.prange(m):
+            out[k] = src[k]
+
+
+@numba.njit(parallel=True, nogil=True, cache=NUMBA_CACHE)
+def all_finite(a):
+    """True when no entry of the 1-D array ``a`` is NaN or infinite.
+
+    A parallel count instead of ``np.isfinite(a).all()``, which would allocate
+    a boolean temporary the size of the condensed matrix.
+    """
+    bad = 0
+    for k in numba.prange(a.shape[0]):
+        if not np.isfinite(a[k]):
+            bad += 1
+    return bad == 0
