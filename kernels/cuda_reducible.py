@@ -1,0 +1,411 @@
+"""CUDA engine for the reducible methods: complete, average, weighted, ward.
+
+Nearest-neighbour cache plus reciprocal-nearest-neighbour (RNN) rounds
+(DESIGN.md section 2). Every active row ``i`` keeps ``nn[i]``, ``nnd[i]``: its
+minimum over the active columns under the key ``(distance, column)``. A round:
+
+1. ``rescan_rows``  -- stale rows get their minimum again (one block per row,
+   shared-memory reduction), over the compacted list of active slots.
+2. ``find_pairs``   -- every reciprocal pair ``nn[nn[i]] == i`` (``i < nn[i]``)
+   is appended to the pair list and to the merge log (atomic counter). The
+   host reads this one counter: the only synchronisation of the round.
+3. ``update_pairs`` -- one launch writes the Lance-Williams distances of every
+   merged cluster (kept in slot ``i``, slot ``j`` dies) to every active column.
+   A column that merges in the same round gets the nested update, computed
+   once, by the pair with the smaller slot.
+4. ``finalize``     -- sizes; rows whose neighbour merged, rows where a new
+   cluster ties or beats the cached key, and the merged rows become stale.
+5. ``compact``      -- the active-slot list loses the dead slots (order kept,
+   so the contiguous half of each condensed row is read in order).
+
+Invariant: ``nn[k]`` is k's exact minimum under ``(distance, column)`` of the
+stored (rounded) matrix. Then the nn graph has only 2-cycles, so every round
+finds at least one pair; a round without one means a broken invariant and
+raises ``RuntimeError``. For reducible methods merging every RNN pair at once
+yields exactly the sequential hierarchy (after ``_tree``'s height sort).
+
+Kernels take caller-allocated arrays (CuPy on a GPU, NumPy in the simulator);
+index arithmetic is int64 throughout, stored index arrays are int64.
+"""
+
+import math
+
+import numpy as np
+from numba import cuda, float64, int64
+
+from . import formulas
+from ._config import NUMBA_CACHE
+
+# Shared arrays are sized by this constant; the launch's threads per block
+# (a power of two, at most MAX_TPB) loop over cuda.blockDim.x.
+MAX_TPB = 1024
+
+# Slots of the device counter array.
+C_PAIRS = 0  # reciprocal pairs found this round
+C_STALE = 1  # rows on the stale list
+
+# Grid caps: rows rescanned concurrently, pairs per launch in grid y (CUDA's
+# gridDim.y limit is 65535; more pairs are looped over).
+GPU_ROW_BLOCKS = 8192
+GPU_PAIR_BLOCKS = 65535
+# The simulator runs every thread as a Python thread: keep its grids tiny.
+SIM_BLOCKS = 4
+
+lw = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.lw_update)
+cidx = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.condensed_index)
+
+
+@cuda.jit(device=True, cache=NUMBA_CACHE)
+def key_less(d1, k1, d2, k2):
+    """(d1, k1) < (d2, k2) lexicographically: the one total order of candidates."""
+    return d1 < d2 or (d1 == d2 and k1 < k2)
+
+
+@cuda.jit(device=True, cache=NUMBA_CACHE)
+def block_argmin(sd, sk, d, k):
+    """Block-wide minimum of every thread's (d, k); all threads get the result.
+
+    ``sd``/``sk`` are shared scratch arrays of at least blockDim.x entries
+    (blockDim.x a power of two). The closing syncthreads lets the caller reuse
+    the scratch at once.
+    """
+    tid = cuda.threadIdx.x
+    sd[tid] = d
+    sk[tid] = k
+    cuda.syncthreads()
+    half = cuda.blockDim.x // 2
+    while half > 0:
+        if tid < half:
+            od = sd[tid + half]
+            ok = sk[tid + half]
+            if key_less(od, ok, sd[tid], sk[tid]):
+                sd[tid] = od
+                sk[tid] = ok
+        cuda.syncthreads()
+        half //= 2
+    rd = sd[0]
+    rk = sk[0]
+    cuda.syncthreads()
+    return rd, rk
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def rescan_rows(D, n, alist, m, stale, cnt, nn, nnd):
+    """Exact (distance, column) minimum of each stale row over the active slots.
+
+    Blocks loop over the stale list (its length is on the device); threads of
+    a block split the active-slot list ``alist[:m]``. Columns k > i are
+    contiguous in the condensed row, columns k < i are strided.
+    """
+    sd = cuda.shared.array(MAX_TPB, float64)
+    sk = cuda.shared.array(MAX_TPB, int64)
+    tid = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    nstale = cnt[C_STALE]
+    s = cuda.blockIdx.x
+    while s < nstale:
+        i = stale[s]
+        # D[row + k] is the pair (i, k) for k > i (int64 arithmetic).
+        row = cidx(n, i, i + 1) - i - 1
+        bd = math.inf
+        bk = n
+        t = tid
+        while t < m:
+            k = alist[t]
+            if k != i:
+                if k > i:
+                    d = D[row + k]
+                else:
+                    d = D[cidx(n, k, i)]
+                if key_less(d, k, bd, bk):
+                    bd = d
+                    bk = k
+            t += nt
+        bd, bk = block_argmin(sd, sk, bd, bk)
+        if tid == 0:
+            nn[i] = bk  # bk == n only if no column compares (NaN): find_pairs skips it
+            nnd[i] = bd
+        s += cuda.gridDim.x
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def find_pairs(alist, m, n, nn, nnd, rnd, mround, partner, pairs, cnt,
+               merges, log_a, log_b, log_h):
+    """Append every reciprocal pair to the pair list and the merge log."""
+    t = cuda.grid(1)
+    if t == 0:
+        cnt[C_STALE] = 0  # rescan_rows (previous launch) is done with it
+    if t < m:
+        i = alist[t]
+        j = nn[i]
+        if i < j and j < n and nn[j] == i:
+            p = cuda.atomic.add(cnt, C_PAIRS, 1)
+            pairs[p] = i
+            partner[i] = j
+            partner[j] = i
+            mround[i] = rnd
+            mround[j] = rnd
+            q = merges + p
+            log_a[q] = i
+            log_b[q] = j
+            log_h[q] = nnd[i]
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def update_pairs(D, n, code, alist, m, pairs, npairs, partner, mround, rnd,
+                 size, nn, nnd, flag):
+    """Lance-Williams distances of every merged cluster to every active column.
+
+    Grid x covers the active columns, grid y (looped) the pairs. Pair (i, j)
+    keeps slot i. Each written entry D[i, k] is read and written by one
+    thread only: for a column k of another merging pair (k, l) the entry
+    D[i, k] becomes d(i+j, k+l), computed by the pair with the smaller slot
+    as the sequential algorithm would (lower pair first).
+    """
+    t = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    if t >= m:
+        return
+    k = alist[t]
+    nk = size[k]
+    k_merges = mround[k] == rnd
+    l = partner[k]
+    p = cuda.blockIdx.y
+    while p < npairs:
+        i = pairs[p]
+        j = partner[i]
+        if k != i and k != j:
+            ni = size[i]
+            nj = size[j]
+            dij = D[cidx(n, i, j)]
+            pik = cidx(n, i, k)
+            if not k_merges:
+                D[pik] = lw(code, D[pik], D[cidx(n, j, k)], dij, ni, nj, nk)
+                v = D[pik]  # the stored (rounded) value is what rescans see
+                if key_less(v, i, nnd[k], nn[k]):
+                    flag[k] = 1
+            elif i < k and k < l:
+                nl = size[l]
+                dkl = D[cidx(n, k, l)]
+                dik = D[pik]
+                djk = D[cidx(n, j, k)]
+                dil = D[cidx(n, i, l)]
+                djl = D[cidx(n, j, l)]
+                if dij <= dkl:
+                    duk = lw(code, dik, djk, dij, ni, nj, nk)
+                    dul = lw(code, dil, djl, dij, ni, nj, nl)
+                    D[pik] = lw(code, duk, dul, dkl, nk, nl, ni + nj)
+                else:
+                    dvi = lw(code, dik, dil, dkl, nk, nl, ni)
+                    dvj = lw(code, djk, djl, dkl, nk, nl, nj)
+                    D[pik] = lw(code, dvi, dvj, dij, ni, nj, nk + nl)
+        p += cuda.gridDim.y
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def finalize(alist, m, n, partner, mround, rnd, size, nn, flag, stale, cnt, blockcount):
+    """Sizes, the next stale list, and survivors per block for ``compact``."""
+    t = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    keep = 0
+    if t < m:
+        k = alist[t]
+        keep = 1
+        mark = False
+        if mround[k] == rnd:
+            l = partner[k]
+            if k < l:
+                size[k] = size[k] + size[l]
+                mark = True
+            else:
+                keep = 0
+        else:
+            j = nn[k]
+            # j == n: no column compared (NaN row); rescan it, the round raises.
+            mark = j >= n or mround[j] == rnd or flag[k] != 0
+            flag[k] = 0
+        if mark:
+            stale[cuda.atomic.add(cnt, C_STALE, 1)] = k
+    kept = cuda.syncthreads_count(keep)
+    if cuda.threadIdx.x == 0:
+        blockcount[cuda.blockIdx.x] = kept
+    if t == 0:
+        cnt[C_PAIRS] = 0  # the host has read it
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def compact(alist, m, partner, mround, rnd, blockcount, out):
+    """Order-preserving compaction of the active-slot list (same grid as finalize)."""
+    ss = cuda.shared.array(MAX_TPB, int64)
+    tid = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    b = cuda.blockIdx.x
+    acc = 0
+    q = tid
+    while q < b:
+        acc += blockcount[q]
+        q += nt
+    ss[tid] = acc
+    cuda.syncthreads()
+    half = nt // 2
+    while half > 0:
+        if tid < half:
+            ss[tid] += ss[tid + half]
+        cuda.syncthreads()
+        half //= 2
+    offset = ss[0]
+    cuda.syncthreads()
+    t = b * nt + tid
+    keep = 0
+    k = -1
+    if t < m:
+        k = alist[t]
+        keep = 1
+        if mround[k] == rnd and partner[k] < k:
+            keep = 0
+    # Inclusive Hillis-Steele scan of keep.
+    ss[tid] = keep
+    cuda.syncthreads()
+    step = 1
+    while step < nt:
+        v = 0
+        if tid >= step:
+            v = ss[tid - step]
+        cuda.syncthreads()
+        ss[tid] += v
+        cuda.syncthreads()
+        step *= 2
+    if keep:
+        out[offset + ss[tid] - 1] = k
+
+
+def _sig(*args):
+    return "void(" + ", ".join(args) + ")"
+
+
+def _signatures():
+    i, a = "int64", "int64[::1]"
+    sigs = {name: [] for name in ("rescan_rows", "find_pairs", "update_pairs", "finalize", "compact")}
+    for f in ("float32", "float64"):
+        fa = f + "[::1]"
+        sigs["rescan_rows"].append(_sig(fa, i, a, i, a, a, a, fa))
+        sigs["find_pairs"].append(_sig(a, i, i, a, fa, i, a, a, a, a, i, a, a, "float64[::1]"))
+        sigs["update_pairs"].append(
+            _sig(fa, i, i, a, i, a, i, a, a, i, "float64[::1]", a, fa, "int32[::1]"))
+    sigs["finalize"].append(_sig(a, i, i, a, a, i, "float64[::1]", a, "int32[::1]", a, a, a))
+    sigs["compact"].append(_sig(a, i, a, a, i, a, a))
+    return sigs
+
+
+# Every kernel with explicit signatures, for the PTX compilation test.
+PTX_SIGNATURES = _signatures()
+
+
+def stream_of(xp):
+    """The stream kernels launch on: CuPy's current stream, 0 in the simulator."""
+    if xp is np:
+        return 0
+    return cuda.external_stream(xp.cuda.get_current_stream().ptr)
+
+
+def to_host(x, xp):
+    """A NumPy copy of a device (or simulator) array; syncs the stream."""
+    return x.copy() if xp is np else x.get()
+
+
+def check_tpb(tpb):
+    """Threads per block must be a power of two in [1, MAX_TPB] (tree reductions)."""
+    tpb = int(tpb)
+    if tpb < 1 or tpb > MAX_TPB or tpb & (tpb - 1):
+        raise ValueError(f"tpb must be a power of two between 1 and {MAX_TPB}; got {tpb}")
+    return tpb
+
+
+def _empty_log(n):
+    return (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
+
+
+def run(D, n, code, xp, tpb=32, max_blocks=None):
+    """Reducible linkage by RNN rounds on the device.
+
+    Parameters
+    ----------
+    D : device array, shape (n*(n-1)/2,)
+        Condensed distances, float32 or float64 (squared for ward). Overwritten.
+    n : int
+        Number of observations.
+    code : int
+        Method code from ``kernels.formulas`` (COMPLETE, AVERAGE, WEIGHTED, WARD).
+    xp : module
+        Array namespace of ``D`` (CuPy, or NumPy under the simulator).
+    tpb : int, optional
+        Threads per block, a power of two up to ``MAX_TPB``.
+    max_blocks : int, optional
+        Cap on the grid of the row rescans and the pair dimension of the
+        update (default: generous on a GPU, tiny in the simulator).
+
+    Returns
+    -------
+    a, b : ndarray of int64, shape (n-1,)
+        Slots of the two merged clusters (each slot holds one of its members).
+    h : ndarray of float64, shape (n-1,)
+        Merge heights, squared for ward. Rows are in round order, unsorted.
+
+    Raises
+    ------
+    RuntimeError
+        A round found no reciprocal pair (broken nearest-neighbour invariant,
+        e.g. NaN distances).
+    """
+    n = int(n)
+    code = int(code)
+    tpb = check_tpb(tpb)
+    if n < 2:
+        return _empty_log(n)
+    sim = xp is np
+    if max_blocks is None:
+        row_cap, pair_cap = (SIM_BLOCKS, SIM_BLOCKS) if sim else (GPU_ROW_BLOCKS, GPU_PAIR_BLOCKS)
+    else:
+        row_cap = pair_cap = max(1, int(max_blocks))
+    stream = stream_of(xp)
+
+    i64 = np.int64
+    alist = xp.arange(n, dtype=i64)
+    spare = xp.empty(n, dtype=i64)
+    stale = xp.arange(n, dtype=i64)
+    cnt = xp.zeros(2, dtype=i64)
+    cnt[C_STALE] = n
+    nn = xp.empty(n, dtype=i64)
+    nnd = xp.empty(n, dtype=D.dtype)
+    mround = xp.full(n, -1, dtype=i64)
+    partner = xp.full(n, -1, dtype=i64)
+    pairs = xp.empty(n // 2, dtype=i64)
+    size = xp.ones(n, dtype=np.float64)
+    flag = xp.zeros(n, dtype=np.int32)
+    blockcount = xp.empty((n + tpb - 1) // tpb, dtype=i64)
+    log_a = xp.empty(n - 1, dtype=i64)
+    log_b = xp.empty(n - 1, dtype=i64)
+    log_h = xp.empty(n - 1, dtype=np.float64)
+
+    merges, m, rnd = 0, n, 0
+    while merges < n - 1:
+        col_blocks = (m + tpb - 1) // tpb
+        rescan_rows[min(m, row_cap), tpb, stream](D, n, alist, m, stale, cnt, nn, nnd)
+        find_pairs[col_blocks, tpb, stream](alist, m, n, nn, nnd, rnd, mround, partner, pairs,
+                                            cnt, merges, log_a, log_b, log_h)
+        npairs = int(to_host(cnt, xp)[C_PAIRS])  # the round's one sync
+        if npairs == 0:
+            raise RuntimeError(
+                f"RNN round {rnd} found no reciprocal nearest-neighbour pair among {m} "
+                "clusters: the nearest-neighbour invariant is broken (NaN distances?)"
+            )
+        merges += npairs
+        if merges == n - 1:
+            break
+        update_pairs[(col_blocks, min(npairs, pair_cap)), tpb, stream](
+            D, n, code, alist, m, pairs, npairs, partner, mround, rnd, size, nn, nnd, flag)
+        finalize[col_blocks, tpb, stream](alist, m, n, partner, mround, rnd, size, nn, flag,
+                                          stale, cnt, blockcount)
+        compact[col_blocks, tpb, stream](alist, m, partner, mround, rnd, blockcount, spare)
+        alist, spare = spare, alist
+        m -= npairs
+        rnd += 1
+    return to_host(log_a, xp), to_host(log_b, xp), to_host(log_h, xp)
