@@ -1,0 +1,149 @@
+"""complete, average, weighted and ward linkage on the CPU: nearest-neighbour chain.
+
+The chain follows nearest neighbours until two clusters are each other's
+nearest (a reciprocal pair); for reducible methods that pair can be merged at
+once and the chain stays valid. The matrix is updated in place with the
+Lance-Williams formula from ``formulas.py``; the merged cluster takes the
+larger slot. Scans and ties follow scipy's ``nn_chain`` (ascending index,
+strict '<', the chain's previous element preferred), so on generic data the
+merge log is scipy's.
+
+Live clusters are kept in a sorted compact list, so scans and updates touch
+only live rows; the list is split at the scanned slot into the part read down
+a column of the condensed matrix and the part read along a row.
+"""
+
+import numba
+import numpy as np
+
+from . import formulas
+from ._config import NUMBA_CACHE
+
+_condensed_index = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.condensed_index)
+_lw_update = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.lw_update)
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def _lower_bound(live, m, x):
+    """First position p < m with live[p] >= x (live sorted ascending)."""
+    lo = 0
+    hi = m
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if live[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def _nearest(D, n, live, m, x, best, arg):
+    """Nearest live cluster to x, starting from (best, arg); ties keep the first.
+
+    Returns (distance, index). Clusters below x are read down column x,
+    those above along row x.
+    """
+    split = _lower_bound(live, m, x)
+    for p in range(split):
+        i = live[p]
+        d = np.float64(D[n * i - (i * (i + 1)) // 2 + (x - i - 1)])
+        if d < best:
+            best = d
+            arg = i
+    row = _condensed_index(n, x, x + 1) - (x + 1)
+    for p in range(split, m):
+        i = live[p]
+        if i != x:
+            d = np.float64(D[row + i])
+            if d < best:
+                best = d
+                arg = i
+    return best, arg
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def nn_chain(D, n, code):
+    """Merge log of a reducible linkage on condensed ``D`` (overwritten).
+
+    Parameters
+    ----------
+    D : ndarray of float32 or float64, shape (n(n-1)/2,)
+        Working distances (squared for ward).
+    n : int
+        Number of points.
+    code : int
+        ``formulas.COMPLETE``, ``AVERAGE``, ``WEIGHTED`` or ``WARD``.
+
+    Returns
+    -------
+    a, b : ndarray of int64, shape (n-1,)
+        Slots (= an observation of each cluster) merged at each step, a < b.
+    h : ndarray of float64, shape (n-1,)
+        Merge heights (squared for ward), in merge order.
+    """
+    n = np.int64(n)
+    a = np.empty(n - 1, dtype=np.int64)
+    b = np.empty(n - 1, dtype=np.int64)
+    h = np.empty(n - 1, dtype=np.float64)
+    size = np.ones(n, dtype=np.float64)
+    live = np.arange(n)
+    m = n
+    chain = np.empty(n, dtype=np.int64)
+    clen = 0
+    for k in range(n - 1):
+        if clen == 0:
+            chain[0] = live[0]
+            clen = 1
+        while True:
+            x = chain[clen - 1]
+            if clen > 1:
+                y = chain[clen - 2]
+                cur = np.float64(D[_condensed_index(n, x, y)])
+            else:
+                y = np.int64(-1)
+                cur = np.inf
+            cur, y = _nearest(D, n, live, m, x, cur, y)
+            if clen > 1 and y == chain[clen - 2]:
+                break
+            chain[clen] = y
+            clen += 1
+        clen -= 2
+        if x > y:
+            x, y = y, x
+        a[k] = x
+        b[k] = y
+        h[k] = cur
+        nx = size[x]
+        ny = size[y]
+        # Lance-Williams: cluster x+y takes slot y; slot x dies.
+        px = _lower_bound(live, m, x)
+        py = _lower_bound(live, m, y)
+        rowx = _condensed_index(n, x, x + 1) - (x + 1)
+        rowy = _condensed_index(n, y, y + 1) - (y + 1)
+        for p in range(px):  # i < x < y: both down columns
+            i = live[p]
+            base = n * i - (i * (i + 1)) // 2 - i - 1
+            D[base + y] = _lw_update(code, np.float64(D[base + x]), np.float64(D[base + y]),
+                                     cur, nx, ny, size[i])
+        for p in range(px + 1, py):  # x < i < y: row x, column y
+            i = live[p]
+            kiy = n * i - (i * (i + 1)) // 2 + (y - i - 1)
+            D[kiy] = _lw_update(code, np.float64(D[rowx + i]), np.float64(D[kiy]),
+                                cur, nx, ny, size[i])
+        for p in range(py + 1, m):  # x < y < i: both along rows
+            i = live[p]
+            D[rowy + i] = _lw_update(code, np.float64(D[rowx + i]), np.float64(D[rowy + i]),
+                                     cur, nx, ny, size[i])
+        size[y] = nx + ny
+        for q in range(px, m - 1):  # drop x, keep the order
+            live[q] = live[q + 1]
+        m -= 1
+    return a, b, h
+
+
+def run(D, n, code, **options):
+    """Engine entry point (see ``kernels.__init__``): reducible-family merge log."""
+    if code not in (formulas.COMPLETE, formulas.AVERAGE, formulas.WEIGHTED, formulas.WARD):
+        raise ValueError(f"cpu_nnchain runs complete/average/weighted/ward (method code {code})")
+    return nn_chain(D, np.int64(n), np.int64(code))
