@@ -241,7 +241,7 @@ def run_demo(out_dir, backend=None, echo=None):
     show("cluster sizes ({cluster: samples})", out["cluster_sizes"])
     profiles = hierarchy.cluster_profiles(X, clusters, feature_names=["x", "y"])
     out["cluster_means"] = profiles.means
-    show("per-cluster feature profile", "\n" + profiles.table())
+    say("per-cluster feature profile:\n" + profiles.table())
     new = np.array([[9.0, 1.0], [1.0, 19.0]])
     out["new_samples_assigned"] = hierarchy.assign_to_clusters(new, X, clusters)
     show("new samples (9, 1) and (1, 19) go to clusters", out["new_samples_assigned"])
