@@ -1,0 +1,657 @@
+"""Memory-saving linkage from observations on the GPU: O(n*d) device memory.
+
+The device twin of ``cpu_vector`` (same formulas: ``kernels.metrics`` for point
+distances, ``cpu_vector.cluster_distance`` / ``merged_coordinate`` /
+``merged_extra`` for cluster summaries), organised for many threads:
+
+single (any compiled metric): Borůvka rounds
+    ``point_best`` gives every point its nearest point in another component
+    (a tiled all-pairs pass, distances recomputed from the points), then the
+    component-level steps of ``cuda_mst`` (``vertex_code``, ``hook``, ``jump``,
+    ``relabel``) merge along the lightest edges. Edges are ordered by
+    (w, min(u, v), max(u, v)), so ties cannot form cycles. One host read per round.
+ward, average/sqeuclidean, average/cosine (reducible): reciprocal-nearest-neighbour rounds
+    ``cluster_best`` keeps nn[i], nnd[i] for every active slot (key: distance,
+    then slot); a round rescans the stale rows, merges every reciprocal pair
+    (``find_pairs``, ``merge_pairs``), marks rows whose neighbour merged as
+    stale, and lets every other row take a new cluster that beats its key, so
+    nn[i] stays the exact minimum and the global closest pair is always
+    reciprocal. For reducible linkages merging all reciprocal pairs at once
+    gives exactly the sequential hierarchy. One host read per round.
+centroid, median (generic): one merge per step, no host read per step
+    ``generic_pick`` (one block: argmin of the exact bounds, merge),
+    ``generic_relax`` (distances from the new cluster to all: lower bounds,
+    flag rows that pointed at a merged cluster), ``generic_finish`` (the new
+    cluster's nearest), ``generic_rescan`` (flagged rows, block per row).
+
+Tiles. ``point_best`` and ``cluster_best`` give each thread one row and walk
+the columns in tiles of ``TILE_C``; coordinates arrive in chunks of ``TILE_K``
+through shared memory (rows: one value per thread; columns: broadcast), and
+each thread keeps ``TILE_C`` accumulators in registers. Every pair's sum runs
+over the coordinates in order, from direct differences (no Gram-matrix form,
+which cancels on close pairs). Shared arrays are sized by ``MAX_TPB``; threads
+per block is a launch argument. Accumulators are float64 whatever the storage
+dtype (float32 storage halves memory and bandwidth only).
+
+Simulator rules kept: one ``cuda.shared.array`` per source line, no warp
+shuffles, grid-stride loops. ``PTX_SIGNATURES`` lists every kernel.
+"""
+
+import math
+
+import numpy as np
+from numba import cuda
+
+from . import cpu_vector, cuda_mst, formulas, launch, metrics
+from ._config import NUMBA_CACHE
+
+# Threads per block at most (sizes the shared arrays).
+MAX_TPB = 256
+# Columns per tile (register accumulators per thread) and coordinates per chunk.
+TILE_C = 32
+TILE_K = 8
+
+_I32 = np.int32
+_I64 = np.int64
+_F64 = np.float64
+
+_acc = cuda.jit(device=True, cache=NUMBA_CACHE)(metrics.metric_accumulate)
+_finalize = cuda.jit(device=True, cache=NUMBA_CACHE)(metrics.metric_finalize)
+_coordinate_metric = cuda.jit(device=True, cache=NUMBA_CACHE)(cpu_vector.coordinate_metric)
+_cluster_distance = cuda.jit(device=True, cache=NUMBA_CACHE)(cpu_vector.cluster_distance)
+_merged_coordinate = cuda.jit(device=True, cache=NUMBA_CACHE)(cpu_vector.merged_coordinate)
+_merged_extra = cuda.jit(device=True, cache=NUMBA_CACHE)(cpu_vector.merged_extra)
+
+
+@cuda.jit(device=True, inline="always", cache=NUMBA_CACHE)
+def _chunk_literal(mcode, sh_r, sh_c, acc, t, bd, p):
+    """Fold one chunk of coordinates into the thread's TILE_C accumulators.
+
+    Inlined where ``mcode`` is a literal: the metric's branches fold away.
+    """
+    for kk in range(TILE_K):
+        r = sh_r[kk * bd + t]
+        for c in range(TILE_C):
+            acc[c] = _acc(mcode, acc[c], r, sh_c[kk * TILE_C + c], p)
+
+
+@cuda.jit(device=True, cache=NUMBA_CACHE)
+def _chunk(mcode, sh_r, sh_c, acc, t, bd, p):
+    """``_chunk_literal`` with the metric dispatched once per chunk."""
+    if mcode == metrics.EUCLIDEAN:
+        _chunk_literal(metrics.EUCLIDEAN, sh_r, sh_c, acc, t, bd, p)
+    elif mcode == metrics.SQEUCLIDEAN:
+        _chunk_literal(metrics.SQEUCLIDEAN, sh_r, sh_c, acc, t, bd, p)
+    elif mcode == metrics.CITYBLOCK:
+        _chunk_literal(metrics.CITYBLOCK, sh_r, sh_c, acc, t, bd, p)
+    elif mcode == metrics.CHEBYSHEV:
+        _chunk_literal(metrics.CHEBYSHEV, sh_r, sh_c, acc, t, bd, p)
+    elif mcode == metrics.MINKOWSKI:
+        _chunk_literal(metrics.MINKOWSKI, sh_r, sh_c, acc, t, bd, p)
+    elif mcode == metrics.COSINE:
+        _chunk_literal(metrics.COSINE, sh_r, sh_c, acc, t, bd, p)
+    else:
+        _chunk_literal(metrics.CORRELATION, sh_r, sh_c, acc, t, bd, p)
+
+
+@cuda.jit(device=True, cache=NUMBA_CACHE)
+def _key_less(d_a, j_a, d_b, j_b):
+    """(d_a, j_a) precedes (d_b, j_b); j < 0 means "none" and comes last."""
+    if j_a < 0:
+        return False
+    if j_b < 0:
+        return True
+    return d_a < d_b or (d_a == d_b and j_a < j_b)
+
+
+# --------------------------------------------------------------------------
+# Single linkage: Borůvka rounds on points
+# --------------------------------------------------------------------------
+
+@cuda.jit(cache=NUMBA_CACHE)
+def point_best(XT, norms, comp, comp_w, best_w, best_j, n, mcode, p):
+    """Nearest point in another component, for every point; atomic-min into its component.
+
+    Thread per row (grid-stride over blocks of rows), all columns in tiles.
+    Ties go to the smallest j (the (w, j) order, see ``cuda_mst``).
+    """
+    sh_r = cuda.shared.array(MAX_TPB * TILE_K, np.float64)
+    sh_c = cuda.shared.array(TILE_C * TILE_K, np.float64)
+    acc = cuda.local.array(TILE_C, np.float64)
+    t = cuda.threadIdx.x
+    bd = cuda.blockDim.x
+    d = XT.shape[0]
+    nblocks = (n + bd - 1) // bd
+    for rb in range(cuda.blockIdx.x, nblocks, cuda.gridDim.x):
+        i = np.int64(rb) * bd + t
+        valid = i < n
+        ci = comp[i] if valid else -1
+        ni = norms[i] if valid else 1.0
+        bw = math.inf
+        bj = -1
+        for c0 in range(0, n, TILE_C):
+            for c in range(TILE_C):
+                acc[c] = 0.0
+            for k0 in range(0, d, TILE_K):
+                for kk in range(TILE_K):
+                    k = k0 + kk
+                    sh_r[kk * bd + t] = XT[k, i] if (valid and k < d) else 0.0
+                for e in range(t, TILE_C * TILE_K, bd):
+                    k = k0 + e // TILE_C
+                    j = c0 + e % TILE_C
+                    sh_c[e] = XT[k, j] if (k < d and j < n) else 0.0
+                cuda.syncthreads()
+                _chunk(mcode, sh_r, sh_c, acc, t, bd, p)
+                cuda.syncthreads()
+            if valid:
+                for c in range(TILE_C):
+                    j = c0 + c
+                    if j < n and j != i and comp[j] != ci:
+                        w = _finalize(mcode, acc[c], p, ni, norms[j])
+                        if bj < 0 or w < bw:  # j grows: strict < keeps the smallest j
+                            bw = w
+                            bj = j
+        if valid:
+            best_w[i] = bw
+            best_j[i] = bj
+            if bj >= 0:
+                cuda.atomic.min(comp_w, ci, bw)
+
+
+# --------------------------------------------------------------------------
+# Cluster summaries: nearest neighbours over centroids
+# --------------------------------------------------------------------------
+
+@cuda.jit(cache=NUMBA_CACHE)
+def cluster_best(CT, size, extra, rows, nrows, cols, ncols, code, metric, nn, nnd, mode):
+    """Nearest cluster among ``cols[:ncols]`` for each slot in ``rows[:nrows]``.
+
+    Key (distance, slot). mode 0 overwrites (nn, nnd) of the row; mode 1 only
+    where the found key precedes the stored one (new clusters offered to
+    rows whose neighbour is unchanged).
+    """
+    sh_r = cuda.shared.array(MAX_TPB * TILE_K, np.float64)
+    sh_c = cuda.shared.array(TILE_C * TILE_K, np.float64)
+    acc = cuda.local.array(TILE_C, np.float64)
+    t = cuda.threadIdx.x
+    bd = cuda.blockDim.x
+    d = CT.shape[0]
+    mc = _coordinate_metric(code, metric)
+    nblocks = (nrows + bd - 1) // bd
+    for rb in range(cuda.blockIdx.x, nblocks, cuda.gridDim.x):
+        r = np.int64(rb) * bd + t
+        valid = r < nrows
+        i = np.int64(rows[r]) if valid else np.int64(0)
+        bw = math.inf
+        bj = -1
+        for c0 in range(0, ncols, TILE_C):
+            for c in range(TILE_C):
+                acc[c] = 0.0
+            for k0 in range(0, d, TILE_K):
+                for kk in range(TILE_K):
+                    k = k0 + kk
+                    sh_r[kk * bd + t] = CT[k, i] if (valid and k < d) else 0.0
+                for e in range(t, TILE_C * TILE_K, bd):
+                    k = k0 + e // TILE_C
+                    jc = c0 + e % TILE_C
+                    sh_c[e] = CT[k, cols[jc]] if (k < d and jc < ncols) else 0.0
+                cuda.syncthreads()
+                _chunk(mc, sh_r, sh_c, acc, t, bd, 0.0)
+                cuda.syncthreads()
+            if valid:
+                for c in range(TILE_C):
+                    jc = c0 + c
+                    if jc < ncols:
+                        j = cols[jc]
+                        if j != i:
+                            w = _cluster_distance(code, metric, acc[c], size[i], size[j],
+                                                  extra[i], extra[j])
+                            if _key_less(w, j, bw, bj):
+                                bw = w
+                                bj = j
+        if valid and bj >= 0:
+            if mode == 0 or _key_less(bw, bj, nnd[i], nn[i]):
+                nn[i] = bj
+                nnd[i] = bw
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def find_pairs(active, nn, nnd, rep, flag, pair_i, pair_j, npairs, log_a, log_b, log_h, nlog, n):
+    """Every reciprocal pair (i, nn[i]), i < nn[i]: listed, logged, flagged.
+
+    flag: 1 for the slot that keeps the merged cluster (i), 2 for the one removed.
+    """
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        if active[i] == 0:
+            continue
+        j = nn[i]
+        if i < j and nn[j] == i:
+            k = cuda.atomic.add(npairs, 0, 1)
+            pair_i[k] = i
+            pair_j[k] = j
+            pos = cuda.atomic.add(nlog, 0, 1)
+            log_a[pos] = rep[i]
+            log_b[pos] = rep[j]
+            log_h[pos] = nnd[i]
+            flag[i] = 1
+            flag[j] = 2
+
+
+@cuda.jit(device=True, cache=NUMBA_CACHE)
+def _merge_slots(CT, size, extra, code, metric, lo, hi):
+    """Slot lo becomes the union of slots lo and hi (one thread)."""
+    d = CT.shape[0]
+    s_a = size[lo]
+    s_b = size[hi]
+    sq = 0.0
+    for k in range(d):
+        sq = _acc(metrics.SQEUCLIDEAN, sq, CT[k, lo], CT[k, hi], 0.0)
+    extra[lo] = _merged_extra(code, metric, extra[lo], extra[hi], s_a, s_b, sq)
+    for k in range(d):
+        CT[k, lo] = _merged_coordinate(code, CT[k, lo], CT[k, hi], s_a, s_b)
+    size[lo] = s_a + s_b
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def merge_pairs(CT, size, extra, active, pair_i, pair_j, npairs, code, metric):
+    """Merge every listed pair into its first slot; the second slot goes inactive."""
+    for k in range(cuda.grid(1), npairs, cuda.gridsize(1)):
+        i = pair_i[k]
+        j = pair_j[k]
+        _merge_slots(CT, size, extra, code, metric, i, j)
+        active[j] = 0
+
+
+# --------------------------------------------------------------------------
+# Generic (centroid, median): one merge per step, no host synchronisation
+# --------------------------------------------------------------------------
+
+@cuda.jit(cache=NUMBA_CACHE)
+def generic_pick(CT, size, extra, active, rep, nn, nnd, pick, stale_count, log_a, log_b, log_h,
+                 step, n, code, metric):
+    """One block: the global closest pair (exact bounds), logged and merged.
+
+    pick[0] = slot keeping the new cluster, pick[1] = slot removed, pick[2:4] =
+    the two merged slots (rows pointing at either are stale).
+    """
+    sd = cuda.shared.array(MAX_TPB, np.float64)
+    sj = cuda.shared.array(MAX_TPB, np.int64)
+    t = cuda.threadIdx.x
+    bd = cuda.blockDim.x
+    bw = math.inf
+    bj = np.int64(-1)
+    for i in range(t, n, bd):
+        if active[i] != 0 and _key_less(nnd[i], i, bw, bj):
+            bw = nnd[i]
+            bj = i
+    sd[t] = bw
+    sj[t] = bj
+    cuda.syncthreads()
+    s = bd // 2
+    while s > 0:
+        if t < s and _key_less(sd[t + s], sj[t + s], sd[t], sj[t]):
+            sd[t] = sd[t + s]
+            sj[t] = sj[t + s]
+        cuda.syncthreads()
+        s //= 2
+    i = sj[0]
+    j = np.int64(nn[i])
+    lo = min(i, j)
+    hi = max(i, j)
+    if t == 0:
+        log_a[step] = rep[i]
+        log_b[step] = rep[j]
+        log_h[step] = sd[0]
+        pick[0] = lo
+        pick[1] = hi
+        stale_count[0] = 0
+        _merge_slots(CT, size, extra, code, metric, lo, hi)
+        active[hi] = 0
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def generic_relax(CT, size, extra, active, nn, nnd, pick, stale, stale_count, part_d, part_j, n,
+                  code, metric):
+    """Distances from the new cluster to every active slot.
+
+    Rows that pointed at either merged slot are listed as stale; every other
+    row takes the new cluster if it beats its key. Per-block nearest of the
+    new cluster into part_d/part_j (one entry per block).
+    """
+    sd = cuda.shared.array(MAX_TPB, np.float64)
+    sj = cuda.shared.array(MAX_TPB, np.int64)
+    t = cuda.threadIdx.x
+    bd = cuda.blockDim.x
+    d = CT.shape[0]
+    u = np.int64(pick[0])
+    gone = np.int64(pick[1])
+    mc = _coordinate_metric(code, metric)
+    bw = math.inf
+    bj = np.int64(-1)
+    for k in range(cuda.grid(1), n, cuda.gridsize(1)):
+        if active[k] == 0 or k == u:
+            continue
+        acc = 0.0
+        for kk in range(d):
+            acc = _acc(mc, acc, CT[kk, k], CT[kk, u], 0.0)
+        w = _cluster_distance(code, metric, acc, size[k], size[u], extra[k], extra[u])
+        if _key_less(w, k, bw, bj):
+            bw = w
+            bj = k
+        if nn[k] == u or nn[k] == gone:
+            pos = cuda.atomic.add(stale_count, 0, 1)
+            stale[pos] = k
+        elif _key_less(w, u, nnd[k], nn[k]):
+            nnd[k] = w
+            nn[k] = u
+    sd[t] = bw
+    sj[t] = bj
+    cuda.syncthreads()
+    s = bd // 2
+    while s > 0:
+        if t < s and _key_less(sd[t + s], sj[t + s], sd[t], sj[t]):
+            sd[t] = sd[t + s]
+            sj[t] = sj[t + s]
+        cuda.syncthreads()
+        s //= 2
+    if t == 0:
+        part_d[cuda.blockIdx.x] = sd[0]
+        part_j[cuda.blockIdx.x] = sj[0]
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def generic_finish(nn, nnd, pick, part_d, part_j, nparts):
+    """The new cluster's nearest neighbour from the per-block partials (one thread)."""
+    if cuda.grid(1) == 0:
+        bw = math.inf
+        bj = np.int64(-1)
+        for b in range(nparts):
+            if _key_less(part_d[b], part_j[b], bw, bj):
+                bw = part_d[b]
+                bj = part_j[b]
+        u = pick[0]
+        if bj >= 0:
+            nn[u] = bj
+            nnd[u] = bw
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def generic_rescan(CT, size, extra, active, nn, nnd, stale, stale_count, n, code, metric):
+    """Exact nearest neighbour of every stale row: block per row, threads over columns."""
+    sd = cuda.shared.array(MAX_TPB, np.float64)
+    sj = cuda.shared.array(MAX_TPB, np.int64)
+    t = cuda.threadIdx.x
+    bd = cuda.blockDim.x
+    d = CT.shape[0]
+    mc = _coordinate_metric(code, metric)
+    count = stale_count[0]
+    for r in range(cuda.blockIdx.x, count, cuda.gridDim.x):
+        i = np.int64(stale[r])
+        bw = math.inf
+        bj = np.int64(-1)
+        for k in range(t, n, bd):
+            if active[k] == 0 or k == i:
+                continue
+            acc = 0.0
+            for kk in range(d):
+                acc = _acc(mc, acc, CT[kk, k], CT[kk, i], 0.0)
+            w = _cluster_distance(code, metric, acc, size[k], size[i], extra[k], extra[i])
+            if _key_less(w, k, bw, bj):
+                bw = w
+                bj = k
+        sd[t] = bw
+        sj[t] = bj
+        cuda.syncthreads()
+        s = bd // 2
+        while s > 0:
+            if t < s and _key_less(sd[t + s], sj[t + s], sd[t], sj[t]):
+                sd[t] = sd[t + s]
+                sj[t] = sj[t + s]
+            cuda.syncthreads()
+            s //= 2
+        if t == 0:
+            nn[i] = sj[0]
+            nnd[i] = sd[0]
+        cuda.syncthreads()  # sd/sj are reused by the next row
+
+
+_FLOATS = ("float32", "float64")
+_A32 = "int32[::1]"
+_A64 = "int64[::1]"
+_AF = "float64[::1]"
+_A8 = "int8[::1]"
+PTX_SIGNATURES = {
+    "point_best": [
+        f"void({dt}[:, ::1], {_AF}, {_A32}, {_AF}, {_AF}, {_A32}, int64, int64, float64)"
+        for dt in _FLOATS
+    ],
+    "cluster_best": [
+        f"void({dt}[:, ::1], {_AF}, {_AF}, {_A32}, int64, {_A32}, int64, int64, int64, {_A32}, "
+        f"{_AF}, int64)"
+        for dt in _FLOATS
+    ],
+    "find_pairs": [
+        f"void({_A8}, {_A32}, {_AF}, {_A64}, {_A8}, {_A32}, {_A32}, {_A64}, {_A64}, {_A64}, "
+        f"{_AF}, {_A64}, int64)"
+    ],
+    "merge_pairs": [
+        f"void({dt}[:, ::1], {_AF}, {_AF}, {_A8}, {_A32}, {_A32}, int64, int64, int64)"
+        for dt in _FLOATS
+    ],
+    "generic_pick": [
+        f"void({dt}[:, ::1], {_AF}, {_AF}, {_A8}, {_A64}, {_A32}, {_AF}, {_A64}, {_A64}, {_A64}, "
+        f"{_A64}, {_AF}, int64, int64, int64, int64)"
+        for dt in _FLOATS
+    ],
+    "generic_relax": [
+        f"void({dt}[:, ::1], {_AF}, {_AF}, {_A8}, {_A32}, {_AF}, {_A64}, {_A32}, {_A64}, {_AF}, "
+        f"{_A64}, int64, int64, int64)"
+        for dt in _FLOATS
+    ],
+    "generic_finish": [f"void({_A32}, {_AF}, {_A64}, {_AF}, {_A64}, int64)"],
+    "generic_rescan": [
+        f"void({dt}[:, ::1], {_AF}, {_AF}, {_A8}, {_A32}, {_AF}, {_A32}, {_A64}, int64, int64, "
+        "int64)"
+        for dt in _FLOATS
+    ],
+}
+
+
+# --------------------------------------------------------------------------
+# Drivers
+# --------------------------------------------------------------------------
+
+def _single(XT, norms, mcode, p, xp, tpb, stream):
+    d, n = XT.shape
+    N = _I64(n)
+    comp = xp.empty(n, _I32)
+    hook_to = xp.empty(n, _I32)
+    comp_w = xp.empty(n, _F64)
+    comp_code = xp.empty(n, _I64)
+    best_w = xp.empty(n, _F64)
+    best_j = xp.empty(n, _I32)
+    edge_u = xp.empty(n, _I32)
+    edge_v = xp.empty(n, _I32)
+    edge_w = xp.empty(n, _F64)
+    count = xp.zeros(1, _I64)
+    dv = {k: launch.as_device(v) for k, v in dict(
+        XT=XT, norms=norms, comp=comp, hook_to=hook_to, comp_w=comp_w, comp_code=comp_code,
+        best_w=best_w, best_j=best_j, edge_u=edge_u, edge_v=edge_v, edge_w=edge_w,
+        count=count).items()}
+    per_vertex = (launch.blocks(n, tpb), tpb, stream)
+    per_rowblock = (launch.blocks(n, tpb), tpb, stream)
+    cuda_mst.init_state[per_vertex](dv["comp"], dv["hook_to"], dv["comp_w"], dv["comp_code"],
+                                    dv["edge_u"], N)
+    components = n
+    while components > 1:
+        point_best[per_rowblock](dv["XT"], dv["norms"], dv["comp"], dv["comp_w"], dv["best_w"],
+                                 dv["best_j"], N, _I64(mcode), _F64(p))
+        cuda_mst.vertex_code[per_vertex](dv["comp"], dv["best_w"], dv["best_j"], dv["comp_w"],
+                                         dv["comp_code"], N)
+        cuda_mst.hook[per_vertex](dv["comp"], dv["comp_w"], dv["comp_code"], dv["hook_to"],
+                                  dv["edge_u"], dv["edge_v"], dv["edge_w"], dv["count"], N)
+        for _ in range(max(1, math.ceil(math.log2(components)))):
+            cuda_mst.jump[per_vertex](dv["comp"], dv["hook_to"], N)
+        cuda_mst.relabel[per_vertex](dv["comp"], dv["hook_to"], dv["comp_w"], dv["comp_code"], N)
+        remaining = n - int(launch.to_host(count)[0])  # the round's one host read
+        if remaining >= components:
+            raise RuntimeError(
+                f"single linkage (low_memory) on the GPU made no progress with {components} "
+                "components left; the data hold NaN or the device state is corrupt"
+            )
+        components = remaining
+    eu, ev, ew = (launch.to_host(x) for x in (edge_u, edge_v, edge_w))
+    logged = eu >= 0
+    a = eu[logged].astype(np.int64)
+    b = ev[logged].astype(np.int64)
+    h = ew[logged].astype(np.float64)
+    order = np.lexsort((b, a, h))
+    return a[order], b[order], h[order]
+
+
+def _summaries(n, xp):
+    size = xp.ones(n, _F64)
+    extra = xp.zeros(n, _F64)
+    active = xp.ones(n, np.int8)
+    rep = xp.arange(n, dtype=_I64)
+    nn = xp.zeros(n, _I32)
+    nnd = xp.full(n, np.inf, dtype=_F64)
+    return size, extra, active, rep, nn, nnd
+
+
+def _rnn_rounds(CT, code, metric, xp, tpb, stream):
+    d, n = CT.shape
+    N = _I64(n)
+    size, extra, active, rep, nn, nnd = _summaries(n, xp)
+    flag = xp.zeros(n, np.int8)
+    pair_i = xp.empty(n, _I32)
+    pair_j = xp.empty(n, _I32)
+    npairs = xp.zeros(1, _I64)
+    log_a = xp.empty(n - 1, _I64)
+    log_b = xp.empty(n - 1, _I64)
+    log_h = xp.empty(n - 1, _F64)
+    nlog = xp.zeros(1, _I64)
+    dv = {k: launch.as_device(v) for k, v in dict(
+        CT=CT, size=size, extra=extra, active=active, rep=rep, nn=nn, nnd=nnd, flag=flag,
+        pair_i=pair_i, pair_j=pair_j, npairs=npairs, log_a=log_a, log_b=log_b, log_h=log_h,
+        nlog=nlog).items()}
+    C, M = _I64(code), _I64(metric)
+    per_slot = (launch.blocks(n, tpb), tpb, stream)
+
+    def best(rows, cols, mode):
+        nr = int(rows.shape[0])
+        if nr == 0 or int(cols.shape[0]) == 0:
+            return
+        cluster_best[(launch.blocks(nr, tpb), tpb, stream)](
+            dv["CT"], dv["size"], dv["extra"], launch.as_device(rows), _I64(nr),
+            launch.as_device(cols), _I64(cols.shape[0]), C, M, dv["nn"], dv["nnd"], _I64(mode))
+
+    stale = xp.arange(n, dtype=_I32)
+    m = n
+    while m > 1:
+        act = xp.flatnonzero(active).astype(_I32)
+        best(stale, act, 0)
+        npairs[...] = 0
+        find_pairs[per_slot](dv["active"], dv["nn"], dv["nnd"], dv["rep"], dv["flag"],
+                             dv["pair_i"], dv["pair_j"], dv["npairs"], dv["log_a"], dv["log_b"],
+                             dv["log_h"], dv["nlog"], N)
+        p = int(launch.to_host(npairs)[0])  # the round's host read
+        if p == 0:
+            raise RuntimeError(
+                f"low_memory linkage found no reciprocal nearest neighbours with {m} clusters "
+                "left; the data hold NaN or the device state is corrupt"
+            )
+        merge_pairs[(launch.blocks(p, tpb), tpb, stream)](
+            dv["CT"], dv["size"], dv["extra"], dv["active"], dv["pair_i"], dv["pair_j"], _I64(p),
+            C, M)
+        m -= p
+        if m <= 1:
+            break
+        alive = active != 0
+        is_stale = alive & ((flag[nn] != 0) | (flag == 1))
+        stale = xp.flatnonzero(is_stale).astype(_I32)
+        keep = xp.flatnonzero(alive & ~is_stale).astype(_I32)
+        best(keep, pair_i[:p], 1)
+        flag[...] = 0
+    return launch.to_host(log_a), launch.to_host(log_b), launch.to_host(log_h)
+
+
+def _generic(CT, code, metric, xp, tpb, stream):
+    d, n = CT.shape
+    N = _I64(n)
+    size, extra, active, rep, nn, nnd = _summaries(n, xp)
+    stale = xp.empty(n, _I32)
+    stale_count = xp.zeros(1, _I64)
+    pick = xp.zeros(2, _I64)
+    nparts = launch.blocks(n, tpb)
+    part_d = xp.empty(nparts, _F64)
+    part_j = xp.empty(nparts, _I64)
+    log_a = xp.empty(n - 1, _I64)
+    log_b = xp.empty(n - 1, _I64)
+    log_h = xp.empty(n - 1, _F64)
+    dv = {k: launch.as_device(v) for k, v in dict(
+        CT=CT, size=size, extra=extra, active=active, rep=rep, nn=nn, nnd=nnd, stale=stale,
+        stale_count=stale_count, pick=pick, part_d=part_d, part_j=part_j, log_a=log_a,
+        log_b=log_b, log_h=log_h).items()}
+    C, M = _I64(code), _I64(metric)
+    all_slots = launch.as_device(xp.arange(n, dtype=_I32))
+    cluster_best[(launch.blocks(n, tpb), tpb, stream)](
+        dv["CT"], dv["size"], dv["extra"], all_slots, N, all_slots, N, C, M, dv["nn"], dv["nnd"],
+        _I64(0))
+    one = (1, tpb, stream)
+    grid = (nparts, tpb, stream)
+    for step in range(n - 1):
+        generic_pick[one](dv["CT"], dv["size"], dv["extra"], dv["active"], dv["rep"], dv["nn"],
+                          dv["nnd"], dv["pick"], dv["stale_count"], dv["log_a"], dv["log_b"],
+                          dv["log_h"], _I64(step), N, C, M)
+        if step == n - 2:
+            break
+        generic_relax[grid](dv["CT"], dv["size"], dv["extra"], dv["active"], dv["nn"], dv["nnd"],
+                            dv["pick"], dv["stale"], dv["stale_count"], dv["part_d"],
+                            dv["part_j"], N, C, M)
+        generic_finish[(1, 1, stream)](dv["nn"], dv["nnd"], dv["pick"], dv["part_d"],
+                                       dv["part_j"], _I64(nparts))
+        generic_rescan[grid](dv["CT"], dv["size"], dv["extra"], dv["active"], dv["nn"],
+                             dv["nnd"], dv["stale"], dv["stale_count"], N, C, M)
+    return launch.to_host(log_a), launch.to_host(log_b), launch.to_host(log_h)
+
+
+def run(CT, norms, code, mcode, p=2.0, xp=np, tpb=None):
+    """Merge log of a memory-saving linkage on the device.
+
+    Parameters
+    ----------
+    CT : device array, shape (d, n), float32 or float64, C-contiguous
+        Observations transposed (single: correlation rows centred; average
+        with cosine/correlation: unit rows). Overwritten for cluster methods.
+    norms : device array of float64, shape (n,)
+        Row norms (single with cosine/correlation; ignored otherwise).
+    code : int
+        ``formulas`` method code: SINGLE, WARD, AVERAGE, CENTROID or MEDIAN.
+    mcode : int
+        ``metrics`` code: the point metric for single; for average,
+        SQEUCLIDEAN or COSINE (the cluster summary in use).
+    p : float
+        Minkowski exponent.
+    xp : module
+        Namespace of the arrays (CuPy, or NumPy in the simulator).
+    tpb : int, optional
+        Threads per block (power of two, 32..MAX_TPB).
+
+    Returns
+    -------
+    a, b : ndarray of int64, shape (n-1,)
+    h : ndarray of float64, shape (n-1,)
+        The merge log (host arrays); heights squared for ward/centroid/median.
+        single: MST edges by (weight, min, max); reducible: by round;
+        generic: merge order.
+    """
+    tpb = launch.check_tpb(tpb, MAX_TPB)
+    stream = launch.stream_for(xp)
+    if code == formulas.SINGLE:
+        return _single(CT, norms, mcode, p, xp, tpb, stream)
+    if code in (formulas.CENTROID, formulas.MEDIAN):
+        return _generic(CT, code, mcode, xp, tpb, stream)
+    if code in (formulas.WARD, formulas.AVERAGE):
+        return _rnn_rounds(CT, code, mcode, xp, tpb, stream)
+    raise ValueError(f"cuda_vector has no memory-saving path for method code {code}")
