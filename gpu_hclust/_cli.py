@@ -201,7 +201,10 @@ def build_parser():
     )
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the figures "
                    "(created if missing)")
-    p.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--backend", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where linkage runs (default: auto)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="do not print the walk-through's numbers")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
@@ -357,7 +360,7 @@ def _load_for_plot(args):
 
 
 def draw_dendrogram(Z, ax, *, truncate=None, truncate_mode="lastp", cut=None,
-                    annotate_above=None, orientation="top"):
+                    annotate_above=None, orientation="top", title=None):
     """Draw a dendrogram of ``Z`` on ``ax`` with an optional cut line and height labels.
 
     Parameters
@@ -375,6 +378,8 @@ def draw_dendrogram(Z, ax, *, truncate=None, truncate_mode="lastp", cut=None,
     annotate_above : float, optional
         Label each merge higher than this with its height.
     orientation : {'top', 'bottom', 'left', 'right'}
+    title : str, optional
+        Default: "Hierarchical Clustering Dendrogram" (plus " (truncated)").
 
     Returns
     -------
@@ -391,36 +396,19 @@ def draw_dendrogram(Z, ax, *, truncate=None, truncate_mode="lastp", cut=None,
     >>> info["ivl"]
     ['2', '0', '1']
     """
-    import gpu_hclust
+    from ._analysis import annotated_dendrogram
 
-    kwargs = dict(ax=ax, orientation=orientation)
+    kwargs = dict(orientation=orientation)
     if truncate:
         kwargs.update(truncate_mode=truncate_mode, p=truncate, show_contracted=True)
-    if cut is not None:
-        kwargs["color_threshold"] = cut
     n = Z.shape[0] + 1
     if not truncate and n > 60:
         kwargs["no_labels"] = True  # thousands of overlapping tick labels help nobody
     else:
         kwargs["leaf_rotation"] = 90.0 if orientation in ("top", "bottom") else 0.0
-    info = gpu_hclust.dendrogram(Z, **kwargs)
-    vertical = orientation in ("top", "bottom")
-    if annotate_above is not None:
-        for xs, ys, colour in zip(info["icoord"], info["dcoord"], info["color_list"]):
-            pos, height = 0.5 * (xs[1] + xs[2]), ys[1]
-            if height > annotate_above:
-                point = (pos, height) if vertical else (height, pos)
-                ax.plot(*point, "o", c=colour)
-                ax.annotate(f"{height:.3g}", point, xytext=(0, -5) if vertical else (-5, 0),
-                            textcoords="offset points", va="top" if vertical else "center",
-                            ha="center" if vertical else "right", fontsize=8)
-    if cut is not None:
-        (ax.axhline if vertical else ax.axvline)(cut, color="k", linestyle="--", linewidth=1)
-    label = "distance"
-    (ax.set_ylabel if vertical else ax.set_xlabel)(label)
-    (ax.set_xlabel if vertical else ax.set_ylabel)(
-        "sample index or (cluster size)" if truncate else "sample index")
-    return info
+    return annotated_dendrogram(
+        Z, ax=ax, max_d=cut, title=title,
+        annotate_above=np.inf if annotate_above is None else annotate_above, **kwargs)
 
 
 def cmd_plot(args):
@@ -445,11 +433,14 @@ def cmd_plot(args):
         _say(f"{n} leaves: showing the last {truncate} merges (--truncate 0 shows all)")
     fig = Figure(figsize=tuple(args.size), layout="constrained")
     ax = fig.subplots()
+    title = args.title
+    if title is None:
+        title = (f"Hierarchical clustering dendrogram ({n} observations"
+                 + (f", last {truncate} merges" if truncate and args.truncate_mode == "lastp"
+                    else f", {truncate} levels" if truncate else "") + ")")
     draw_dendrogram(Z, ax, truncate=truncate, truncate_mode=args.truncate_mode, cut=args.cut,
-                    annotate_above=args.annotate_above, orientation=args.orientation)
-    ax.set_title(args.title if args.title is not None else
-                 f"Hierarchical clustering dendrogram ({n} observations"
-                 + (f", truncated to {truncate}" if truncate else "") + ")")
+                    annotate_above=args.annotate_above, orientation=args.orientation,
+                    title=title)
     write_atomic(args.out, lambda f: fig.savefig(f, format=ext, dpi=args.dpi))
     _say(f"wrote {args.out}")
     return 0
@@ -463,9 +454,13 @@ def cmd_demo(args):
     os.makedirs(args.out, exist_ok=True)
     from ._demo import run_demo
 
-    written = run_demo(args.out, backend=None if args.backend == "auto" else args.backend)
-    for path in written or ():
-        print(path)
+    echo = None if args.quiet else print
+    result = run_demo(args.out, backend=None if args.backend == "auto" else args.backend,
+                      echo=echo)
+    figures = result.get("figures", []) if isinstance(result, dict) else list(result or ())
+    _say(f"wrote {len(figures)} figures into {args.out}:")
+    for path in figures:
+        _say(f"  {path}")
     return 0
 
 

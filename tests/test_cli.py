@@ -14,6 +14,7 @@ from scipy.spatial.distance import pdist
 
 from gpu_hclust import _backend
 from gpu_hclust._cli import largest_n, main, run_bytes
+from gpu_hclust._demo import tutorial_data
 from gpu_hclust._io import InputError, read_data, write_atomic
 from gpu_hclust._methods import METHODS
 
@@ -21,17 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def tutorial_data():
-    """The tutorial's two Gaussian blobs (150 x 2), from its seed 4711."""
-    rs = np.random.RandomState(4711)
-    a = rs.multivariate_normal([10, 0], [[3, 1], [1, 4]], size=[100])
-    b = rs.multivariate_normal([0, 20], [[3, 1], [1, 4]], size=[50])
-    return np.concatenate((a, b))
-
-
 @pytest.fixture
 def tut(tmp_path):
-    X = tutorial_data()
+    X = tutorial_data()[0]  # the tutorial's 150 x 2 blobs
     path = tmp_path / "tutorial.csv"
     np.savetxt(path, X, delimiter=",", header="x,y", comments="", fmt="%.17g")
     return X, path
@@ -340,6 +333,24 @@ def test_demo_writes_png_figures(tmp_path, capsys):
     assert code == 0, err
     pngs = sorted(out_dir.glob("*.png"))
     assert pngs
+    assert f"wrote {len(pngs)} figures" in err
+    assert "180.27" in out  # the walk-through's last merge height, printed
+
+
+def test_demo_quiet_passes_no_echo(tmp_path, capsys, monkeypatch):
+    from gpu_hclust import _demo
+
+    seen = {}
+
+    def fake_run_demo(out_dir, backend=None, echo=None):
+        seen.update(out_dir=out_dir, backend=backend, echo=echo)
+        return {"figures": [os.path.join(out_dir, "01_data.png")]}
+
+    monkeypatch.setattr(_demo, "run_demo", fake_run_demo)
+    code, out, err = run(["demo", "--out", tmp_path / "figs", "--quiet"], capsys)
+    assert code == 0 and out == ""
+    assert seen == {"out_dir": str(tmp_path / "figs"), "backend": None, "echo": None}
+    assert "wrote 1 figures" in err and "01_data.png" in err
     for png in pngs:
         assert png.read_bytes()[:8] == PNG_MAGIC
 
