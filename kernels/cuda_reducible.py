@@ -33,7 +33,7 @@ import math
 import numpy as np
 from numba import cuda, float64, int64
 
-from . import formulas
+from . import formulas, launch
 from ._config import NUMBA_CACHE
 
 # Shared arrays are sized by this constant; the launch's threads per block
@@ -44,12 +44,6 @@ MAX_TPB = 1024
 C_PAIRS = 0  # reciprocal pairs found this round
 C_STALE = 1  # rows on the stale list
 
-# Grid caps: rows rescanned concurrently, pairs per launch in grid y (CUDA's
-# gridDim.y limit is 65535; more pairs are looped over).
-GPU_ROW_BLOCKS = 8192
-GPU_PAIR_BLOCKS = 65535
-# The simulator runs every thread as a Python thread: keep its grids tiny.
-SIM_BLOCKS = 4
 
 lw = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.lw_update)
 cidx = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.condensed_index)
@@ -299,31 +293,12 @@ def _signatures():
 PTX_SIGNATURES = _signatures()
 
 
-def stream_of(xp):
-    """The stream kernels launch on: CuPy's current stream, 0 in the simulator."""
-    if xp is np:
-        return 0
-    return cuda.external_stream(xp.cuda.get_current_stream().ptr)
+def empty_log():
+    """The merge log of a problem with fewer than two observations."""
+    return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64)
 
 
-def to_host(x, xp):
-    """A NumPy copy of a device (or simulator) array; syncs the stream."""
-    return x.copy() if xp is np else x.get()
-
-
-def check_tpb(tpb):
-    """Threads per block must be a power of two in [1, MAX_TPB] (tree reductions)."""
-    tpb = int(tpb)
-    if tpb < 1 or tpb > MAX_TPB or tpb & (tpb - 1):
-        raise ValueError(f"tpb must be a power of two between 1 and {MAX_TPB}; got {tpb}")
-    return tpb
-
-
-def _empty_log(n):
-    return (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
-
-
-def run(D, n, code, xp, tpb=32, max_blocks=None):
+def run(D, n, code, xp=np, tpb=None, max_blocks=None):
     """Reducible linkage by RNN rounds on the device.
 
     Parameters
@@ -337,10 +312,12 @@ def run(D, n, code, xp, tpb=32, max_blocks=None):
     xp : module
         Array namespace of ``D`` (CuPy, or NumPy under the simulator).
     tpb : int, optional
-        Threads per block, a power of two up to ``MAX_TPB``.
+        Threads per block, a power of two from 32 to ``MAX_TPB``; default
+        ``launch.default_tpb()``.
     max_blocks : int, optional
-        Cap on the grid of the row rescans and the pair dimension of the
-        update (default: generous on a GPU, tiny in the simulator).
+        Cap on the blocks rescanning rows and on the pair dimension of the
+        update grid (default ``launch.blocks``' cap: 65535 on a GPU, 2 in the
+        simulator). Both kernels loop over what the grid does not cover.
 
     Returns
     -------
@@ -357,41 +334,44 @@ def run(D, n, code, xp, tpb=32, max_blocks=None):
     """
     n = int(n)
     code = int(code)
-    tpb = check_tpb(tpb)
+    tpb = launch.check_tpb(tpb, MAX_TPB)
     if n < 2:
-        return _empty_log(n)
-    sim = xp is np
-    if max_blocks is None:
-        row_cap, pair_cap = (SIM_BLOCKS, SIM_BLOCKS) if sim else (GPU_ROW_BLOCKS, GPU_PAIR_BLOCKS)
-    else:
-        row_cap = pair_cap = max(1, int(max_blocks))
-    stream = stream_of(xp)
+        return empty_log()
+    stream = launch.stream_for(xp)
 
     i64 = np.int64
-    alist = xp.arange(n, dtype=i64)
-    spare = xp.empty(n, dtype=i64)
-    stale = xp.arange(n, dtype=i64)
     cnt = xp.zeros(2, dtype=i64)
-    cnt[C_STALE] = n
-    nn = xp.empty(n, dtype=i64)
-    nnd = xp.empty(n, dtype=D.dtype)
-    mround = xp.full(n, -1, dtype=i64)
-    partner = xp.full(n, -1, dtype=i64)
-    pairs = xp.empty(n // 2, dtype=i64)
-    size = xp.ones(n, dtype=np.float64)
-    flag = xp.zeros(n, dtype=np.int32)
-    blockcount = xp.empty((n + tpb - 1) // tpb, dtype=i64)
-    log_a = xp.empty(n - 1, dtype=i64)
-    log_b = xp.empty(n - 1, dtype=i64)
-    log_h = xp.empty(n - 1, dtype=np.float64)
+    cnt[C_STALE] = n  # round 0 rescans every row
+    arrays = dict(
+        D=D,
+        alist=xp.arange(n, dtype=i64),
+        spare=xp.empty(n, dtype=i64),
+        stale=xp.arange(n, dtype=i64),
+        cnt=cnt,
+        nn=xp.empty(n, dtype=i64),
+        nnd=xp.empty(n, dtype=D.dtype),
+        mround=xp.full(n, -1, dtype=i64),
+        partner=xp.full(n, -1, dtype=i64),
+        pairs=xp.empty(max(n // 2, 1), dtype=i64),
+        size=xp.ones(n, dtype=np.float64),
+        flag=xp.zeros(n, dtype=np.int32),
+        blockcount=xp.empty(-(-n // tpb), dtype=i64),
+        log_a=xp.empty(n - 1, dtype=i64),
+        log_b=xp.empty(n - 1, dtype=i64),
+        log_h=xp.empty(n - 1, dtype=np.float64),
+    )
+    v = {name: launch.as_device(arr) for name, arr in arrays.items()}
+    alist, spare = v["alist"], v["spare"]
 
     merges, m, rnd = 0, n, 0
     while merges < n - 1:
-        col_blocks = (m + tpb - 1) // tpb
-        rescan_rows[min(m, row_cap), tpb, stream](D, n, alist, m, stale, cnt, nn, nnd)
-        find_pairs[col_blocks, tpb, stream](alist, m, n, nn, nnd, rnd, mround, partner, pairs,
-                                            cnt, merges, log_a, log_b, log_h)
-        npairs = int(to_host(cnt, xp)[C_PAIRS])  # the round's one sync
+        cols = -(-m // tpb)  # exactly covers alist[:m]: find_pairs..compact need it
+        rescan_rows[launch.blocks(m, 1, max_blocks), tpb, stream](
+            v["D"], n, alist, m, v["stale"], v["cnt"], v["nn"], v["nnd"])
+        find_pairs[cols, tpb, stream](
+            alist, m, n, v["nn"], v["nnd"], rnd, v["mround"], v["partner"], v["pairs"],
+            v["cnt"], merges, v["log_a"], v["log_b"], v["log_h"])
+        npairs = int(launch.to_host(cnt)[C_PAIRS])  # the round's one host sync
         if npairs == 0:
             raise RuntimeError(
                 f"RNN round {rnd} found no reciprocal nearest-neighbour pair among {m} "
@@ -400,12 +380,15 @@ def run(D, n, code, xp, tpb=32, max_blocks=None):
         merges += npairs
         if merges == n - 1:
             break
-        update_pairs[(col_blocks, min(npairs, pair_cap)), tpb, stream](
-            D, n, code, alist, m, pairs, npairs, partner, mround, rnd, size, nn, nnd, flag)
-        finalize[col_blocks, tpb, stream](alist, m, n, partner, mround, rnd, size, nn, flag,
-                                          stale, cnt, blockcount)
-        compact[col_blocks, tpb, stream](alist, m, partner, mround, rnd, blockcount, spare)
+        update_pairs[(cols, launch.blocks(npairs, 1, max_blocks)), tpb, stream](
+            v["D"], n, code, alist, m, v["pairs"], npairs, v["partner"], v["mround"], rnd,
+            v["size"], v["nn"], v["nnd"], v["flag"])
+        finalize[cols, tpb, stream](
+            alist, m, n, v["partner"], v["mround"], rnd, v["size"], v["nn"], v["flag"],
+            v["stale"], v["cnt"], v["blockcount"])
+        compact[cols, tpb, stream](
+            alist, m, v["partner"], v["mround"], rnd, v["blockcount"], spare)
         alist, spare = spare, alist
         m -= npairs
         rnd += 1
-    return to_host(log_a, xp), to_host(log_b, xp), to_host(log_h, xp)
+    return tuple(launch.to_host(arrays[k]) for k in ("log_a", "log_b", "log_h"))
