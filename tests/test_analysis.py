@@ -7,7 +7,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
 from scipy.cluster import hierarchy as sch  # noqa: E402
 from scipy.spatial.distance import cdist  # noqa: E402
 

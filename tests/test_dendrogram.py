@@ -41,8 +41,8 @@ def caterpillar(n, chain_right=True):
     k = np.arange(1, n - 1)
     Z[1:, 0] = k + 1
     Z[1:, 1] = n + k - 1
-    if not chain_right:  # the chain is then the *left* child: ids must be smaller first
-        Z[1:, 0], Z[1:, 1] = k + 1, n + k - 1
+    if not chain_right:  # the chain drawn as the left child (larger id first: still valid)
+        Z[1:, 0], Z[1:, 1] = n + k - 1, k + 1
     Z[1:, 2] = k + 1.0
     Z[1:, 3] = k + 2
     return Z
