@@ -335,6 +335,8 @@ def test_demo_writes_png_figures(tmp_path, capsys):
     assert pngs
     assert f"wrote {len(pngs)} figures" in err
     assert "180.27" in out  # the walk-through's last merge height, printed
+    for png in pngs:
+        assert png.read_bytes()[:8] == PNG_MAGIC
 
 
 def test_demo_quiet_passes_no_echo(tmp_path, capsys, monkeypatch):
@@ -351,8 +353,6 @@ def test_demo_quiet_passes_no_echo(tmp_path, capsys, monkeypatch):
     assert code == 0 and out == ""
     assert seen == {"out_dir": str(tmp_path / "figs"), "backend": None, "echo": None}
     assert "wrote 1 figures" in err and "01_data.png" in err
-    for png in pngs:
-        assert png.read_bytes()[:8] == PNG_MAGIC
 
 
 def test_demo_out_must_be_a_folder(tmp_path, capsys):
