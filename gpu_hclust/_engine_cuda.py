@@ -140,4 +140,6 @@ def run_family(method, D, n):
         The merge log (see ``kernels/__init__.py``), on the host.
     """
     engine = get_engine("cuda", method.family)
-    return engine.run(D, n, method.code, xp=_backend.device_namespace(), tpb=None)
+    # Threads per block: 256 on a GPU, 32 in the simulator, within the module's cap.
+    tpb = min(launch.default_tpb(), getattr(engine, "MAX_TPB", launch.MAX_TPB))
+    return engine.run(D, n, method.code, xp=_backend.device_namespace(), tpb=tpb)

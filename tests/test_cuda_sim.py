@@ -48,7 +48,7 @@ def test_simulator_is_active():
     assert numba_config.ENABLE_CUDASIM
     assert launch.simulating()
     assert isinstance(cuda_mst.row_best, FakeCUDAKernel)
-    assert isinstance(cuda_pdist.pdist_tile, FakeCUDAKernel)
+    assert isinstance(cuda_pdist.pdist_euclidean, FakeCUDAKernel)
     assert launch.default_tpb() == 32
 
 
