@@ -1,0 +1,226 @@
+"""Memory-saving linkage from observations on the CPU (gpu_hclust._lowmem, kernels/cpu_vector).
+
+Every supported (method, metric) pair against scipy on generic-position data:
+ids exact, heights to rtol 1e-10 (average with sqeuclidean/cosine/correlation
+against scipy's average linkage of ``pdist(X, metric)``). Under ties: a valid
+linkage whose every merge is at the current global minimum
+(``reference.replay_check``). Sizes large enough to cross the engines' tiles,
+parallel blocks and the one-thread/parallel switch run too.
+"""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.cluster.hierarchy import is_monotonic, is_valid_linkage
+from scipy.cluster.hierarchy import linkage as scipy_linkage
+from scipy.spatial.distance import pdist
+
+from gpu_hclust import _lowmem
+from gpu_hclust._methods import METHODS
+from gpu_hclust._tree import merge_log_to_linkage
+from gpu_hclust.kernels import cpu_vector, metrics
+from reference import replay_check
+
+PAIRS = sorted((m, k) for m, ks in _lowmem.SUPPORT.items() for k in ks)
+OBSERVATION_METHODS = {"single", "ward", "centroid", "median"}  # scipy takes X directly
+
+
+def _ours(X, method, metric, dtype=None):
+    n = X.shape[0]
+    a, b, h = _lowmem.run_vector(X, METHODS[method], metric, "cpu", dtype)
+    assert a.dtype == np.int64 and b.dtype == np.int64 and h.dtype == np.float64
+    assert a.shape == b.shape == h.shape == (n - 1,)
+    return merge_log_to_linkage(a, b, h, n, METHODS[method])
+
+
+def _scipy(X, method, metric):
+    if method in OBSERVATION_METHODS:
+        return scipy_linkage(X, method, metric=metric)
+    return scipy_linkage(pdist(X, metric), method)
+
+
+def _assert_equal_to_scipy(Z, Zs, rtol=1e-10):
+    assert Z.dtype == np.float64 and Z.shape == Zs.shape
+    assert_array_equal(Z[:, [0, 1, 3]], Zs[:, [0, 1, 3]])
+    assert_allclose(Z[:, 2], Zs[:, 2], rtol=rtol, atol=0)
+
+
+# --- the support table -------------------------------------------------------------
+
+
+def test_support_table_is_exactly_the_exact_pairs():
+    assert _lowmem.SUPPORT["single"] == frozenset(metrics.METRIC_CODES)
+    for method in ("ward", "centroid", "median"):
+        assert _lowmem.SUPPORT[method] == {"euclidean"}
+    assert _lowmem.SUPPORT["average"] == {"sqeuclidean", "cosine", "correlation"}
+    assert _lowmem.SUPPORT["complete"] == frozenset()
+    assert _lowmem.SUPPORT["weighted"] == frozenset()
+    assert set(_lowmem.SUPPORT) == set(METHODS)
+
+
+@pytest.mark.parametrize(
+    "method, metric, expected",
+    [
+        ("single", "chebyshev", True),
+        ("average", "cosine", True),
+        ("average", "euclidean", False),
+        ("complete", "euclidean", False),
+        ("weighted", "sqeuclidean", False),
+        ("ward", "cityblock", False),
+        ("single", "hamming", False),  # no compiled kernel: dense path via scipy's pdist
+        ("single", lambda u, v: 0.0, False),
+        ("nonsense", "euclidean", False),
+    ],
+)
+def test_supports(method, metric, expected):
+    assert _lowmem.supports(method, metric) is expected
+
+
+def test_supports_takes_a_method_object():
+    assert _lowmem.supports(METHODS["ward"], "euclidean")
+
+
+def test_predict_bytes_is_linear_in_n_and_d():
+    base = _lowmem.predict_bytes(1000, 32, "ward")
+    assert _lowmem.predict_bytes(2000, 32, "ward") == 2 * base
+    assert _lowmem.predict_bytes(1000, 32, METHODS["ward"], np.float32) < base
+    assert base >= 1000 * 32 * 8  # at least the working copy of the data
+    # a million 32-d points: well under a GB, where the dense matrix needs 4 TB
+    assert _lowmem.predict_bytes(10**6, 32, "single") < 10**9
+
+
+# --- equal to scipy ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method, metric", PAIRS)
+def test_equals_scipy(rng, method, metric):
+    X = rng.standard_normal((90, 4))
+    _assert_equal_to_scipy(_ours(X, method, metric), _scipy(X, method, metric))
+
+
+@pytest.mark.parametrize("method, metric", [("single", "euclidean"), ("single", "cosine"),
+                                            ("ward", "euclidean"), ("centroid", "euclidean"),
+                                            ("average", "cosine")])
+def test_equals_scipy_across_blocks_and_threads(rng, method, metric):
+    # More slots than one parallel block and enough work per sweep for the
+    # parallel path; the tail of every run takes the one-thread path.
+    n = cpu_vector.BLOCK + 300
+    d = -(-cpu_vector.PAR_MIN_WORK // n) + 1
+    X = rng.standard_normal((n, d))
+    _assert_equal_to_scipy(_ours(X, method, metric), _scipy(X, method, metric))
+
+
+@pytest.mark.parametrize("method", ["single", "ward", "median", "average"])
+def test_one_feature_and_two_points(rng, method):
+    metric = "sqeuclidean" if method == "average" else "euclidean"
+    X = rng.standard_normal((30, 1))
+    _assert_equal_to_scipy(_ours(X, method, metric), _scipy(X, method, metric))
+    X2 = np.array([[0.0, 1.0], [3.0, 5.0]])
+    _assert_equal_to_scipy(_ours(X2, method, metric), _scipy(X2, method, metric))
+
+
+def test_float32_working_copy_is_valid_and_close(rng):
+    X = rng.standard_normal((60, 5))
+    for method, metric in [("single", "euclidean"), ("ward", "euclidean"),
+                           ("centroid", "euclidean"), ("average", "cosine")]:
+        Z = _ours(X, method, metric, np.float32)
+        Zs = _scipy(X, method, metric)
+        assert Z.dtype == np.float64
+        assert is_valid_linkage(Z, throw=True)
+        assert_allclose(Z[:, 2], Zs[:, 2], rtol=1e-5)
+
+
+def test_correlation_is_cosine_of_centred_rows(rng):
+    X = rng.standard_normal((50, 6))
+    Xc = X - X.mean(axis=1, keepdims=True)
+    Zcorr = _ours(X, "average", "correlation")
+    Zcos = _ours(Xc, "average", "cosine")
+    assert_array_equal(Zcorr[:, [0, 1, 3]], Zcos[:, [0, 1, 3]])
+    assert_allclose(Zcorr[:, 2], Zcos[:, 2], rtol=1e-12)
+
+
+# --- ties --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method, metric", PAIRS)
+def test_ties_give_a_valid_replayable_tree(rng, method, metric):
+    # Small integer grid with duplicates: equal distances everywhere, zeros too.
+    # Entries from 1 keep cosine defined (no zero rows); for correlation a last
+    # coordinate outside 1..3 keeps every row non-constant.
+    X = rng.integers(1, 4, size=(26, 3)).astype(np.float64)
+    if metric == "correlation":
+        X = np.column_stack([X, 10 + np.arange(26) % 5])
+    Z = _ours(X, method, metric)
+    assert is_valid_linkage(Z, throw=True)
+    if method not in ("centroid", "median"):
+        assert is_monotonic(Z)
+    replay_check(Z, pdist(X, metric), method)
+    if method == "single":  # heights are input distances: the multiset is scipy's
+        assert_allclose(np.sort(Z[:, 2]), np.sort(_scipy(X, method, metric)[:, 2]), rtol=1e-12)
+
+
+def test_all_points_equal():
+    X = np.ones((7, 3))
+    for method, metric in [("single", "euclidean"), ("ward", "euclidean"),
+                           ("centroid", "euclidean"), ("average", "sqeuclidean"),
+                           ("average", "cosine")]:
+        Z = _ours(X, method, metric)
+        assert is_valid_linkage(Z, throw=True)
+        assert_allclose(Z[:, 2], 0.0, atol=1e-15)
+
+
+# --- input handling and errors -----------------------------------------------------
+
+
+def test_input_is_not_modified(rng):
+    X = rng.standard_normal((40, 3))
+    keep = X.copy()
+    for method, metric in [("single", "correlation"), ("ward", "euclidean"),
+                           ("median", "euclidean"), ("average", "cosine")]:
+        _ours(X, method, metric)
+        assert_array_equal(X, keep)
+
+
+@pytest.mark.parametrize("method, metric", [("complete", "euclidean"), ("weighted", "cosine"),
+                                            ("average", "euclidean"), ("ward", "cityblock")])
+def test_unsupported_pairs_raise(rng, method, metric):
+    X = rng.standard_normal((5, 2))
+    with pytest.raises(ValueError, match=f"low_memory=True cannot compute method='{method}'"):
+        _lowmem.run_vector(X, METHODS[method], metric, "cpu", None)
+
+
+@pytest.mark.parametrize("method", ["single", "average"])
+def test_zero_row_with_cosine_raises(rng, method):
+    X = rng.standard_normal((6, 3))
+    X[4] = 0.0
+    with pytest.raises(ValueError, match=r"metric='cosine' is undefined for all-zero .*rows \[4\]"):
+        _lowmem.run_vector(X, METHODS[method], "cosine", "cpu", None)
+
+
+def test_constant_row_with_correlation_raises(rng):
+    X = rng.standard_normal((6, 3))
+    X[2] = 7.0
+    with pytest.raises(ValueError, match=r"metric='correlation' is undefined for constant .*rows \[2\]"):
+        _lowmem.run_vector(X, METHODS["average"], "correlation", "cpu", None)
+
+
+def test_bad_dtype_and_backend_raise(rng):
+    X = rng.standard_normal((5, 2))
+    with pytest.raises(ValueError, match="dtype must be None, np.float32 or np.float64"):
+        _lowmem.run_vector(X, METHODS["ward"], "euclidean", "cpu", np.int32)
+    with pytest.raises(ValueError, match="backend must be 'cpu' or 'cuda'"):
+        _lowmem.run_vector(X, METHODS["ward"], "euclidean", "tpu", None)
+
+
+def test_progress_counter_reaches_n_minus_1(rng):
+    X = rng.standard_normal((25, 3))
+    for engine, code, mcode in [(cpu_vector.nn_chain, METHODS["ward"].code, metrics.SQEUCLIDEAN),
+                                (cpu_vector.generic, METHODS["centroid"].code, metrics.SQEUCLIDEAN)]:
+        counter = np.zeros(1, dtype=np.int64)
+        out = (np.empty(24, np.int64), np.empty(24, np.int64), np.empty(24))
+        engine(code, mcode, np.ascontiguousarray(X.T), np.ones(25), np.zeros(25), *out, counter)
+        assert counter[0] == 24
+    counter = np.zeros(1, dtype=np.int64)
+    out = (np.empty(24, np.int64), np.empty(24, np.int64), np.empty(24))
+    cpu_vector.prim(metrics.EUCLIDEAN, np.ascontiguousarray(X.T), np.ones(25), 2.0, *out, counter)
+    assert counter[0] == 24
