@@ -35,7 +35,6 @@ from ._checks import (
     to_mlab_linkage,
 )
 from ._dendrogram import dendrogram, set_link_color_palette
-from ._estimator import HierarchicalClustering
 from ._flat import cut_tree, fcluster, fclusterdata, leaders
 from ._linkage import average, centroid, complete, linkage, median, single, ward, weighted
 from ._ordering import optimal_leaf_ordering
@@ -89,3 +88,13 @@ __all__ = [
     "plot_elbow",
     "scatter_clusters",
 ]
+
+
+def __getattr__(name):
+    # The estimator imports scikit-learn (about a second) when it is installed:
+    # load it on first use so `import gpu_hclust` stays fast for scipy-style code.
+    if name == "HierarchicalClustering":
+        from ._estimator import HierarchicalClustering
+
+        return HierarchicalClustering
+    raise AttributeError(f"module 'gpu_hclust' has no attribute {name!r}")
