@@ -8,7 +8,12 @@ float64 temporary of the whole matrix.
 
 Load balance: row i of the condensed matrix has n-1-i pairs, so a static split
 of rows over threads would give the first thread most of the work. Rows are
-processed in pairs (r, n-2-r), every pair holding n-1 distances.
+processed in pairs (r, n-2-r), every pair holding n-1 distances, and each
+thread takes a contiguous range of pairs.
+
+Small inputs run serially: starting the thread pool costs more than the work
+below ``PARALLEL_MIN_WORK`` element operations (and on a busy machine a
+parallel region waits for every thread to be scheduled).
 """
 
 import numba
@@ -16,6 +21,9 @@ import numpy as np
 
 from . import formulas, metrics
 from ._config import NUMBA_CACHE
+
+# Below this many element operations a loop runs on the calling thread.
+PARALLEL_MIN_WORK = 1 << 22
 
 _accumulate = numba.njit(nogil=True, cache=NUMBA_CACHE)(metrics.metric_accumulate)
 _finalize = numba.njit(nogil=True, cache=NUMBA_CACHE)(metrics.metric_finalize)
@@ -68,7 +76,29 @@ def _fill_row(X, i, code, p, norms, out):
     return bad
 
 
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def _fill_row_pairs(X, code, p, norms, out, r0, r1):
+    """Rows r and n-2-r for r in [r0, r1); returns the non-finite count."""
+    n = X.shape[0]
+    bad = 0
+    for r in range(r0, r1):
+        bad += _fill_row(X, r, code, p, norms, out)
+        other = n - 2 - r
+        if other > r:
+            bad += _fill_row(X, other, code, p, norms, out)
+    return bad
+
+
 @numba.njit(parallel=True, nogil=True, cache=NUMBA_CACHE)
+def _pdist_parallel(X, code, p, norms, out, nthreads):
+    half = X.shape[0] // 2
+    bad = np.zeros(nthreads, dtype=np.int64)
+    for t in numba.prange(nthreads):
+        bad[t] = _fill_row_pairs(X, code, p, norms, out,
+                                 half * t // nthreads, half * (t + 1) // nthreads)
+    return bad.sum()
+
+
 def pdist_into(X, code, p, norms, out):
     """Fill ``out`` (length n(n-1)/2) with the condensed distances of rows of X.
 
@@ -90,24 +120,20 @@ def pdist_into(X, code, p, norms, out):
     int
         Number of non-finite distances written (overflow, zero norms).
     """
-    n = X.shape[0]
-    half = n // 2
-    bad = np.zeros(half + 1, dtype=np.int64)
-    for r in numba.prange(half):
-        c = _fill_row(X, r, code, p, norms, out)
-        other = n - 2 - r
-        if other > r:
-            c += _fill_row(X, other, code, p, norms, out)
-        bad[r] = c
-    return bad.sum()
+    n, d = X.shape
+    code = np.int64(code)
+    p = np.float64(p)
+    if out.shape[0] * max(d, 1) < PARALLEL_MIN_WORK:
+        return int(_fill_row_pairs(X, code, p, norms, out, 0, n // 2))
+    return int(_pdist_parallel(X, code, p, norms, out, numba.get_num_threads()))
 
 
-@numba.njit(parallel=True, nogil=True, cache=NUMBA_CACHE)
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
 def row_norms(X):
     """Euclidean norm of every row of X (float64), summed in coordinate order."""
     n, d = X.shape
     out = np.empty(n, dtype=np.float64)
-    for i in numba.prange(n):
+    for i in range(n):
         s = 0.0
         for t in range(d):
             s += X[i, t] * X[i, t]
@@ -115,33 +141,63 @@ def row_norms(X):
     return out
 
 
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def _copy_range(src, out, squared, k0, k1):
+    if squared:
+        for k in range(k0, k1):
+            v = src[k]
+            out[k] = v * v
+    else:
+        for k in range(k0, k1):
+            out[k] = src[k]
+
+
 @numba.njit(parallel=True, nogil=True, cache=NUMBA_CACHE)
+def _copy_parallel(src, out, squared, nthreads):
+    m = src.shape[0]
+    for t in numba.prange(nthreads):
+        _copy_range(src, out, squared, m * t // nthreads, m * (t + 1) // nthreads)
+
+
 def copy_cast(src, out, squared):
-    """out[k] = src[k] (squared in float64 first when ``squared``), parallel.
+    """out[k] = src[k] (squared in float64 first when ``squared``).
 
     Copies a float64 condensed matrix into the working dtype without a second
     float64 temporary; squaring before the cast keeps float32 results exact to
     one rounding.
     """
     m = src.shape[0]
-    if squared:
-        for k in numba.prange(m):
-            v = src[k]
-            out[k] = v * v
+    if m < PARALLEL_MIN_WORK:
+        _copy_range(src, out, bool(squared), 0, m)
     else:
-        for k in numba.prange(m):
-            out[k] = src[k]
+        _copy_parallel(src, out, bool(squared), numba.get_num_threads())
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def _count_nonfinite(a, k0, k1):
+    bad = 0
+    for k in range(k0, k1):
+        if not np.isfinite(a[k]):
+            bad += 1
+    return bad
 
 
 @numba.njit(parallel=True, nogil=True, cache=NUMBA_CACHE)
+def _count_parallel(a, nthreads):
+    m = a.shape[0]
+    bad = np.zeros(nthreads, dtype=np.int64)
+    for t in numba.prange(nthreads):
+        bad[t] = _count_nonfinite(a, m * t // nthreads, m * (t + 1) // nthreads)
+    return bad.sum()
+
+
 def all_finite(a):
     """True when no entry of the 1-D array ``a`` is NaN or infinite.
 
-    A parallel count instead of ``np.isfinite(a).all()``, which would allocate
-    a boolean temporary the size of the condensed matrix.
+    A count instead of ``np.isfinite(a).all()``, which would allocate a
+    boolean temporary the size of the condensed matrix.
     """
-    bad = 0
-    for k in numba.prange(a.shape[0]):
-        if not np.isfinite(a[k]):
-            bad += 1
-    return bad == 0
+    m = a.shape[0]
+    if m < PARALLEL_MIN_WORK:
+        return _count_nonfinite(a, 0, m) == 0
+    return _count_parallel(a, numba.get_num_threads()) == 0

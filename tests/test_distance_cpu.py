@@ -141,3 +141,21 @@ def test_engine_tiny_norms_defer_to_scipy(rng):
     X[1] *= 1e-170
     with pytest.raises(ValueError, match="must contain only finite values"):
         _matrix(X, "cosine")
+
+
+@pytest.mark.parametrize("nthreads", [1, 3, 8])
+@pytest.mark.parametrize("n", [2, 7, 40])
+def test_parallel_entry_points_match_serial(rng, n, nthreads):
+    # Small inputs take the serial path in pdist_into; drive the parallel ones
+    # directly, with more threads than row pairs too.
+    X = rng.standard_normal((n, 5))
+    m = n * (n - 1) // 2
+    ref = pdist(X)
+    out = np.full(m, np.nan)
+    assert cpu_pdist._pdist_parallel(X, metrics.EUCLIDEAN, 2.0, np.ones(n), out, nthreads) == 0
+    assert_allclose(out, ref, rtol=1e-12)
+    sq = np.empty(m, dtype=np.float32)
+    cpu_pdist._copy_parallel(ref, sq, True, nthreads)
+    assert_array_equal(sq, (ref * ref).astype(np.float32))
+    ref[m // 2] = np.inf
+    assert cpu_pdist._count_parallel(ref, nthreads) == 1
