@@ -1,0 +1,137 @@
+"""Memory-saving linkage CUDA kernels (kernels/cuda_vector) in numba-cuda's simulator.
+
+Simulated threads are Python threads, so n <= 40, 32 threads per block, at most
+two blocks (``launch.blocks``). n = 40 with tpb = 32 crosses a row block and a
+column tile (``TILE_C``); d = 9 crosses a coordinate chunk (``TILE_K``). On a
+GPU machine (simulator off) the same tests run on the real kernels with CuPy.
+"""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.cluster.hierarchy import is_monotonic, is_valid_linkage
+from scipy.cluster.hierarchy import linkage as scipy_linkage
+from scipy.spatial.distance import pdist
+
+from gpu_hclust import _backend, _lowmem
+from gpu_hclust._methods import METHODS
+from gpu_hclust._tree import merge_log_to_linkage
+from gpu_hclust.kernels import cuda_vector, formulas, metrics
+from reference import replay_check
+
+SIMULATED = _backend.simulator_enabled()
+OBSERVATION_METHODS = {"single", "ward", "centroid", "median"}
+
+
+def _run(X, method, metric, backend="cuda", dtype=None, tpb=32):
+    n = X.shape[0]
+    if backend == "cuda":
+        a, b, h = _lowmem.run_vector(X, METHODS[method], metric, "cuda", dtype, tpb=tpb)
+    else:
+        a, b, h = _lowmem.run_vector(X, METHODS[method], metric, "cpu", dtype)
+    assert a.dtype == np.int64 and b.dtype == np.int64 and h.dtype == np.float64
+    assert a.shape == b.shape == h.shape == (n - 1,)
+    return merge_log_to_linkage(a, b, h, n, METHODS[method])
+
+
+def _scipy(X, method, metric):
+    if method in OBSERVATION_METHODS:
+        return scipy_linkage(X, method, metric=metric)
+    return scipy_linkage(pdist(X, metric), method)
+
+
+def _assert_equal(Z, Zs, rtol=1e-10):
+    assert Z.dtype == np.float64 and Z.shape == Zs.shape
+    assert_array_equal(Z[:, [0, 1, 3]], Zs[:, [0, 1, 3]])
+    assert_allclose(Z[:, 2], Zs[:, 2], rtol=rtol, atol=0)
+
+
+@pytest.mark.skipif(not SIMULATED, reason="a real GPU is in use: the simulator is off")
+def test_simulator_is_active():
+    from numba import config, cuda
+    from numba.cuda.simulator.kernel import FakeCUDAKernel
+
+    assert cuda.implementation == "NVIDIA"
+    assert config.ENABLE_CUDASIM
+    assert isinstance(cuda_vector.point_best, FakeCUDAKernel)
+
+
+PAIRS = [("single", "euclidean"), ("single", "cosine"), ("single", "cityblock"),
+         ("single", "correlation"), ("ward", "euclidean"), ("centroid", "euclidean"),
+         ("median", "euclidean"), ("average", "sqeuclidean"), ("average", "cosine")]
+
+
+@pytest.mark.parametrize("method, metric", PAIRS)
+def test_equals_scipy(rng, method, metric):
+    X = rng.standard_normal((20, 3))
+    _assert_equal(_run(X, method, metric), _scipy(X, method, metric))
+
+
+@pytest.mark.parametrize("method, metric", [("single", "euclidean"), ("ward", "euclidean"),
+                                            ("centroid", "euclidean"), ("average", "cosine")])
+def test_across_row_blocks_tiles_and_chunks(rng, method, metric):
+    X = rng.standard_normal((40, 9))
+    _assert_equal(_run(X, method, metric), _scipy(X, method, metric))
+
+
+@pytest.mark.parametrize("method, metric", [("single", "chebyshev"), ("ward", "euclidean"),
+                                            ("median", "euclidean"), ("average", "sqeuclidean")])
+def test_same_tree_as_the_cpu_engine(rng, method, metric):
+    X = rng.standard_normal((24, 4))
+    Zg = _run(X, method, metric)
+    Zc = _run(X, method, metric, backend="cpu")
+    _assert_equal(Zg, Zc, rtol=1e-12)
+
+
+def test_float32_storage_is_valid_and_close(rng):
+    X = rng.standard_normal((16, 3))
+    for method, metric in [("single", "euclidean"), ("ward", "euclidean"), ("median", "euclidean")]:
+        Z = _run(X, method, metric, dtype=np.float32)
+        assert is_valid_linkage(Z, throw=True)
+        assert_allclose(Z[:, 2], _scipy(X, method, metric)[:, 2], rtol=1e-5)
+
+
+@pytest.mark.parametrize("method, metric", [("single", "euclidean"), ("ward", "euclidean"),
+                                            ("centroid", "euclidean"), ("average", "sqeuclidean")])
+def test_ties_give_a_valid_replayable_tree(rng, method, metric):
+    X = np.round(rng.uniform(0, 3, size=(18, 2)))  # a 4x4 grid with duplicates
+    Z = _run(X, method, metric)
+    assert is_valid_linkage(Z, throw=True)
+    if method not in ("centroid", "median"):
+        assert is_monotonic(Z)
+    replay_check(Z, pdist(X, metric), method)
+
+
+def test_two_points(rng):
+    X = np.array([[0.0, 1.0], [3.0, 5.0]])
+    for method, metric in [("single", "euclidean"), ("ward", "euclidean"), ("median", "euclidean")]:
+        _assert_equal(_run(X, method, metric), _scipy(X, method, metric))
+
+
+def test_tpb_must_be_a_power_of_two(rng):
+    X = rng.standard_normal((5, 2))
+    with pytest.raises(ValueError, match="tpb .* power of two"):
+        _run(X, "ward", "euclidean", tpb=48)
+
+
+def test_run_rejects_methods_without_a_vector_path():
+    CT = np.zeros((2, 4))
+    with pytest.raises(ValueError, match="no memory-saving path for method code"):
+        cuda_vector.run(CT, np.ones(4), formulas.COMPLETE, metrics.EUCLIDEAN, tpb=32)
+
+
+@pytest.mark.skipif(not SIMULATED, reason="inspects simulator kernel objects")
+def test_ptx_signatures_cover_every_kernel_for_both_precisions():
+    from numba.cuda.simulator.kernel import FakeCUDAKernel
+
+    kernels = {name for name, obj in vars(cuda_vector).items()
+               if isinstance(obj, FakeCUDAKernel) and not obj._device
+               and obj.fn.__module__ == cuda_vector.__name__}
+    assert kernels == set(cuda_vector.PTX_SIGNATURES)
+    takes_data = {"point_best", "cluster_best", "merge_pairs", "generic_pick", "generic_relax",
+                  "generic_rescan"}
+    for name, sigs in cuda_vector.PTX_SIGNATURES.items():
+        f32 = [s for s in sigs if "float32" in s]
+        assert bool(f32) == (name in takes_data), name
+        for sig in f32:
+            assert sig.replace("float32", "float64") in sigs, (name, sig)
