@@ -28,7 +28,7 @@ def lift_heights(a, b, h, n):
     height sort put a parent before its child.
     """
     parent = np.arange(n)
-    top = np.zeros(n, dtype=np.float64)  # height of the cluster rooted here
+    top = np.full(n, -np.inf)  # height of the cluster rooted here (distances may be negative)
     out = h.copy()
     for k in range(a.shape[0]):
         ra = _find(parent, a[k])

@@ -11,6 +11,8 @@ arrays); both accumulate the dot product of the raw rows and divide by the
 product of the row norms, which the caller precomputes once per row.
 """
 
+import math
+
 EUCLIDEAN = 0
 SQEUCLIDEAN = 1
 CITYBLOCK = 2
@@ -56,7 +58,7 @@ def metric_finalize(code, acc, p, norm_i, norm_j):
     callers reject that case before launching).
     """
     if code == EUCLIDEAN:
-        return acc ** 0.5
+        return math.sqrt(acc)  # IEEE sqrt, as scipy; pow(x, 0.5) is slower on GPUs
     if code == MINKOWSKI:
         return acc ** (1.0 / p)
     if code == COSINE or code == CORRELATION:
