@@ -12,7 +12,8 @@ scipy's row by row.
 After x, y (x < y) merge into slot y, with the Lance-Williams formula from
 ``formulas.py``: rows below y whose new distance to y undercuts their bound
 take y as candidate; candidates pointing at the dead slot x move to y (a
-guess, checked when it surfaces); row y is rescanned.
+guess, checked when it surfaces); row y is rescanned. Column reads are
+prefetched as in ``cpu_nnchain``.
 """
 
 import numba
@@ -20,6 +21,7 @@ import numpy as np
 
 from . import formulas
 from ._config import NUMBA_CACHE
+from .cpu_nnchain import PREFETCH_AHEAD, prefetch
 
 _condensed_index = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.condensed_index)
 _lw_update = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.lw_update)
@@ -112,6 +114,11 @@ def generic(D, n, code):
         rowx = _condensed_index(n, x, x + 1) - (x + 1)
         rowy = _condensed_index(n, y, y + 1) - (y + 1)
         for p in range(px):  # i < x < y: both down columns
+            if p + PREFETCH_AHEAD < px:
+                j = live[p + PREFETCH_AHEAD]
+                bj = n * j - (j * (j + 1)) // 2 - j - 1
+                prefetch(D, bj + x)
+                prefetch(D, bj + y)
             i = live[p]
             base = n * i - (i * (i + 1)) // 2 - i - 1
             d = _lw_update(code, np.float64(D[base + x]), np.float64(D[base + y]),
@@ -124,6 +131,9 @@ def generic(D, n, code):
             elif nn[i] == x:
                 nn[i] = y
         for p in range(px + 1, py):  # x < i < y: row x, column y
+            if p + PREFETCH_AHEAD < py:
+                j = live[p + PREFETCH_AHEAD]
+                prefetch(D, n * j - (j * (j + 1)) // 2 + (y - j - 1))
             i = live[p]
             kiy = n * i - (i * (i + 1)) // 2 + (y - i - 1)
             d = _lw_update(code, np.float64(D[rowx + i]), np.float64(D[kiy]),
