@@ -268,8 +268,6 @@ def test_single_ties_above_prim_threshold(rng):
     assert_array_equal(Z[:, 2], sch.linkage(y, "single")[:, 2])
 
 
-@pytest.mark.xfail(strict=True, reason="kernels/cpu_tree.lift_heights starts cluster "
-                   "heights at 0, lifting negative heights to 0 (needs -inf); reported")
 def test_negative_distances_single(rng):
     # scipy accepts negative condensed distances; so does the MST.
     y = pdist(points(rng, 30)) - 2.0
