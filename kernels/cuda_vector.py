@@ -50,6 +50,9 @@ MAX_TPB = 256
 # Columns per tile (register accumulators per thread) and coordinates per chunk.
 TILE_C = 32
 TILE_K = 8
+# Shared array sizes must be plain constants (a product is not folded at typing).
+_SH_ROWS = MAX_TPB * TILE_K
+_SH_COLS = TILE_C * TILE_K
 
 _I32 = np.int32
 _I64 = np.int64
@@ -115,8 +118,8 @@ def point_best(XT, norms, comp, comp_w, best_w, best_j, n, mcode, p):
     Thread per row (grid-stride over blocks of rows), all columns in tiles.
     Ties go to the smallest j (the (w, j) order, see ``cuda_mst``).
     """
-    sh_r = cuda.shared.array(MAX_TPB * TILE_K, np.float64)
-    sh_c = cuda.shared.array(TILE_C * TILE_K, np.float64)
+    sh_r = cuda.shared.array(_SH_ROWS, np.float64)
+    sh_c = cuda.shared.array(_SH_COLS, np.float64)
     acc = cuda.local.array(TILE_C, np.float64)
     t = cuda.threadIdx.x
     bd = cuda.blockDim.x
@@ -163,20 +166,27 @@ def point_best(XT, norms, comp, comp_w, best_w, best_j, n, mcode, p):
 # --------------------------------------------------------------------------
 
 @cuda.jit(cache=NUMBA_CACHE)
-def cluster_best(CT, size, extra, rows, nrows, cols, ncols, code, metric, nn, nnd, mode):
-    """Nearest cluster among ``cols[:ncols]`` for each slot in ``rows[:nrows]``.
+def cluster_best(CT, size, extra, rows, nrows, cols, ncols, code, metric, part_d, part_j):
+    """Nearest cluster among a share of ``cols[:ncols]`` for each slot in ``rows[:nrows]``.
 
-    Key (distance, slot). mode 0 overwrites (nn, nnd) of the row; mode 1 only
-    where the found key precedes the stored one (new clusters offered to
-    rows whose neighbour is unchanged).
+    Grid (row blocks, column splits): block (x, y) gives thread t the row
+    rows[x * blockDim + t] and the y-th of gridDim.y equal shares of the
+    columns (so a few rows still fill the GPU). Writes the share's best key
+    (distance, slot) to part_d[y, r], part_j[y, r] (slot -1: none);
+    ``combine_best`` folds the shares.
     """
-    sh_r = cuda.shared.array(MAX_TPB * TILE_K, np.float64)
-    sh_c = cuda.shared.array(TILE_C * TILE_K, np.float64)
+    sh_r = cuda.shared.array(_SH_ROWS, np.float64)
+    sh_c = cuda.shared.array(_SH_COLS, np.float64)
     acc = cuda.local.array(TILE_C, np.float64)
     t = cuda.threadIdx.x
     bd = cuda.blockDim.x
     d = CT.shape[0]
     mc = _coordinate_metric(code, metric)
+    y = cuda.blockIdx.y
+    share = (ncols + cuda.gridDim.y - 1) // cuda.gridDim.y
+    share = (share + TILE_C - 1) // TILE_C * TILE_C
+    cbeg = np.int64(y) * share
+    cend = min(ncols, cbeg + share)
     nblocks = (nrows + bd - 1) // bd
     for rb in range(cuda.blockIdx.x, nblocks, cuda.gridDim.x):
         r = np.int64(rb) * bd + t
@@ -184,7 +194,7 @@ def cluster_best(CT, size, extra, rows, nrows, cols, ncols, code, metric, nn, nn
         i = np.int64(rows[r]) if valid else np.int64(0)
         bw = math.inf
         bj = -1
-        for c0 in range(0, ncols, TILE_C):
+        for c0 in range(cbeg, cend, TILE_C):
             for c in range(TILE_C):
                 acc[c] = 0.0
             for k0 in range(0, d, TILE_K):
@@ -194,14 +204,14 @@ def cluster_best(CT, size, extra, rows, nrows, cols, ncols, code, metric, nn, nn
                 for e in range(t, TILE_C * TILE_K, bd):
                     k = k0 + e // TILE_C
                     jc = c0 + e % TILE_C
-                    sh_c[e] = CT[k, cols[jc]] if (k < d and jc < ncols) else 0.0
+                    sh_c[e] = CT[k, cols[jc]] if (k < d and jc < cend) else 0.0
                 cuda.syncthreads()
                 _chunk(mc, sh_r, sh_c, acc, t, bd, 0.0)
                 cuda.syncthreads()
             if valid:
                 for c in range(TILE_C):
                     jc = c0 + c
-                    if jc < ncols:
+                    if jc < cend:
                         j = cols[jc]
                         if j != i:
                             w = _cluster_distance(code, metric, acc[c], size[i], size[j],
@@ -209,10 +219,29 @@ def cluster_best(CT, size, extra, rows, nrows, cols, ncols, code, metric, nn, nn
                             if _key_less(w, j, bw, bj):
                                 bw = w
                                 bj = j
-        if valid and bj >= 0:
-            if mode == 0 or _key_less(bw, bj, nnd[i], nn[i]):
-                nn[i] = bj
-                nnd[i] = bw
+        if valid:
+            part_d[y, r] = bw
+            part_j[y, r] = bj
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def combine_best(rows, nrows, part_d, part_j, nsplit, nn, nnd, mode):
+    """Fold the column shares of ``cluster_best`` into (nn, nnd) of each row.
+
+    mode 0 overwrites; mode 1 only where the found key precedes the stored one
+    (new clusters offered to rows whose neighbour is unchanged).
+    """
+    for r in range(cuda.grid(1), nrows, cuda.gridsize(1)):
+        bw = math.inf
+        bj = np.int64(-1)
+        for y in range(nsplit):
+            if _key_less(part_d[y, r], part_j[y, r], bw, bj):
+                bw = part_d[y, r]
+                bj = part_j[y, r]
+        i = rows[r]
+        if bj >= 0 and (mode == 0 or _key_less(bw, bj, nnd[i], nn[i])):
+            nn[i] = bj
+            nnd[i] = bw
 
 
 @cuda.jit(cache=NUMBA_CACHE)
@@ -426,9 +455,12 @@ PTX_SIGNATURES = {
         for dt in _FLOATS
     ],
     "cluster_best": [
-        f"void({dt}[:, ::1], {_AF}, {_AF}, {_A32}, int64, {_A32}, int64, int64, int64, {_A32}, "
-        f"{_AF}, int64)"
+        f"void({dt}[:, ::1], {_AF}, {_AF}, {_A32}, int64, {_A32}, int64, int64, int64, "
+        "float64[:, ::1], int32[:, ::1])"
         for dt in _FLOATS
+    ],
+    "combine_best": [
+        f"void({_A32}, int64, float64[:, ::1], int32[:, ::1], int64, {_A32}, {_AF}, int64)"
     ],
     "find_pairs": [
         f"void({_A8}, {_A32}, {_AF}, {_A64}, {_A8}, {_A32}, {_A32}, {_A64}, {_A64}, {_A64}, "
@@ -509,6 +541,51 @@ def _single(XT, norms, mcode, p, xp, tpb, stream):
     return a[order], b[order], h[order]
 
 
+# Aim for this many blocks per cluster_best launch (an H100 has 132 SMs).
+_TARGET_BLOCKS = 1024
+
+
+def _splits(nrows, ncols, tpb):
+    """Column shares per row block: enough blocks to fill the device, and at
+    least a few tiles of columns per share."""
+    if launch.simulating():
+        return 1 if ncols <= TILE_C else 2
+    row_blocks = -(-nrows // tpb)
+    want = max(1, _TARGET_BLOCKS // row_blocks)
+    return int(max(1, min(want, ncols // (4 * TILE_C))))
+
+
+class _Nearest:
+    """Launches ``cluster_best`` + ``combine_best`` with scratch for the shares."""
+
+    def __init__(self, dv, xp, tpb, stream, code, metric):
+        self.dv, self.xp, self.tpb, self.stream = dv, xp, tpb, stream
+        self.code, self.metric = _I64(code), _I64(metric)
+        self.part_d = self.part_j = None
+
+    def __call__(self, rows, cols, mode):
+        nr = int(rows.shape[0])
+        nc = int(cols.shape[0])
+        if nr == 0 or nc == 0:
+            return
+        ns = _splits(nr, nc, self.tpb)
+        if self.part_d is None or self.part_d.size < ns * nr:
+            cap = max(ns * nr, 1024)
+            self.part_d = self.xp.empty(cap, _F64)
+            self.part_j = self.xp.empty(cap, _I32)
+        pd = self.part_d[: ns * nr].reshape(ns, nr)
+        pj = self.part_j[: ns * nr].reshape(ns, nr)
+        dv = self.dv
+        rb = launch.blocks(nr, self.tpb) if launch.simulating() else -(-nr // self.tpb)
+        cluster_best[(rb, ns), self.tpb, self.stream](
+            dv["CT"], dv["size"], dv["extra"], launch.as_device(rows), _I64(nr),
+            launch.as_device(cols), _I64(nc), self.code, self.metric, launch.as_device(pd),
+            launch.as_device(pj))
+        combine_best[launch.blocks(nr, self.tpb), self.tpb, self.stream](
+            launch.as_device(rows), _I64(nr), launch.as_device(pd), launch.as_device(pj),
+            _I64(ns), dv["nn"], dv["nnd"], _I64(mode))
+
+
 def _summaries(n, xp):
     size = xp.ones(n, _F64)
     extra = xp.zeros(n, _F64)
@@ -537,14 +614,7 @@ def _rnn_rounds(CT, code, metric, xp, tpb, stream):
         nlog=nlog).items()}
     C, M = _I64(code), _I64(metric)
     per_slot = (launch.blocks(n, tpb), tpb, stream)
-
-    def best(rows, cols, mode):
-        nr = int(rows.shape[0])
-        if nr == 0 or int(cols.shape[0]) == 0:
-            return
-        cluster_best[(launch.blocks(nr, tpb), tpb, stream)](
-            dv["CT"], dv["size"], dv["extra"], launch.as_device(rows), _I64(nr),
-            launch.as_device(cols), _I64(cols.shape[0]), C, M, dv["nn"], dv["nnd"], _I64(mode))
+    best = _Nearest(dv, xp, tpb, stream, code, metric)
 
     stale = xp.arange(n, dtype=_I32)
     m = n
@@ -594,10 +664,8 @@ def _generic(CT, code, metric, xp, tpb, stream):
         stale_count=stale_count, pick=pick, part_d=part_d, part_j=part_j, log_a=log_a,
         log_b=log_b, log_h=log_h).items()}
     C, M = _I64(code), _I64(metric)
-    all_slots = launch.as_device(xp.arange(n, dtype=_I32))
-    cluster_best[(launch.blocks(n, tpb), tpb, stream)](
-        dv["CT"], dv["size"], dv["extra"], all_slots, N, all_slots, N, C, M, dv["nn"], dv["nnd"],
-        _I64(0))
+    all_slots = xp.arange(n, dtype=_I32)
+    _Nearest(dv, xp, tpb, stream, code, metric)(all_slots, all_slots, 0)
     one = (1, tpb, stream)
     grid = (nparts, tpb, stream)
     for step in range(n - 1):
