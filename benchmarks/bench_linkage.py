@@ -383,6 +383,17 @@ def _fmt_r(x):
     return "-" if x is None else f"{x:.2f}"
 
 
+def _targets(cpu, scipy, fast, mem_cpu, mem_scipy):
+    """The issue's targets for the CPU backend: <= 0.5x scipy, < fastcluster, memory <= scipy."""
+    marks = []
+    for label, ok in (("0.5x scipy", None if cpu is None or scipy is None else cpu <= 0.5 * scipy),
+                      ("< fastcluster", None if cpu is None or fast is None else cpu < fast),
+                      ("mem", None if mem_cpu is None or mem_scipy is None else mem_cpu <= mem_scipy)):
+        if ok is not None:
+            marks.append(("" if ok else "NOT ") + label)
+    return "; ".join(marks) or "-"
+
+
 def markdown(rows, impls):
     """Markdown table: median seconds per implementation and our ratios."""
     by = {}
@@ -394,10 +405,10 @@ def markdown(rows, impls):
     for o in ours:
         head += [f"{o}/{ref}" for ref in refs]
     if "cpu" in ours and "scipy" in refs:
-        head += ["mem cpu/scipy"]
+        head += ["mem cpu/scipy", "cpu targets"]
     head += ["check"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for key in sorted(by):
+    for key in sorted(by, key=lambda k: (k[0], k[1], ALL_METHODS.index(k[2]))):
         cell = by[key]
 
         def med(i):
@@ -414,6 +425,7 @@ def markdown(rows, impls):
             mc = (cell.get("cpu") or {}).get("host_peak_bytes")
             ms = (cell.get("scipy") or {}).get("host_peak_bytes")
             vals.append(_fmt_r(_ratio(mc, ms)))
+            vals.append(_targets(med("cpu"), med("scipy"), med("fastcluster"), mc, ms))
         checks = {o: cell[o].get("check") for o in ours if o in cell and "check" in cell[o]}
         bad = [o for o, c in checks.items() if c == "FAIL"]
         vals.append(("FAIL: " + ",".join(bad)) if bad else ("ok" if checks else "-"))

@@ -32,7 +32,7 @@ from ._config import NUMBA_CACHE
 _condensed_index = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.condensed_index)
 
 # Below this many points Prim runs (no thread start-up, trivial work anyway).
-PRIM_MAX_N = 1024
+PRIM_MAX_N = 2048
 # Rows per work unit in a Boruvka pass: blocks r and nb-1-r go to the same
 # thread so every unit carries about the same number of matrix entries.
 _ROW_BLOCK = 64

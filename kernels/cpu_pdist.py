@@ -22,8 +22,9 @@ import numpy as np
 from . import formulas, metrics
 from ._config import NUMBA_CACHE
 
-# Below this many element operations a loop runs on the calling thread.
-PARALLEL_MIN_WORK = 1 << 22
+# Below this many element operations (~5 ms of work) a loop runs on the calling
+# thread.
+PARALLEL_MIN_WORK = 1 << 25
 
 _accumulate = numba.njit(nogil=True, cache=NUMBA_CACHE)(metrics.metric_accumulate)
 # Sums of non-negative terms may be reassociated (and fused): LLVM then
