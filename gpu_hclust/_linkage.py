@@ -5,6 +5,7 @@ import numpy as np
 from ._backend import resolve_backend
 from ._memory import check_fits, condensed_bytes, device_available_bytes, host_available_bytes
 from ._methods import get_method
+from ._progress import phase_bar, progress_enabled
 from ._tree import merge_log_to_linkage
 from ._validation import validate_linkage_input
 
@@ -34,7 +35,7 @@ def _engine(backend):
 
 
 def linkage(y, method="single", metric="euclidean", optimal_ordering=False, *,
-            backend=None, dtype=None):
+            backend=None, dtype=None, low_memory=None, progress=None):
     """Perform hierarchical (agglomerative) clustering.
 
     Same contract as :func:`scipy.cluster.hierarchy.linkage`: the result equals
@@ -63,6 +64,17 @@ def linkage(y, method="single", metric="euclidean", optimal_ordering=False, *,
     dtype : {None, np.float32, np.float64}, keyword-only
         Precision of the working distance matrix. float32 halves its memory;
         ``Z`` is float64 either way, and near-tied merges may reorder.
+    low_memory : {None, True, False}, keyword-only
+        Compute from the observations without the distance matrix (O(n d)
+        memory) for the (method, metric) pairs that allow it exactly: single
+        with a compiled metric, ward/centroid/median (euclidean), average with
+        sqeuclidean, cosine or correlation (see ``gpu_hclust._lowmem``). None
+        takes this path only when the matrix would not fit in memory; True
+        requires it (ValueError for other pairs or condensed input); False
+        never takes it.
+    progress : {None, True, False}, keyword-only
+        Progress bars per phase (distances, merges, canonicalisation) on
+        stderr. None: only at a terminal, outside CI, for n >= 5000.
 
     Returns
     -------
@@ -102,17 +114,26 @@ def linkage(y, method="single", metric="euclidean", optimal_ordering=False, *,
     inp = validate_linkage_input(y, spec, metric)
     chosen = resolve_backend(backend, inp.n, inp.is_cupy)
     engine = _engine(chosen)
+    show = progress_enabled(progress, n=inp.n)
 
-    needed = condensed_bytes(inp.n, work_dtype)
-    if chosen == "cuda" and engine.on_real_gpu():
-        check_fits(needed, device_available_bytes(), "GPU", work_dtype)
+    if _use_low_memory(low_memory, inp, spec, chosen, engine, work_dtype):
+        from ._lowmem import run_vector
+
+        with phase_bar(show, "merges (memory-saving)", 1, unit="run") as bar:
+            a, b, h = run_vector(inp.data, spec, inp.metric, chosen, work_dtype)
+            bar.update(1)
     else:
-        check_fits(needed, host_available_bytes(), "host", work_dtype)
-
-    D = engine.condensed_working_matrix(inp, work_dtype, spec.squared)
-    a, b, h = engine.run_family(spec, D, inp.n)
-    del D
-    Z = merge_log_to_linkage(a, b, h, inp.n, spec)
+        _check_fits(inp.n, chosen, engine, work_dtype, extra_hint=_low_memory_hint(inp, spec))
+        with phase_bar(show, "distances", 1, unit="matrix") as bar:
+            D = engine.condensed_working_matrix(inp, work_dtype, spec.squared)
+            bar.update(1)
+        with phase_bar(show, "merges", 1, unit="run") as bar:
+            a, b, h = engine.run_family(spec, D, inp.n)
+            bar.update(1)
+        del D
+    with phase_bar(show, "canonicalisation", 1, unit="tree") as bar:
+        Z = merge_log_to_linkage(a, b, h, inp.n, spec)
+        bar.update(1)
     if optimal_ordering:
         from ._ordering import optimal_leaf_ordering
 
@@ -123,6 +144,47 @@ def linkage(y, method="single", metric="euclidean", optimal_ordering=False, *,
 
         return cupy.asarray(Z)
     return Z
+
+
+def _available(chosen, engine):
+    if chosen == "cuda" and engine.on_real_gpu():
+        return device_available_bytes(), "GPU"
+    return host_available_bytes(), "host"
+
+
+def _check_fits(n, chosen, engine, work_dtype, extra_hint=""):
+    available, where = _available(chosen, engine)
+    check_fits(condensed_bytes(n, work_dtype), available, where, work_dtype, extra_hint)
+
+
+def _low_memory_hint(inp, spec):
+    from ._lowmem import supports
+
+    if inp.kind == "observations" and supports(spec.name, inp.metric):
+        return "low_memory=True (no distance matrix, O(n d) memory)"
+    return ""
+
+
+def _use_low_memory(low_memory, inp, spec, chosen, engine, work_dtype):
+    """Decide the memory-saving path (see ``linkage``'s ``low_memory``)."""
+    if low_memory is None or low_memory is False:
+        if low_memory is False or inp.kind != "observations":
+            return False
+        from ._lowmem import supports
+
+        if not supports(spec.name, inp.metric):
+            return False
+        available, _ = _available(chosen, engine)
+        return available is not None and condensed_bytes(inp.n, work_dtype) > available
+    if low_memory is not True:
+        raise ValueError(f"low_memory must be None, True or False; got {low_memory!r}")
+    if inp.kind != "observations":
+        raise ValueError(
+            "low_memory=True needs an (n, d) observation matrix: `y` is a condensed "
+            "distance matrix, which is already the dense input. Pass the observations "
+            "or low_memory=False."
+        )
+    return True
 
 
 def _host(x):

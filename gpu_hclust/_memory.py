@@ -41,11 +41,11 @@ def device_available_bytes():
     return free + pool.free_bytes()
 
 
-def check_fits(needed, available, where, dtype):
+def check_fits(needed, available, where, dtype, extra_hint=""):
     """Raise MemoryError naming the size and the ways out if ``needed`` > ``available``."""
     if available is None or needed <= available:
         return
-    ways = []
+    ways = [extra_hint] if extra_hint else []
     if np.dtype(dtype) != np.float32:
         ways.append("dtype=np.float32 (halves the distance matrix)")
     ways.append("fewer observations")

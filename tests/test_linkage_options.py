@@ -1,0 +1,72 @@
+"""linkage's keyword-only options: low_memory (choice and errors) and progress."""
+
+import numpy as np
+import pytest
+from scipy.cluster import hierarchy as sch
+from scipy.spatial.distance import pdist
+
+import gpu_hclust
+from gpu_hclust import _linkage
+
+PAIRS = [("single", "cityblock"), ("single", "cosine"), ("ward", "euclidean"),
+         ("centroid", "euclidean"), ("median", "euclidean"), ("average", "sqeuclidean"),
+         ("average", "cosine"), ("average", "correlation")]
+
+
+@pytest.mark.parametrize("method,metric", PAIRS)
+def test_low_memory_true_equals_scipy(method, metric, rng):
+    X = rng.normal(size=(60, 4))
+    Z = gpu_hclust.linkage(X, method, metric, backend="cpu", low_memory=True)
+    np.testing.assert_allclose(Z, sch.linkage(X, method, metric), rtol=1e-10)
+
+
+@pytest.mark.parametrize("method,metric", [("complete", "euclidean"), ("weighted", "cosine"),
+                                           ("average", "euclidean")])
+def test_low_memory_true_rejects_pairs_without_an_exact_path(method, metric, rng):
+    with pytest.raises(ValueError, match=f"low_memory=True cannot compute method='{method}'"):
+        gpu_hclust.linkage(rng.normal(size=(8, 2)), method, metric, backend="cpu",
+                           low_memory=True)
+
+
+def test_low_memory_true_rejects_condensed_input(rng):
+    with pytest.raises(ValueError, match="low_memory=True needs an \\(n, d\\) observation"):
+        gpu_hclust.linkage(pdist(rng.normal(size=(8, 2))), "single", low_memory=True)
+
+
+def test_low_memory_rejects_non_bool(rng):
+    with pytest.raises(ValueError, match="low_memory must be None, True or False"):
+        gpu_hclust.linkage(rng.normal(size=(8, 2)), low_memory="yes", backend="cpu")
+
+
+def test_auto_takes_low_memory_when_the_matrix_does_not_fit(monkeypatch, rng):
+    """None: dense when it fits, memory-saving when it does not (supported pair)."""
+    X = rng.normal(size=(40, 3))
+    calls = []
+    real = gpu_hclust._lowmem.run_vector
+
+    def spy(*args, **kwargs):
+        calls.append(args[1].name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gpu_hclust._lowmem, "run_vector", spy)
+    gpu_hclust.linkage(X, "ward", backend="cpu")
+    assert calls == []
+    monkeypatch.setattr(_linkage, "host_available_bytes", lambda: 100)
+    Z = gpu_hclust.linkage(X, "ward", backend="cpu")
+    assert calls == ["ward"]
+    np.testing.assert_allclose(Z, sch.linkage(X, "ward"), rtol=1e-10)
+    # an unsupported pair cannot fall back: the MemoryError names the way out
+    with pytest.raises(MemoryError, match="dtype=np.float32"):
+        gpu_hclust.linkage(X, "complete", backend="cpu")
+    with pytest.raises(MemoryError, match="low_memory=True"):
+        gpu_hclust.linkage(X, "ward", backend="cpu", low_memory=False)
+
+
+def test_progress_bars_drawn_when_forced_and_silent_by_default(capsys, rng):
+    X = rng.normal(size=(30, 2))
+    gpu_hclust.linkage(X, "average", backend="cpu")
+    assert capsys.readouterr().err == ""
+    gpu_hclust.linkage(X, "average", backend="cpu", progress=True)
+    err = capsys.readouterr().err
+    for phase in ("distances", "merges", "canonicalisation"):
+        assert phase in err
