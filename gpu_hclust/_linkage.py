@@ -3,7 +3,13 @@
 import numpy as np
 
 from ._backend import resolve_backend
-from ._memory import check_fits, condensed_bytes, device_available_bytes, host_available_bytes
+from ._memory import (
+    check_fits,
+    condensed_bytes,
+    device_available_bytes,
+    host_available_bytes,
+    working_bytes,
+)
 from ._methods import get_method
 from ._progress import phase_bar, progress_enabled
 from ._tree import merge_log_to_linkage
@@ -123,7 +129,7 @@ def linkage(y, method="single", metric="euclidean", optimal_ordering=False, *,
             a, b, h = run_vector(inp.data, spec, inp.metric, chosen, work_dtype)
             bar.update(1)
     else:
-        _check_fits(inp.n, chosen, engine, work_dtype, extra_hint=_low_memory_hint(inp, spec))
+        _check_fits(inp, chosen, engine, work_dtype, extra_hint=_low_memory_hint(inp, spec))
         with phase_bar(show, "distances", 1, unit="matrix") as bar:
             D = engine.condensed_working_matrix(inp, work_dtype, spec.squared)
             bar.update(1)
@@ -152,9 +158,10 @@ def _available(chosen, engine):
     return host_available_bytes(), "host"
 
 
-def _check_fits(n, chosen, engine, work_dtype, extra_hint=""):
+def _check_fits(inp, chosen, engine, work_dtype, extra_hint=""):
     available, where = _available(chosen, engine)
-    check_fits(condensed_bytes(n, work_dtype), available, where, work_dtype, extra_hint)
+    needed = condensed_bytes(inp.n, work_dtype) + working_bytes(inp, where == "GPU")
+    check_fits(needed, available, where, work_dtype, extra_hint)
 
 
 def _low_memory_hint(inp, spec):

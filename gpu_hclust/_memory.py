@@ -10,6 +10,24 @@ def condensed_bytes(n, dtype):
     return n * (n - 1) // 2 * np.dtype(dtype).itemsize
 
 
+# O(n) scratch of the engines beyond the matrix, bytes per observation (generous:
+# nearest-neighbour caches, Borůvka component arrays, the merge log).
+_SCRATCH_PER_OBSERVATION = 600
+
+
+def working_bytes(inp, on_gpu):
+    """Bytes a dense run holds besides the condensed matrix.
+
+    On the GPU the observations are prepared in float64 on the device (a second
+    copy for correlation's centring). On the host that copy already exists.
+    """
+    extra = inp.n * _SCRATCH_PER_OBSERVATION
+    if on_gpu and inp.kind == "observations":
+        copies = 2 if inp.metric == "correlation" else 1
+        extra += copies * inp.data.size * 8
+    return extra
+
+
 def _fmt(nbytes):
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if nbytes < 1024 or unit == "TiB":

@@ -95,7 +95,8 @@ def test_memory_error_is_predicted_before_allocating(monkeypatch):
 
     monkeypatch.setattr(_linkage, "host_available_bytes", lambda: 1000)
     y = pdist(np.arange(40.0).reshape(20, 2))
-    with pytest.raises(MemoryError, match=r"needs 1\.5 KiB of host memory.*dtype=np\.float32"):
+    # 190 distances (1520 B) + 20 x 600 B engine scratch = 13 520 B
+    with pytest.raises(MemoryError, match=r"needs 13\.2 KiB of host memory.*dtype=np\.float32"):
         gpu_hclust.linkage(y, backend="cpu")
 
 
