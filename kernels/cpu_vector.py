@@ -114,7 +114,7 @@ def merged_extra(code, metric, e_a, e_b, s_a, s_b, sq_ab):
     return 0.0
 
 
-_coordinate_metric = numba.njit(cache=NUMBA_CACHE)(coordinate_metric)
+_coordinate_metric = numba.njit(inline="always", cache=NUMBA_CACHE)(coordinate_metric)
 _accumulate = numba.njit(inline="always", cache=NUMBA_CACHE)(metrics.metric_accumulate)
 _finalize = numba.njit(inline="always", cache=NUMBA_CACHE)(metrics.metric_finalize)
 _cluster_distance = numba.njit(inline="always", cache=NUMBA_CACHE)(cluster_distance)
@@ -145,44 +145,101 @@ def _tile_accumulate(mcode, CT, q, p, out, lo, hi):
             o[i] = _accumulate(mcode, o[i], row[i], qk, p)
 
 
-@numba.njit(nogil=True, cache=NUMBA_CACHE)
-def _accumulate_tile(mcode, CT, q, p, out, lo, hi):
-    """``_tile_accumulate`` with ``mcode`` dispatched once per tile, not per element."""
-    if mcode == metrics.EUCLIDEAN:
-        _tile_accumulate(metrics.EUCLIDEAN, CT, q, p, out, lo, hi)
-    elif mcode == metrics.SQEUCLIDEAN:
-        _tile_accumulate(metrics.SQEUCLIDEAN, CT, q, p, out, lo, hi)
-    elif mcode == metrics.CITYBLOCK:
-        _tile_accumulate(metrics.CITYBLOCK, CT, q, p, out, lo, hi)
-    elif mcode == metrics.CHEBYSHEV:
-        _tile_accumulate(metrics.CHEBYSHEV, CT, q, p, out, lo, hi)
-    elif mcode == metrics.MINKOWSKI:
-        _tile_accumulate(metrics.MINKOWSKI, CT, q, p, out, lo, hi)
-    elif mcode == metrics.COSINE:
-        _tile_accumulate(metrics.COSINE, CT, q, p, out, lo, hi)
-    else:
-        _tile_accumulate(metrics.CORRELATION, CT, q, p, out, lo, hi)
+@numba.njit(nogil=True, inline="always", cache=NUMBA_CACHE)
+def _point_tile_literal(mcode, CT, q, qnorm, norms, p, out, lo, hi):
+    _tile_accumulate(mcode, CT, q, p, out, lo, hi)
+    nt = norms[lo:hi]
+    for i in range(hi - lo):
+        out[i] = _finalize(mcode, out[i], p, nt[i], qnorm)
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
 def _point_tile(mcode, CT, q, qnorm, norms, p, out, lo, hi):
-    """out[:hi - lo] = metric distances from point q to the points CT[:, lo:hi]."""
-    _accumulate_tile(mcode, CT, q, p, out, lo, hi)
+    """out[:hi - lo] = metric distances from point q to the points CT[:, lo:hi].
+
+    The metric is dispatched once per tile to a copy compiled for that literal
+    code, so its branches fold away and the slot loops vectorise.
+    """
+    if mcode == metrics.EUCLIDEAN:
+        _point_tile_literal(metrics.EUCLIDEAN, CT, q, qnorm, norms, p, out, lo, hi)
+    elif mcode == metrics.SQEUCLIDEAN:
+        _point_tile_literal(metrics.SQEUCLIDEAN, CT, q, qnorm, norms, p, out, lo, hi)
+    elif mcode == metrics.CITYBLOCK:
+        _point_tile_literal(metrics.CITYBLOCK, CT, q, qnorm, norms, p, out, lo, hi)
+    elif mcode == metrics.CHEBYSHEV:
+        _point_tile_literal(metrics.CHEBYSHEV, CT, q, qnorm, norms, p, out, lo, hi)
+    elif mcode == metrics.MINKOWSKI:
+        _point_tile_literal(metrics.MINKOWSKI, CT, q, qnorm, norms, p, out, lo, hi)
+    elif mcode == metrics.COSINE:
+        _point_tile_literal(metrics.COSINE, CT, q, qnorm, norms, p, out, lo, hi)
+    else:
+        _point_tile_literal(metrics.CORRELATION, CT, q, qnorm, norms, p, out, lo, hi)
+
+
+@numba.njit(nogil=True, inline="always", cache=NUMBA_CACHE)
+def _cluster_tile_literal(code, metric, CT, q, s_q, e_q, size, extra, out, lo, hi):
+    _tile_accumulate(_coordinate_metric(code, metric), CT, q, 0.0, out, lo, hi)
+    st = size[lo:hi]
+    et = extra[lo:hi]
     for i in range(hi - lo):
-        out[i] = _finalize(mcode, out[i], p, norms[lo + i], qnorm)
+        out[i] = _cluster_distance(code, metric, out[i], s_q, st[i], e_q, et[i])
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
 def _cluster_tile(code, metric, CT, q, s_q, e_q, size, extra, out, lo, hi):
-    """out[:hi - lo] = linkage distances from the cluster (q, s_q, e_q) to slots [lo, hi)."""
-    _accumulate_tile(_coordinate_metric(code, metric), CT, q, 0.0, out, lo, hi)
-    for i in range(hi - lo):
-        out[i] = _cluster_distance(code, metric, out[i], s_q, size[lo + i], e_q, extra[lo + i])
+    """out[:hi - lo] = linkage distances from the cluster (q, s_q, e_q) to slots [lo, hi).
+
+    Dispatched once per tile to a copy compiled for the literal (method,
+    summary) pair, as in ``_point_tile``.
+    """
+    if code == formulas.WARD:
+        _cluster_tile_literal(formulas.WARD, metrics.SQEUCLIDEAN, CT, q, s_q, e_q, size, extra,
+                              out, lo, hi)
+    elif code == formulas.CENTROID:
+        _cluster_tile_literal(formulas.CENTROID, metrics.SQEUCLIDEAN, CT, q, s_q, e_q, size,
+                              extra, out, lo, hi)
+    elif code == formulas.MEDIAN:
+        _cluster_tile_literal(formulas.MEDIAN, metrics.SQEUCLIDEAN, CT, q, s_q, e_q, size,
+                              extra, out, lo, hi)
+    elif metric == metrics.COSINE:
+        _cluster_tile_literal(formulas.AVERAGE, metrics.COSINE, CT, q, s_q, e_q, size, extra,
+                              out, lo, hi)
+    else:
+        _cluster_tile_literal(formulas.AVERAGE, metrics.SQEUCLIDEAN, CT, q, s_q, e_q, size,
+                              extra, out, lo, hi)
 
 
 # --------------------------------------------------------------------------
 # Single linkage: Prim on the fly
 # --------------------------------------------------------------------------
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE, fastmath={"nnan", "ninf", "reassoc", "nsz"})
+def _min_value(x):
+    """Smallest element of x. min is exact in any order, so the reassociation
+    flags only let the loop vectorise; inputs are finite."""
+    v = np.inf
+    for i in range(x.shape[0]):
+        v = min(v, x[i])
+    return v
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def _first_equal(x, v):
+    """Index of the first element of x equal to v (-1 if none)."""
+    for i in range(x.shape[0]):
+        if x[i] == v:
+            return i
+    return -1
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def _take_better(best, bslot, x, lo):
+    """Fold the minimum of tile x (slots lo...) into (best, bslot); ties keep the lower slot."""
+    v = _min_value(x)
+    if bslot < 0 or v < best:
+        return v, lo + _first_equal(x, v)
+    return best, bslot
+
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
 def _prim_block(mcode, XT, q, qnorm, qobs, norms, p, mind, par, dist, lo, hi):
@@ -191,14 +248,15 @@ def _prim_block(mcode, XT, q, qnorm, qobs, norms, p, mind, par, dist, lo, hi):
     bslot = -1
     for t0 in range(lo, hi, TILE):
         t1 = min(hi, t0 + TILE)
-        _point_tile(mcode, XT, q, qnorm, norms, p, dist[t0:t1], t0, t1)
-        for i in range(t0, t1):
-            if dist[i] < mind[i]:
-                mind[i] = dist[i]
-                par[i] = qobs
-            if bslot < 0 or mind[i] < best:
-                best = mind[i]
-                bslot = i
+        dt = dist[t0:t1]
+        _point_tile(mcode, XT, q, qnorm, norms, p, dt, t0, t1)
+        mt = mind[t0:t1]
+        pt = par[t0:t1]
+        for i in range(t1 - t0):
+            if dt[i] < mt[i]:
+                mt[i] = dt[i]
+                pt[i] = qobs
+        best, bslot = _take_better(best, bslot, mt, t0)
     return best, bslot
 
 
@@ -293,11 +351,15 @@ def _nearest_block(code, metric, CT, q, s_q, e_q, size, extra, dist, self_slot, 
     bslot = -1
     for t0 in range(lo, hi, TILE):
         t1 = min(hi, t0 + TILE)
-        _cluster_tile(code, metric, CT, q, s_q, e_q, size, extra, dist[t0:t1], t0, t1)
-        for i in range(t0, t1):
-            if i != self_slot and (bslot < 0 or dist[i] < best):
-                best = dist[i]
-                bslot = i
+        dt = dist[t0:t1]
+        _cluster_tile(code, metric, CT, q, s_q, e_q, size, extra, dt, t0, t1)
+        if t0 <= self_slot < t1:
+            keep = dt[self_slot - t0]
+            dt[self_slot - t0] = np.inf
+            best, bslot = _take_better(best, bslot, dt, t0)
+            dt[self_slot - t0] = keep
+        else:
+            best, bslot = _take_better(best, bslot, dt, t0)
     return best, bslot
 
 
@@ -414,13 +476,9 @@ def nn_chain(code, metric, CT, size, extra, a, b, h, counter):
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
 def _block_min(mind, lo, hi):
-    best = np.inf
-    slot = -1
-    for i in range(lo, hi):
-        if slot < 0 or mind[i] < best:
-            best = mind[i]
-            slot = i
-    return best, slot
+    x = mind[lo:hi]
+    v = _min_value(x)
+    return v, lo + _first_equal(x, v)
 
 
 @numba.njit(nogil=True, parallel=True, cache=NUMBA_CACHE)
@@ -443,11 +501,11 @@ def _generic_init(code, metric, CT, size, extra, cid, nn_id, mind):
             t1 = min(n, t0 + TILE)
             for r in range(nr):
                 i = r0 + r
-                _cluster_tile(code, metric, CT, Q[r], size[i], extra[i], size, extra, buf, t0, t1)
-                for j in range(t0, t1):
-                    if j != i and (bj[r] < 0 or buf[j - t0] < bd[r]):
-                        bd[r] = buf[j - t0]
-                        bj[r] = j
+                bt = buf[:t1 - t0]
+                _cluster_tile(code, metric, CT, Q[r], size[i], extra[i], size, extra, bt, t0, t1)
+                if t0 <= i < t1:
+                    bt[i - t0] = np.inf
+                bd[r], bj[r] = _take_better(bd[r], bj[r], bt, t0)
         for r in range(nr):
             mind[r0 + r] = bd[r]
             nn_id[r0 + r] = cid[bj[r]]
@@ -462,16 +520,17 @@ def _relax_block(code, metric, CT, q, s_q, e_q, size, extra, dist, u, uid, nn_id
     bslot = -1
     for t0 in range(lo, hi, TILE):
         t1 = min(hi, t0 + TILE)
-        _cluster_tile(code, metric, CT, q, s_q, e_q, size, extra, dist[t0:t1], t0, t1)
-        for i in range(t0, t1):
-            if i == u:
-                continue
-            if dist[i] < mind[i]:
-                mind[i] = dist[i]
-                nn_id[i] = uid
-            if bslot < 0 or dist[i] < best:
-                best = dist[i]
-                bslot = i
+        dt = dist[t0:t1]
+        _cluster_tile(code, metric, CT, q, s_q, e_q, size, extra, dt, t0, t1)
+        if t0 <= u < t1:
+            dt[u - t0] = np.inf  # not a candidate for itself; its bound is set by the caller
+        mt = mind[t0:t1]
+        nt = nn_id[t0:t1]
+        for i in range(t1 - t0):
+            if dt[i] < mt[i]:
+                mt[i] = dt[i]
+                nt[i] = uid
+        best, bslot = _take_better(best, bslot, dt, t0)
     blk = lo // BLOCK
     bmin[blk], bmslot[blk] = _block_min(mind, lo, hi)
     return best, bslot
