@@ -48,45 +48,59 @@ def condensed_working_matrix(inp, dtype, squared):
     out = np.empty(n * (n - 1) // 2, dtype=dtype)
     if inp.kind == "condensed":
         cpu_pdist.copy_cast(data, out, squared)
-        return out
-    metric = inp.metric
+    elif not _compiled_pdist(data, _kernel_metric(inp.metric, squared), out):
+        _scipy_pdist(data, inp.metric, out)
+    return out
+
+
+def _kernel_metric(metric, squared):
+    """The metric the distance kernel should compute for linkage's metric."""
     if squared:
-        # Euclidean only (validated): square-free accumulation is exact to one
-        # rounding, where sqrt-then-square is not.
-        metric = "sqeuclidean"
-    elif metric == "minkowski":
+        # ward/centroid/median are Euclidean-only (validated); accumulating the
+        # square directly is exact to one rounding, sqrt-then-square is not.
+        return "sqeuclidean"
+    if metric == "minkowski":
         # linkage passes no p, so scipy uses p = 2: the Euclidean distance.
-        metric = "euclidean"
+        return "euclidean"
+    return metric
+
+
+def _compiled_pdist(X, metric, out):
+    """Fill ``out`` with the Numba kernel; False when the metric has none.
+
+    Cosine/correlation with a zero-norm row (scipy: nan) also answer False,
+    so scipy produces its own nan and the finite check raises its error.
+    """
     code = metrics.METRIC_CODES.get(metric) if isinstance(metric, str) else None
-    if code is not None:
-        X = np.ascontiguousarray(data, dtype=np.float64)
+    if code is None:
+        return False
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    norms = np.ones(X.shape[0], dtype=np.float64)
+    if metric in ("cosine", "correlation"):
         if metric == "correlation":
             X = X - X.mean(axis=1, keepdims=True)  # scipy's centring, O(n d)
-        norms = np.ones(n, dtype=np.float64)
-        if metric in ("cosine", "correlation"):
-            norms = cpu_pdist.row_norms(X)
-            # scipy divides by the product of norms and yields nan when it is
-            # zero; defer to scipy whenever a product could be zero.
-            if float(norms.min()) ** 2 == 0.0:
-                code = None
-        if code is not None:
-            bad = cpu_pdist.pdist_into(X, code, 2.0, norms, out)
-            if bad:
-                raise ValueError(_NONFINITE)
-            return out
+        norms = cpu_pdist.row_norms(X)
+        # scipy divides by the product of two norms: defer whenever one
+        # product could be zero (or underflow to it).
+        if float(norms.min()) ** 2 == 0.0:
+            return False
+    if cpu_pdist.pdist_into(X, code, 2.0, norms, out):
+        raise ValueError(_NONFINITE)
+    return True
+
+
+def _scipy_pdist(X, metric, out):
+    """Every other metric and callables: scipy's pdist, cast into ``out``."""
     from scipy.spatial.distance import pdist
 
-    # Every other metric, callables, and cosine with zero rows: scipy's pdist
-    # (squared methods never get here: they are Euclidean-only on observations).
     if out.dtype == np.float64:
-        pdist(data, inp.metric, out=out)
+        pdist(X, metric, out=out)
     else:
-        full = pdist(data, inp.metric)
+        full = pdist(X, metric)  # float64 temporary: scipy has no float32 output
         cpu_pdist.copy_cast(full, out, False)
         del full
     if not cpu_pdist.all_finite(out):
         raise ValueError(_NONFINITE)
-    return out
 
 
 def run_family(method, D, n):
