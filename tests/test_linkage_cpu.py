@@ -180,6 +180,16 @@ def test_float32_working_dtype(rng, method, kind, n):
     assert_allclose(Z[:, 2], Zs[:, 2], rtol=0, atol=1e-5 * Zs[:, 2].max())
 
 
+@pytest.mark.parametrize("metric", REAL_METRICS + ["hamming"])
+def test_float32_every_metric(rng, metric):
+    X = _data_for(metric, rng, 80)
+    Z = cpu(X, "average", metric=metric, dtype=np.float32)
+    Zs = sch.linkage(X, "average", metric=metric)
+    sch.is_valid_linkage(Z, throw=True)
+    assert sch.is_monotonic(Z)
+    assert_allclose(Z[:, 2], Zs[:, 2], rtol=0, atol=1e-5 * Zs[:, 2].max())
+
+
 # --------------------------------------------------------------------------
 # Ties: valid, monotone, replayable; single's heights exactly scipy's.
 
