@@ -165,7 +165,10 @@ def prepare(X, method, metric, dtype, xp=np):
     """
     spec = METHODS[_method_name(method)]
     mcode = metrics.METRIC_CODES[metric]
-    CT = X.T.astype(np.float64, order="C", copy=True)  # a copy: X is never written
+    # A transposed copy (X is never written); straight to the working dtype
+    # unless rows must be centred or normalised first, which is done in float64.
+    reshape = metric in ("cosine", "correlation")
+    CT = X.T.astype(np.float64 if reshape else dtype, order="C", copy=True)
     if metric == "correlation":
         CT -= CT.mean(axis=0)
     if metric in ("cosine", "correlation"):
@@ -186,7 +189,7 @@ def _mst_merge_order(a, b, h):
     return a[order], b[order], h[order]
 
 
-def run_vector(X, method, metric, backend="cpu", dtype=None, *, tpb=None):
+def run_vector(X, method, metric, backend="cpu", dtype=None, *, tpb=None, counter=None):
     """Merge log of a memory-saving linkage run.
 
     Parameters
@@ -202,6 +205,10 @@ def run_vector(X, method, metric, backend="cpu", dtype=None, *, tpb=None):
         Precision of the working copy of the data (None: float64).
     tpb : int, optional, keyword-only
         Threads per block for the CUDA kernels (default: ``launch.default_tpb()``).
+    counter : ndarray of int64, shape (1,), optional, keyword-only
+        Receives the number of merges done as the run goes, for a progress bar
+        (``gpu_hclust._progress.track``): written by the CPU engines while they
+        run (they release the GIL), and by the CUDA driver after each round or step.
 
     Returns
     -------
@@ -227,7 +234,8 @@ def run_vector(X, method, metric, backend="cpu", dtype=None, *, tpb=None):
         xp = device_namespace()
         Xd = xp.asarray(X)
         CT, norms, code, mcode = prepare(Xd, spec, metric, dt, xp)
-        a, b, h = cuda_vector.run(CT, norms, code, mcode, MINKOWSKI_P, xp=xp, tpb=tpb)
+        a, b, h = cuda_vector.run(CT, norms, code, mcode, MINKOWSKI_P, xp=xp, tpb=tpb,
+                                  counter=counter)
         return _mst_merge_order(a, b, h) if spec.family == "mst" else (a, b, h)
     if backend != "cpu":
         raise ValueError(f"backend must be 'cpu' or 'cuda'; got {backend!r}")
@@ -239,7 +247,8 @@ def run_vector(X, method, metric, backend="cpu", dtype=None, *, tpb=None):
     a = np.empty(n - 1, dtype=np.int64)
     b = np.empty(n - 1, dtype=np.int64)
     h = np.empty(n - 1, dtype=np.float64)
-    counter = np.zeros(1, dtype=np.int64)
+    if counter is None:
+        counter = np.zeros(1, dtype=np.int64)
     if spec.family == "mst":
         cpu_vector.prim(mcode, CT, norms, MINKOWSKI_P, a, b, h, counter)
         return _mst_merge_order(a, b, h)

@@ -493,7 +493,7 @@ PTX_SIGNATURES = {
 # Drivers
 # --------------------------------------------------------------------------
 
-def _single(XT, norms, mcode, p, xp, tpb, stream):
+def _single(XT, norms, mcode, p, xp, tpb, stream, counter):
     d, n = XT.shape
     N = _I64(n)
     comp = xp.empty(n, _I32)
@@ -532,6 +532,7 @@ def _single(XT, norms, mcode, p, xp, tpb, stream):
                 "components left; the data hold NaN or the device state is corrupt"
             )
         components = remaining
+        counter[0] = n - components
     eu, ev, ew = (launch.to_host(x) for x in (edge_u, edge_v, edge_w))
     logged = eu >= 0
     a = eu[logged].astype(np.int64)
@@ -596,7 +597,7 @@ def _summaries(n, xp):
     return size, extra, active, rep, nn, nnd
 
 
-def _rnn_rounds(CT, code, metric, xp, tpb, stream):
+def _rnn_rounds(CT, code, metric, xp, tpb, stream, counter):
     d, n = CT.shape
     N = _I64(n)
     size, extra, active, rep, nn, nnd = _summaries(n, xp)
@@ -635,6 +636,7 @@ def _rnn_rounds(CT, code, metric, xp, tpb, stream):
             dv["CT"], dv["size"], dv["extra"], dv["active"], dv["pair_i"], dv["pair_j"], _I64(p),
             C, M)
         m -= p
+        counter[0] = n - m
         if m <= 1:
             break
         alive = active != 0
@@ -646,7 +648,7 @@ def _rnn_rounds(CT, code, metric, xp, tpb, stream):
     return launch.to_host(log_a), launch.to_host(log_b), launch.to_host(log_h)
 
 
-def _generic(CT, code, metric, xp, tpb, stream):
+def _generic(CT, code, metric, xp, tpb, stream, counter):
     d, n = CT.shape
     N = _I64(n)
     size, extra, active, rep, nn, nnd = _summaries(n, xp)
@@ -681,10 +683,12 @@ def _generic(CT, code, metric, xp, tpb, stream):
                                        dv["part_j"], _I64(nparts))
         generic_rescan[grid](dv["CT"], dv["size"], dv["extra"], dv["active"], dv["nn"],
                              dv["nnd"], dv["stale"], dv["stale_count"], N, C, M)
+        counter[0] = step + 1  # launches are queued: this runs ahead of the device
+    counter[0] = n - 1
     return launch.to_host(log_a), launch.to_host(log_b), launch.to_host(log_h)
 
 
-def run(CT, norms, code, mcode, p=2.0, xp=np, tpb=None):
+def run(CT, norms, code, mcode, p=2.0, xp=np, tpb=None, counter=None):
     """Merge log of a memory-saving linkage on the device.
 
     Parameters
@@ -705,6 +709,9 @@ def run(CT, norms, code, mcode, p=2.0, xp=np, tpb=None):
         Namespace of the arrays (CuPy, or NumPy in the simulator).
     tpb : int, optional
         Threads per block (power of two, 32..MAX_TPB).
+    counter : ndarray of int64, shape (1,), optional
+        Host array receiving the number of merges done (after each round;
+        for the generic loop, merges queued).
 
     Returns
     -------
@@ -716,10 +723,12 @@ def run(CT, norms, code, mcode, p=2.0, xp=np, tpb=None):
     """
     tpb = launch.check_tpb(tpb, MAX_TPB)
     stream = launch.stream_for(xp)
+    if counter is None:
+        counter = np.zeros(1, dtype=np.int64)
     if code == formulas.SINGLE:
-        return _single(CT, norms, mcode, p, xp, tpb, stream)
+        return _single(CT, norms, mcode, p, xp, tpb, stream, counter)
     if code in (formulas.CENTROID, formulas.MEDIAN):
-        return _generic(CT, code, mcode, xp, tpb, stream)
+        return _generic(CT, code, mcode, xp, tpb, stream, counter)
     if code in (formulas.WARD, formulas.AVERAGE):
-        return _rnn_rounds(CT, code, mcode, xp, tpb, stream)
+        return _rnn_rounds(CT, code, mcode, xp, tpb, stream, counter)
     raise ValueError(f"cuda_vector has no memory-saving path for method code {code}")

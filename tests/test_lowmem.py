@@ -224,3 +224,6 @@ def test_progress_counter_reaches_n_minus_1(rng):
     out = (np.empty(24, np.int64), np.empty(24, np.int64), np.empty(24))
     cpu_vector.prim(metrics.EUCLIDEAN, np.ascontiguousarray(X.T), np.ones(25), 2.0, *out, counter)
     assert counter[0] == 24
+    counter[0] = 0
+    _lowmem.run_vector(X, METHODS["average"], "cosine", "cpu", None, counter=counter)
+    assert counter[0] == 24

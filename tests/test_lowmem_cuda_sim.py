@@ -135,3 +135,11 @@ def test_ptx_signatures_cover_every_kernel_for_both_precisions():
         assert bool(f32) == (name in takes_data), name
         for sig in f32:
             assert sig.replace("float32", "float64") in sigs, (name, sig)
+
+
+@pytest.mark.parametrize("method", ["single", "ward", "median"])
+def test_progress_counter_reaches_n_minus_1(rng, method):
+    X = rng.standard_normal((10, 2))
+    counter = np.zeros(1, dtype=np.int64)
+    _lowmem.run_vector(X, METHODS[method], "euclidean", "cuda", None, tpb=32, counter=counter)
+    assert counter[0] == 9
