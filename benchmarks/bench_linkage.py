@@ -171,7 +171,8 @@ def run_worker(spec):
             X = make_data(n, d, spec["seed"])
             fn, fetch = _callable(impl, method, X, dtype)
             first_s, Z, first_host, first_gpu = _measure(fn, gpu)
-            warm, hosts, gpus = [], [first_host], [first_gpu]
+            # warm calls only: the first one also holds the JIT's memory
+            warm, hosts, gpus = [], [], []
             for _ in range(spec["repeat"]):
                 s, Z, host, gb = _measure(fn, gpu)
                 warm.append(s)
@@ -187,8 +188,10 @@ def run_worker(spec):
                 warm_s=warm,
                 median_s=float(np.median(warm)) if warm else first_s,
                 min_s=float(min(warm)) if warm else first_s,
-                host_peak_bytes=max(hosts) if hosts else None,
-                gpu_pool_peak_bytes=max(gpus) if gpus else None,
+                host_peak_bytes=max(hosts) if hosts else first_host,
+                gpu_pool_peak_bytes=max(gpus) if gpus else first_gpu,
+                first_call_host_peak_bytes=first_host,
+                first_call_gpu_pool_bytes=first_gpu,
                 z_path=zpath,
             )
         except Exception as exc:  # recorded, never hidden: the table shows ERROR
@@ -292,7 +295,8 @@ def _meta(args, impls, cuda_reason):
         "timing": "first call reported separately; then median of --repeat warm calls "
                   "(time.perf_counter; CUDA rows synchronise before reading the clock)",
         "memory": "host: VmHWM - VmRSS around each call (high-water mark reset through "
-                  "/proc/self/clear_refs), max over calls; gpu: CuPy default pool "
+                  "/proc/self/clear_refs), max over the warm calls (the first call's is "
+                  "reported apart: it includes compilation); gpu: CuPy default pool "
                   "total_bytes() after each call, pool emptied before",
         "check": "heights vs scipy's Z on the same data, rtol 1e-9 (1e-5 for float32); ids "
                  "compared and reported",
@@ -310,21 +314,23 @@ def _default_out(device):
 
 
 def _plan(args, impls):
-    """Worker jobs: (impl, [cases]) in the order they run."""
-    cases = [{"n": n, "d": d, "method": m} for n in args.sizes for d in args.d for m in args.methods]
-    jobs = []
-    for impl in impls:
-        if impl.startswith("cuda"):
-            mine = cases
-        else:
-            mine = [c for c in cases if c["n"] <= args.cpu_max_n]
-        if not mine:
-            continue
-        if args.isolate == "impl":
-            jobs.append((impl, mine))
-        else:
-            jobs.extend((impl, [c]) for c in mine)
-    return jobs
+    """Worker jobs: (impl, [cases]) in the order they run.
+
+    Fresh worker per case: small sizes first, every implementation of a case
+    back to back, so an interrupted run still has complete, checked rows.
+    """
+    cases = [{"n": n, "d": d, "method": m}
+             for n in sorted(args.sizes) for d in args.d for m in args.methods]
+
+    def runs(impl, case):
+        return impl.startswith("cuda") or case["n"] <= args.cpu_max_n
+
+    if args.isolate == "impl":
+        jobs = [(impl, [c for c in cases if runs(impl, c)]) for impl in impls]
+        return [(impl, mine) for impl, mine in jobs if mine]
+    # scipy first: the reference every other row is checked against
+    order = sorted(impls, key=lambda i: i != "scipy")
+    return [(impl, [c]) for c in cases for impl in order if runs(impl, c)]
 
 
 def _run_job(impl, cases, args, zdir):
@@ -454,8 +460,8 @@ def parse_args(argv):
                         "per implementation")
     p.add_argument("--isolate", choices=["case", "impl"], default=None,
                    help="fresh worker per case (default) or per implementation (--quick)")
-    p.add_argument("--cpu-max-n", type=int, default=50000,
-                   help="skip cpu/scipy/fastcluster above this n (default 50000)")
+    p.add_argument("--cpu-max-n", type=int, default=20000,
+                   help="skip cpu/scipy/fastcluster above this n (default 20000)")
     p.add_argument("--case-timeout", type=float, default=None,
                    help="seconds allowed per worker process (default: no limit)")
     p.add_argument("--out", "--json", dest="out", default=None,
