@@ -21,24 +21,10 @@ import numpy as np
 
 from . import formulas
 from ._config import NUMBA_CACHE
-from .cpu_nnchain import PREFETCH_AHEAD, prefetch
+from .cpu_nnchain import PREFETCH_AHEAD, lower_bound, prefetch  # shared CPU helpers
 
 _condensed_index = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.condensed_index)
 _lw_update = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.lw_update)
-
-
-@numba.njit(nogil=True, cache=NUMBA_CACHE)
-def _lower_bound(live, m, x):
-    """First position p < m with live[p] >= x (live sorted ascending)."""
-    lo = 0
-    hi = m
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if live[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
@@ -110,7 +96,7 @@ def generic(D, n, code):
         h[k] = dxy
         nx = size[x]
         ny = size[y]
-        py = _lower_bound(live, m, y)
+        py = lower_bound(live, m, y)
         rowx = _condensed_index(n, x, x + 1) - (x + 1)
         rowy = _condensed_index(n, y, y + 1) - (y + 1)
         for p in range(px):  # i < x < y: both down columns

@@ -21,23 +21,9 @@ import numpy as np
 
 from . import formulas
 from ._config import NUMBA_CACHE
-from .cpu_nnchain import PREFETCH_AHEAD, prefetch
+from .cpu_nnchain import PREFETCH_AHEAD, lower_bound, prefetch  # shared CPU helpers
 
 _condensed_index = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.condensed_index)
-
-
-@numba.njit(nogil=True, cache=NUMBA_CACHE)
-def _lower_bound(live, m, x):
-    """First position p < m with live[p] >= x (live sorted ascending)."""
-    lo = 0
-    hi = m
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if live[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
@@ -70,7 +56,7 @@ def prim(D, n):
     for k in range(n - 1):
         best = np.inf
         bpos = 0
-        split = _lower_bound(live, m, x)
+        split = lower_bound(live, m, x)
         for p in range(split):  # i < x: down column x
             if p + PREFETCH_AHEAD < split:
                 j = live[p + PREFETCH_AHEAD]

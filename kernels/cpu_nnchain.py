@@ -66,7 +66,7 @@ def prefetch(typingctx, arr, idx):
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
-def _lower_bound(live, m, x):
+def lower_bound(live, m, x):
     """First position p < m with live[p] >= x (live sorted ascending)."""
     lo = 0
     hi = m
@@ -86,7 +86,7 @@ def _nearest(D, n, live, m, x, best, arg):
     Returns (distance, index). Clusters below x are read down column x,
     those above along row x.
     """
-    split = _lower_bound(live, m, x)
+    split = lower_bound(live, m, x)
     for p in range(split):
         if p + PREFETCH_AHEAD < split:
             j = live[p + PREFETCH_AHEAD]
@@ -162,8 +162,8 @@ def nn_chain(D, n, code):
         nx = size[x]
         ny = size[y]
         # Lance-Williams: cluster x+y takes slot y; slot x dies.
-        px = _lower_bound(live, m, x)
-        py = _lower_bound(live, m, y)
+        px = lower_bound(live, m, x)
+        py = lower_bound(live, m, y)
         rowx = _condensed_index(n, x, x + 1) - (x + 1)
         rowy = _condensed_index(n, y, y + 1) - (y + 1)
         for p in range(px):  # i < x < y: both down columns
