@@ -360,5 +360,23 @@ def test_merge_log_contract(rng, method):
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ALL_METHODS)
 def test_larger_n_matches_scipy(rng, method):
-    X = points(rng, 2500, d=8)
-    assert_same_as_scipy(cpu(X, method), sch.linkage(X, method))
+    # parallel pdist, long prefetched column runs
+    X = points(rng, 5000, d=8)
+    Zs = sch.linkage(X, method)
+    assert_same_as_scipy(cpu(X, method), Zs)
+    Z32 = cpu(X, method, dtype=np.float32)
+    sch.is_valid_linkage(Z32, throw=True)
+    assert_allclose(Z32[:, 2], Zs[:, 2], rtol=0, atol=1e-5 * Zs[:, 2].max())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_larger_n_ties(rng, method):
+    n = 3000
+    y = np.round(pdist(points(rng, n, d=2)) * 8)
+    Z = cpu(y, method)
+    sch.is_valid_linkage(Z, throw=True)
+    if method in MONOTONE:
+        assert sch.is_monotonic(Z)
+    if method == "single":
+        assert_array_equal(Z, sch.linkage(y, "single"))
