@@ -5,11 +5,17 @@ distances, ``cpu_vector.cluster_distance`` / ``merged_coordinate`` /
 ``merged_extra`` for cluster summaries), organised for many threads:
 
 single (any compiled metric): Borůvka rounds
-    ``point_best`` gives every point its nearest point in another component
-    (a tiled all-pairs pass, distances recomputed from the points), then the
-    component-level steps of ``cuda_mst`` (``vertex_code``, ``hook``, ``jump``,
-    ``relabel``) merge along the lightest edges. Edges are ordered by
-    (w, min(u, v), max(u, v)), so ties cannot form cycles. One host read per round.
+    ``point_best`` gives points their nearest point in another component (a
+    tiled pass over all points, distances recomputed from the points), then
+    the component-level steps of ``cuda_mst`` (``vertex_code``, ``hook``,
+    ``jump``, ``relabel``) merge along the lightest edges. Edges are ordered by
+    (w, min(u, v), max(u, v)), so ties cannot form cycles. Between rounds a
+    point's nearest other-component distance can only grow, so a point whose
+    scan keeps its TOP_K nearest other-component points; later rounds take the
+    first one still outside the component, exactly (``point_carry``), and a
+    point with none left whose bound already exceeds its component's minimum
+    cannot hold the component's edge: only the rest are rescanned
+    (``point_select``). About one full pass in all. Two host reads per round.
 ward, average/sqeuclidean, average/cosine (reducible): reciprocal-nearest-neighbour rounds
     ``cluster_best`` keeps nn[i], nnd[i] for every active slot (key: distance,
     then slot); a round rescans the stale rows, merges every reciprocal pair
@@ -50,6 +56,9 @@ MAX_TPB = 256
 # Columns per tile (register accumulators per thread) and coordinates per chunk.
 TILE_C = 32
 TILE_K = 8
+# Candidates kept per point by single linkage's scans (see ``point_carry``):
+# with 4, about one full pass over the points is needed in all.
+TOP_K = 4
 # Shared array sizes must be plain constants (a product is not folded at typing).
 _SH_ROWS = MAX_TPB * TILE_K
 _SH_COLS = TILE_C * TILE_K
@@ -111,28 +120,55 @@ def _key_less(d_a, j_a, d_b, j_b):
 # Single linkage: Borůvka rounds on points
 # --------------------------------------------------------------------------
 
-@cuda.jit(cache=NUMBA_CACHE)
-def point_best(XT, norms, comp, comp_w, best_w, best_j, n, mcode, p):
-    """Nearest point in another component, for every point; atomic-min into its component.
+@cuda.jit(device=True, cache=NUMBA_CACHE)
+def _top_insert(kw, kj, w, j):
+    """Insert (w, j) into the ascending (distance, index) list kw/kj of TOP_K
+    entries if it beats the last one (j < 0 marks an empty entry)."""
+    if not _key_less(w, j, kw[TOP_K - 1], kj[TOP_K - 1]):
+        return
+    pos = TOP_K - 1
+    while pos > 0 and _key_less(w, j, kw[pos - 1], kj[pos - 1]):
+        kw[pos] = kw[pos - 1]
+        kj[pos] = kj[pos - 1]
+        pos -= 1
+    kw[pos] = w
+    kj[pos] = j
 
-    Thread per row (grid-stride over blocks of rows), all columns in tiles.
-    Ties go to the smallest j (the (w, j) order, see ``cuda_mst``).
+
+@cuda.jit(cache=NUMBA_CACHE)
+def point_best(XT, norms, comp, rows, nrows, n, mcode, p, part_w, part_j):
+    """The TOP_K nearest points in other components for each point in ``rows[:nrows]``,
+    per column share.
+
+    Grid (row blocks, column splits) as in ``cluster_best``: thread t of block
+    (x, y) takes row rows[x * blockDim + t] against the y-th share of the
+    points and writes its list, ascending in the (w, j) order of ``cuda_mst``,
+    to part_w[y * TOP_K + k, r], part_j[...] (j = -1: empty).
     """
     sh_r = cuda.shared.array(_SH_ROWS, np.float64)
     sh_c = cuda.shared.array(_SH_COLS, np.float64)
     acc = cuda.local.array(TILE_C, np.float64)
+    kw = cuda.local.array(TOP_K, np.float64)
+    kj = cuda.local.array(TOP_K, np.int64)
     t = cuda.threadIdx.x
     bd = cuda.blockDim.x
     d = XT.shape[0]
-    nblocks = (n + bd - 1) // bd
+    y = cuda.blockIdx.y
+    share = (n + cuda.gridDim.y - 1) // cuda.gridDim.y
+    share = (share + TILE_C - 1) // TILE_C * TILE_C
+    cbeg = np.int64(y) * share
+    cend = min(n, cbeg + share)
+    nblocks = (nrows + bd - 1) // bd
     for rb in range(cuda.blockIdx.x, nblocks, cuda.gridDim.x):
-        i = np.int64(rb) * bd + t
-        valid = i < n
-        ci = comp[i] if valid else -1
-        ni = norms[i] if valid else 1.0
-        bw = math.inf
-        bj = -1
-        for c0 in range(0, n, TILE_C):
+        r = np.int64(rb) * bd + t
+        valid = r < nrows
+        i = np.int64(rows[r]) if valid else np.int64(0)
+        ci = comp[i]
+        ni = norms[i]
+        for k in range(TOP_K):
+            kw[k] = math.inf
+            kj[k] = -1
+        for c0 in range(cbeg, cend, TILE_C):
             for c in range(TILE_C):
                 acc[c] = 0.0
             for k0 in range(0, d, TILE_K):
@@ -142,23 +178,82 @@ def point_best(XT, norms, comp, comp_w, best_w, best_j, n, mcode, p):
                 for e in range(t, TILE_C * TILE_K, bd):
                     k = k0 + e // TILE_C
                     j = c0 + e % TILE_C
-                    sh_c[e] = XT[k, j] if (k < d and j < n) else 0.0
+                    sh_c[e] = XT[k, j] if (k < d and j < cend) else 0.0
                 cuda.syncthreads()
                 _chunk(mcode, sh_r, sh_c, acc, t, bd, p)
                 cuda.syncthreads()
             if valid:
                 for c in range(TILE_C):
                     j = c0 + c
-                    if j < n and j != i and comp[j] != ci:
-                        w = _finalize(mcode, acc[c], p, ni, norms[j])
-                        if bj < 0 or w < bw:  # j grows: strict < keeps the smallest j
-                            bw = w
-                            bj = j
+                    if j < cend and j != i and comp[j] != ci:
+                        _top_insert(kw, kj, _finalize(mcode, acc[c], p, ni, norms[j]), j)
         if valid:
-            best_w[i] = bw
-            best_j[i] = bj
-            if bj >= 0:
-                cuda.atomic.min(comp_w, ci, bw)
+            for k in range(TOP_K):
+                part_w[y * TOP_K + k, r] = kw[k]
+                part_j[y * TOP_K + k, r] = kj[k]
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def point_combine(rows, nrows, part_w, part_j, nsplit, comp, comp_w, cand_w, cand_j, cur_w, cur_j):
+    """Merge the shares' lists of ``point_best`` into each row's candidate list;
+    the first candidate is the row's bid, atomic-min'd into its component."""
+    kw = cuda.local.array(TOP_K, np.float64)
+    kj = cuda.local.array(TOP_K, np.int64)
+    for r in range(cuda.grid(1), nrows, cuda.gridsize(1)):
+        for k in range(TOP_K):
+            kw[k] = math.inf
+            kj[k] = -1
+        for e in range(nsplit * TOP_K):
+            if part_j[e, r] >= 0:
+                _top_insert(kw, kj, part_w[e, r], part_j[e, r])
+        i = rows[r]
+        for k in range(TOP_K):
+            cand_w[k, i] = kw[k]
+            cand_j[k, i] = kj[k]
+        cur_w[i] = kw[0]
+        cur_j[i] = kj[0]
+        if kj[0] >= 0:
+            cuda.atomic.min(comp_w, comp[i], kw[0])
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def point_carry(comp, comp_w, cand_w, cand_j, cur_w, cur_j, n):
+    """Each point's bid from its candidate list, without a scan where possible.
+
+    The list holds the TOP_K nearest points that were outside the point's
+    component when it was scanned; components only grow, so the first entry
+    still outside is exactly the nearest outside point now (its bid, atomic-
+    min'd into the component). With none left, the last entry's distance is a
+    lower bound (cur_j = -1, cur_w = bound; +inf if the list was not full, as
+    then no point is outside any more). Never scanned (cand_j[0] == -2): bound -inf.
+    """
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        ci = comp[i]
+        bw = -math.inf
+        bj = -1
+        if cand_j[0, i] != -2:
+            last = cand_j[TOP_K - 1, i]
+            bw = cand_w[TOP_K - 1, i] if last >= 0 else math.inf
+            for k in range(TOP_K):
+                j = cand_j[k, i]
+                if j >= 0 and comp[j] != ci:
+                    bw = cand_w[k, i]
+                    bj = j
+                    break
+        cur_w[i] = bw
+        cur_j[i] = bj
+        if bj >= 0:
+            cuda.atomic.min(comp_w, ci, bw)
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def point_select(comp, comp_w, cur_w, cur_j, rows, nrows, n):
+    """List the points to rescan: no bid, and a lower bound not above their
+    component's minimum bid (a point whose bound exceeds it cannot hold the
+    component's lightest edge, even under ties)."""
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        if cur_j[i] < 0 and not (cur_w[i] > comp_w[comp[i]]):
+            rows[cuda.atomic.add(nrows, 0, 1)] = i
 
 
 # --------------------------------------------------------------------------
@@ -451,9 +546,16 @@ _AF = "float64[::1]"
 _A8 = "int8[::1]"
 PTX_SIGNATURES = {
     "point_best": [
-        f"void({dt}[:, ::1], {_AF}, {_A32}, {_AF}, {_AF}, {_A32}, int64, int64, float64)"
+        f"void({dt}[:, ::1], {_AF}, {_A32}, {_A32}, int64, int64, int64, float64, "
+        "float64[:, ::1], int32[:, ::1])"
         for dt in _FLOATS
     ],
+    "point_combine": [
+        f"void({_A32}, int64, float64[:, ::1], int32[:, ::1], int64, {_A32}, {_AF}, "
+        f"float64[:, ::1], int32[:, ::1], {_AF}, {_A32})"
+    ],
+    "point_carry": [f"void({_A32}, {_AF}, float64[:, ::1], int32[:, ::1], {_AF}, {_A32}, int64)"],
+    "point_select": [f"void({_A32}, {_AF}, {_AF}, {_A32}, {_A32}, {_A64}, int64)"],
     "cluster_best": [
         f"void({dt}[:, ::1], {_AF}, {_AF}, {_A32}, int64, {_A32}, int64, int64, int64, "
         "float64[:, ::1], int32[:, ::1])"
@@ -493,6 +595,67 @@ PTX_SIGNATURES = {
 # Drivers
 # --------------------------------------------------------------------------
 
+# Aim for this many blocks per tile-kernel launch (an H100 has 132 SMs).
+_TARGET_BLOCKS = 1024
+
+
+def _splits(nrows, ncols, tpb):
+    """Column shares per row block: enough blocks to fill the device, and at
+    least a few tiles of columns per share."""
+    if launch.simulating():
+        return 1 if ncols <= TILE_C else 2
+    row_blocks = -(-nrows // tpb)
+    want = max(1, _TARGET_BLOCKS // row_blocks)
+    return int(max(1, min(want, ncols // (4 * TILE_C))))
+
+
+def _tile_grid(nrows, nsplit, tpb):
+    """Grid of a tile kernel: every row block (grid-stride, capped, in the simulator) x shares."""
+    rb = launch.blocks(nrows, tpb) if launch.simulating() else -(-nrows // tpb)
+    return (rb, nsplit)
+
+
+class _Scratch:
+    """Per-share partial results (distance, index), grown on demand, reused across launches."""
+
+    def __init__(self, xp):
+        self.xp = xp
+        self.w = self.j = None
+
+    def get(self, nsplit, nrows):
+        if self.w is None or self.w.size < nsplit * nrows:
+            cap = max(nsplit * nrows, 1024)
+            self.w = self.xp.empty(cap, _F64)
+            self.j = self.xp.empty(cap, _I32)
+        w = self.w[: nsplit * nrows].reshape(nsplit, nrows)
+        j = self.j[: nsplit * nrows].reshape(nsplit, nrows)
+        return launch.as_device(w), launch.as_device(j)
+
+
+class _Nearest:
+    """Launches ``cluster_best`` + ``combine_best`` with scratch for the shares."""
+
+    def __init__(self, dv, xp, tpb, stream, code, metric):
+        self.dv, self.tpb, self.stream = dv, tpb, stream
+        self.code, self.metric = _I64(code), _I64(metric)
+        self.part = _Scratch(xp)
+
+    def __call__(self, rows, cols, mode):
+        nr = int(rows.shape[0])
+        nc = int(cols.shape[0])
+        if nr == 0 or nc == 0:
+            return
+        ns = _splits(nr, nc, self.tpb)
+        pd, pj = self.part.get(ns, nr)
+        dv = self.dv
+        rows_d = launch.as_device(rows)
+        cluster_best[_tile_grid(nr, ns, self.tpb), self.tpb, self.stream](
+            dv["CT"], dv["size"], dv["extra"], rows_d, _I64(nr), launch.as_device(cols), _I64(nc),
+            self.code, self.metric, pd, pj)
+        combine_best[launch.blocks(nr, self.tpb), self.tpb, self.stream](
+            rows_d, _I64(nr), pd, pj, _I64(ns), dv["nn"], dv["nnd"], _I64(mode))
+
+
 def _single(XT, norms, mcode, p, xp, tpb, stream, counter):
     d, n = XT.shape
     N = _I64(n)
@@ -500,32 +663,50 @@ def _single(XT, norms, mcode, p, xp, tpb, stream, counter):
     hook_to = xp.empty(n, _I32)
     comp_w = xp.empty(n, _F64)
     comp_code = xp.empty(n, _I64)
-    best_w = xp.empty(n, _F64)
-    best_j = xp.empty(n, _I32)
+    cand_w = xp.empty((TOP_K, n), _F64)
+    cand_j = xp.empty((TOP_K, n), _I32)
+    cand_j[0] = -2  # never scanned
+    cur_w = xp.empty(n, _F64)
+    cur_j = xp.empty(n, _I32)
+    rows = xp.empty(n, _I32)
+    nrows = xp.zeros(1, _I64)
     edge_u = xp.empty(n, _I32)
     edge_v = xp.empty(n, _I32)
     edge_w = xp.empty(n, _F64)
     count = xp.zeros(1, _I64)
     dv = {k: launch.as_device(v) for k, v in dict(
         XT=XT, norms=norms, comp=comp, hook_to=hook_to, comp_w=comp_w, comp_code=comp_code,
-        best_w=best_w, best_j=best_j, edge_u=edge_u, edge_v=edge_v, edge_w=edge_w,
-        count=count).items()}
+        cand_w=cand_w, cand_j=cand_j, cur_w=cur_w, cur_j=cur_j, rows=rows, nrows=nrows,
+        edge_u=edge_u, edge_v=edge_v, edge_w=edge_w, count=count).items()}
     per_vertex = (launch.blocks(n, tpb), tpb, stream)
-    per_rowblock = (launch.blocks(n, tpb), tpb, stream)
+    part = _Scratch(xp)
     cuda_mst.init_state[per_vertex](dv["comp"], dv["hook_to"], dv["comp_w"], dv["comp_code"],
                                     dv["edge_u"], N)
     components = n
     while components > 1:
-        point_best[per_rowblock](dv["XT"], dv["norms"], dv["comp"], dv["comp_w"], dv["best_w"],
-                                 dv["best_j"], N, _I64(mcode), _F64(p))
-        cuda_mst.vertex_code[per_vertex](dv["comp"], dv["best_w"], dv["best_j"], dv["comp_w"],
+        point_carry[per_vertex](dv["comp"], dv["comp_w"], dv["cand_w"], dv["cand_j"],
+                                dv["cur_w"], dv["cur_j"], N)
+        nrows[...] = 0
+        point_select[per_vertex](dv["comp"], dv["comp_w"], dv["cur_w"], dv["cur_j"], dv["rows"],
+                                 dv["nrows"], N)
+        nr = int(launch.to_host(nrows)[0])
+        if nr:
+            ns = _splits(nr, n, tpb)
+            pw, pj = part.get(ns * TOP_K, nr)
+            point_best[_tile_grid(nr, ns, tpb), tpb, stream](
+                dv["XT"], dv["norms"], dv["comp"], dv["rows"], _I64(nr), N, _I64(mcode), _F64(p),
+                pw, pj)
+            point_combine[launch.blocks(nr, tpb), tpb, stream](
+                dv["rows"], _I64(nr), pw, pj, _I64(ns), dv["comp"], dv["comp_w"], dv["cand_w"],
+                dv["cand_j"], dv["cur_w"], dv["cur_j"])
+        cuda_mst.vertex_code[per_vertex](dv["comp"], dv["cur_w"], dv["cur_j"], dv["comp_w"],
                                          dv["comp_code"], N)
         cuda_mst.hook[per_vertex](dv["comp"], dv["comp_w"], dv["comp_code"], dv["hook_to"],
                                   dv["edge_u"], dv["edge_v"], dv["edge_w"], dv["count"], N)
         for _ in range(max(1, math.ceil(math.log2(components)))):
             cuda_mst.jump[per_vertex](dv["comp"], dv["hook_to"], N)
         cuda_mst.relabel[per_vertex](dv["comp"], dv["hook_to"], dv["comp_w"], dv["comp_code"], N)
-        remaining = n - int(launch.to_host(count)[0])  # the round's one host read
+        remaining = n - int(launch.to_host(count)[0])  # the round's host reads: nrows, count
         if remaining >= components:
             raise RuntimeError(
                 f"single linkage (low_memory) on the GPU made no progress with {components} "
@@ -540,51 +721,6 @@ def _single(XT, norms, mcode, p, xp, tpb, stream, counter):
     h = ew[logged].astype(np.float64)
     order = np.lexsort((b, a, h))
     return a[order], b[order], h[order]
-
-
-# Aim for this many blocks per cluster_best launch (an H100 has 132 SMs).
-_TARGET_BLOCKS = 1024
-
-
-def _splits(nrows, ncols, tpb):
-    """Column shares per row block: enough blocks to fill the device, and at
-    least a few tiles of columns per share."""
-    if launch.simulating():
-        return 1 if ncols <= TILE_C else 2
-    row_blocks = -(-nrows // tpb)
-    want = max(1, _TARGET_BLOCKS // row_blocks)
-    return int(max(1, min(want, ncols // (4 * TILE_C))))
-
-
-class _Nearest:
-    """Launches ``cluster_best`` + ``combine_best`` with scratch for the shares."""
-
-    def __init__(self, dv, xp, tpb, stream, code, metric):
-        self.dv, self.xp, self.tpb, self.stream = dv, xp, tpb, stream
-        self.code, self.metric = _I64(code), _I64(metric)
-        self.part_d = self.part_j = None
-
-    def __call__(self, rows, cols, mode):
-        nr = int(rows.shape[0])
-        nc = int(cols.shape[0])
-        if nr == 0 or nc == 0:
-            return
-        ns = _splits(nr, nc, self.tpb)
-        if self.part_d is None or self.part_d.size < ns * nr:
-            cap = max(ns * nr, 1024)
-            self.part_d = self.xp.empty(cap, _F64)
-            self.part_j = self.xp.empty(cap, _I32)
-        pd = self.part_d[: ns * nr].reshape(ns, nr)
-        pj = self.part_j[: ns * nr].reshape(ns, nr)
-        dv = self.dv
-        rb = launch.blocks(nr, self.tpb) if launch.simulating() else -(-nr // self.tpb)
-        cluster_best[(rb, ns), self.tpb, self.stream](
-            dv["CT"], dv["size"], dv["extra"], launch.as_device(rows), _I64(nr),
-            launch.as_device(cols), _I64(nc), self.code, self.metric, launch.as_device(pd),
-            launch.as_device(pj))
-        combine_best[launch.blocks(nr, self.tpb), self.tpb, self.stream](
-            launch.as_device(rows), _I64(nr), launch.as_device(pd), launch.as_device(pj),
-            _I64(ns), dv["nn"], dv["nnd"], _I64(mode))
 
 
 def _summaries(n, xp):

@@ -74,6 +74,16 @@ def test_across_row_blocks_tiles_and_chunks(rng, method, metric):
     _assert_equal(_run(X, method, metric), _scipy(X, method, metric))
 
 
+def test_single_rescans_points_whose_candidates_joined_their_component(rng):
+    # Tight blobs of 8 points: every point's TOP_K candidates lie in its own blob,
+    # so once blobs form the lists run out and points are rescanned or skipped
+    # by their bound (point_carry / point_select), over several rounds.
+    assert cuda_vector.TOP_K < 7
+    centres = rng.uniform(-50, 50, size=(5, 3))
+    X = np.repeat(centres, 8, axis=0) + 0.1 * rng.standard_normal((40, 3))
+    _assert_equal(_run(X, "single", "euclidean"), _scipy(X, "single", "euclidean"))
+
+
 @pytest.mark.parametrize("method, metric", [("single", "chebyshev"), ("ward", "euclidean"),
                                             ("median", "euclidean"), ("average", "sqeuclidean")])
 def test_same_tree_as_the_cpu_engine(rng, method, metric):
@@ -129,7 +139,7 @@ def test_ptx_signatures_cover_every_kernel_for_both_precisions():
                and obj.fn.__module__ == cuda_vector.__name__}
     assert kernels == set(cuda_vector.PTX_SIGNATURES)
     takes_data = {"point_best", "cluster_best", "merge_pairs", "generic_pick", "generic_relax",
-                  "generic_rescan"}
+                  "generic_rescan"}  # float32 or float64 storage
     for name, sigs in cuda_vector.PTX_SIGNATURES.items():
         f32 = [s for s in sigs if "float32" in s]
         assert bool(f32) == (name in takes_data), name
