@@ -1,7 +1,7 @@
 """Canonicalisation: an engine's merge log becomes scipy's ``Z``.
 
 mst/reducible families: square-root heights if the method worked on squared
-distances, lift 1-ulp inversions, stable sort by height, relabel. generic
+distances, lift 1-ulp inversions (reducible only), stable sort by height, relabel. generic
 family (centroid/median): merge order is the output order, no sort. Ties keep
 emission order, so under ties ``Z`` may differ from scipy's yet be valid.
 """
@@ -34,7 +34,12 @@ def merge_log_to_linkage(a, b, h, n, method):
     if method.squared:
         np.sqrt(np.maximum(h, 0.0, out=h), out=h)
     if method.sorted_output:
-        h = cpu_tree.lift_heights(a, b, h, n)
+        # An MST's edges may come in tree order (Prim), which is not a merge
+        # order, and their weights are exact input distances: sort, never lift.
+        # Reducible engines emit children before parents; lifting 1-ulp
+        # inversions keeps that true after the sort.
+        if method.family != "mst":
+            h = cpu_tree.lift_heights(a, b, h, n)
         order = np.argsort(h, kind="stable")
         a, b, h = a[order], b[order], h[order]
     return cpu_tree.relabel(a, b, h, n)

@@ -15,7 +15,8 @@ Engine contract (both backends)
 float64; squared distances for methods whose ``Method.squared`` is true). The
 engine owns it and may overwrite it. ``a`` and ``b`` are int64 NumPy arrays of
 length n-1 holding, for each merge in the order the engine performed it, any
-observation index inside each of the two merged clusters; ``h`` holds the
+observation index inside each of the two merged clusters (for the mst family:
+the tree's edges in any order); ``h`` holds the
 merge heights (float64, still squared where the method is). ``gpu_hclust._tree``
 turns this merge log into scipy's ``Z``. CUDA modules take the array namespace
 (CuPy, or NumPy under the simulator) as the ``xp`` option and return the log as

@@ -76,3 +76,22 @@ def test_broken_log_raises():
     with pytest.raises(ValueError, match="joins a cluster with itself"):
         merge_log_to_linkage(np.array([0, 1]), np.array([1, 0]), np.array([1.0, 2.0]), 3,
                              METHODS["single"])
+
+
+def test_mst_edges_in_tree_order_give_scipy_single(rng):
+    """Prim emits edges in tree order (a heavy edge before a light one that
+    joins later): the canonicaliser must sort them, not treat them as merges."""
+    from scipy.sparse.csgraph import minimum_spanning_tree, depth_first_order
+    from scipy.spatial.distance import squareform
+
+    X = rng.normal(size=(30, 2))
+    y = pdist(X)
+    T = minimum_spanning_tree(squareform(y)).toarray()
+    T = T + T.T
+    order, pred = depth_first_order(T, 0, directed=False)
+    a = np.array([pred[v] for v in order[1:]])
+    b = order[1:]
+    h = T[a, b]
+    assert (np.diff(h) < 0).any()  # really out of height order
+    Z = merge_log_to_linkage(a, b, h, 30, METHODS["single"])
+    np.testing.assert_array_equal(Z, sch.linkage(y, "single"))
