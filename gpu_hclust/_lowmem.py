@@ -208,7 +208,8 @@ def run_vector(X, method, metric, backend="cpu", dtype=None, *, tpb=None, counte
     counter : ndarray of int64, shape (1,), optional, keyword-only
         Receives the number of merges done as the run goes, for a progress bar
         (``gpu_hclust._progress.track``): written by the CPU engines while they
-        run (they release the GIL), and by the CUDA driver after each round or step.
+        run (their compiled steps release the GIL), and by the CUDA driver after
+        each round or step. Starts at 0.
 
     Returns
     -------
@@ -249,11 +250,12 @@ def run_vector(X, method, metric, backend="cpu", dtype=None, *, tpb=None, counte
     h = np.empty(n - 1, dtype=np.float64)
     if counter is None:
         counter = np.zeros(1, dtype=np.int64)
+    counter[0] = 0
     if spec.family == "mst":
-        cpu_vector.prim(mcode, CT, norms, MINKOWSKI_P, a, b, h, counter)
+        cpu_vector.single(mcode, CT, norms, MINKOWSKI_P, a, b, h, counter)
         return _mst_merge_order(a, b, h)
     size = np.ones(n, dtype=np.float64)
     extra = np.zeros(n, dtype=np.float64)
-    engine = cpu_vector.generic if spec.family == "generic" else cpu_vector.nn_chain
+    engine = cpu_vector.generic if spec.family == "generic" else cpu_vector.reducible
     engine(code, mcode, CT, size, extra, a, b, h, counter)
     return a, b, h

@@ -3,11 +3,11 @@
 Three engines, all exact (same tree and, to rounding, the same heights as the
 dense path on data without ties):
 
-``prim``
+``single``
     single linkage, any compiled metric (``kernels.metrics``): Prim's minimum
     spanning tree, the distances from each new tree vertex to the points not yet
     in the tree recomputed from the points in tiles.
-``nn_chain``
+``reducible``
     reducible linkages from cluster summaries (ward; average with sqeuclidean
     or cosine): the nearest-neighbour chain, each nearest-neighbour search a
     sweep over the cluster centroids.
@@ -22,8 +22,11 @@ refilled by the last one), so a sweep is d contiguous row segments: the inner
 loop runs over slots, independent lanes the compiler vectorises, while each
 pair's sum over coordinates stays in coordinate order (no reassociation, so a
 distance does not depend on the tile it was computed in). Sweeps over many
-slots run on all threads (blocks of ``BLOCK`` slots, ``prange``); small ones on
-one thread, where a parallel launch would cost more than it saves.
+slots can run on all threads (blocks of ``BLOCK`` slots, ``prange``); whether
+they do is decided by measurement (``Pacer``): the engines are resumable step
+functions (``prim_steps``, ``nn_chain_steps``, ``generic_steps``) driven in
+timed chunks of merges, because a fork/join per merge stalls badly on an
+oversubscribed machine. Small sweeps always run on one thread.
 
 Cluster formulas (plain functions, compiled here with ``numba.njit`` and in
 ``cuda_vector`` with ``cuda.jit(device=True)``) are ``cluster_distance``,
@@ -282,42 +285,25 @@ def _reduce_best(bbest, bslot, nb):
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
-def prim(mcode, XT, norms, p, a, b, h, counter):
-    """Single linkage merge log by Prim's algorithm, distances from the points.
+def prim_steps(mcode, XT, norms, p, obs, mind, par, dist, q, qstate, bbest, bslot, a, b, h,
+               counter, limit, parallel):
+    """Prim's algorithm from merge ``counter[0]`` up to ``limit`` (resumable).
 
-    Parameters
-    ----------
-    mcode : int
-        ``kernels.metrics`` code.
-    XT : ndarray, shape (d, n), float32 or float64, C-contiguous
-        Observations, transposed (correlation: rows already centred).
-        Overwritten (columns are permuted).
-    norms : ndarray of float64, shape (n,)
-        Row norms for cosine/correlation (anything otherwise). Permuted.
-    p : float
-        Minkowski exponent.
-    a, b : ndarray of int64, shape (n-1,)
-    h : ndarray of float64, shape (n-1,)
-        Output: MST edges (tree vertex, new vertex) and weights, in Prim's order.
-    counter : ndarray of int64, shape (1,)
-        Number of edges done, written as the run goes.
+    State (see ``single``): ``XT`` (d, n) holds the points not yet in the tree
+    packed in slots [0, m), m = n - 1 - counter[0] (a removed slot is refilled
+    by the last one), with ``obs`` their observation, ``mind`` their distance
+    to the tree and ``par`` the tree point at that distance; ``q`` and
+    ``qstate = [norm, observation]`` describe the point added last. Each step
+    relaxes the slots with that point and adds the nearest. ``parallel`` runs
+    the sweep on all threads (blocks of ``BLOCK`` slots) when it is large.
     """
     d, n = XT.shape
-    obs = np.arange(n)
-    mind = np.full(n, np.inf)
-    par = np.full(n, -1, dtype=np.int64)
-    dist = np.empty(n)
-    nbmax = (n + BLOCK - 1) // BLOCK
-    bbest = np.empty(nbmax)
-    bslot = np.empty(nbmax, dtype=np.int64)
-    q = np.empty(d, dtype=XT.dtype)
-    m = n - 1  # the last point is the root of the tree
-    for k in range(d):
-        q[k] = XT[k, m]
-    qnorm = norms[m]
-    qobs = obs[m]
-    for step in range(n - 1):
-        if m * d >= PAR_MIN_WORK:
+    while counter[0] < limit:
+        step = counter[0]
+        m = n - 1 - step
+        qnorm = qstate[0]
+        qobs = np.int64(qstate[1])
+        if parallel and m * d >= PAR_MIN_WORK:
             _prim_sweep_parallel(mcode, XT, q, qnorm, qobs, norms, p, mind, par, dist, m, bbest, bslot)
             best, s = _reduce_best(bbest, bslot, (m + BLOCK - 1) // BLOCK)
         else:
@@ -327,8 +313,8 @@ def prim(mcode, XT, norms, p, a, b, h, counter):
         h[step] = best
         for k in range(d):
             q[k] = XT[k, s]
-        qnorm = norms[s]
-        qobs = obs[s]
+        qstate[0] = norms[s]
+        qstate[1] = obs[s]
         m -= 1  # slot s leaves: the last slot moves into it
         if s != m:
             for k in range(d):
@@ -373,12 +359,12 @@ def _nearest_parallel(code, metric, CT, q, s_q, e_q, size, extra, dist, self_slo
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
-def _nearest(code, metric, CT, x, size, extra, dist, q, m, bbest, bslot):
+def _nearest(code, metric, CT, x, size, extra, dist, q, m, bbest, bslot, parallel):
     """Nearest active slot to slot x: (distance, slot); distances to all slots in dist[:m]."""
     d = CT.shape[0]
     for k in range(d):
         q[k] = CT[k, x]
-    if m * d >= PAR_MIN_WORK:
+    if parallel and m * d >= PAR_MIN_WORK:
         _nearest_parallel(code, metric, CT, q, size[x], extra[x], size, extra, dist, x, m, bbest, bslot)
         return _reduce_best(bbest, bslot, (m + BLOCK - 1) // BLOCK)
     return _nearest_block(code, metric, CT, q, size[x], extra[x], size, extra, dist, x, 0, m)
@@ -409,45 +395,29 @@ def _move_slot(CT, size, extra, rep, src, dst):
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
-def nn_chain(code, metric, CT, size, extra, a, b, h, counter):
-    """Reducible linkage (ward; average with sqeuclidean/cosine) by the nearest-neighbour chain.
+def nn_chain_steps(code, metric, CT, size, extra, rep, chain, cstate, dist, q, bbest, bslot,
+                   a, b, h, counter, limit, parallel):
+    """Nearest-neighbour chain from merge ``counter[0]`` up to ``limit`` (resumable).
 
-    Parameters
-    ----------
-    code, metric : int
-        ``formulas`` method code and ``metrics`` code (``cluster_distance``).
-    CT : ndarray, shape (d, n), float32 or float64, C-contiguous
-        Initial centroids (the points; average/cosine: the unit-normalised
-        points), transposed. Overwritten.
-    size, extra : ndarray of float64, shape (n,)
-        Initial sizes (ones) and mean squared deviations (zeros). Overwritten.
-    a, b, h, counter
-        As in ``prim``; ``h`` in the method's working units (ward: squared).
-
-    Notes
-    -----
-    Each step searches the chain's top cluster's nearest neighbour, preferring
-    the previous chain element on a tie, so chain distances never increase and
-    the chain ends in a reciprocal pair, merged at once. For reducible methods
-    this gives the same hierarchy as always merging the global closest pair.
+    Reducible linkages (ward; average with sqeuclidean/cosine). State (see
+    ``reducible``): cluster summaries packed in slots [0, m) of ``CT`` (d, n)
+    centroids, ``size``, ``extra`` (mean squared deviation), ``rep`` (an
+    observation of the cluster); ``chain[:cstate[0]]`` the chain; m = n -
+    counter[0]. Each step searches the nearest neighbour of the chain's top,
+    preferring the previous element on a tie, so chain distances never
+    increase and the chain ends in a reciprocal pair, merged at once: for
+    reducible methods the same hierarchy as merging the global closest pair.
     """
     d, n = CT.shape
-    rep = np.arange(n)
-    chain = np.empty(n, dtype=np.int64)
-    dist = np.empty(n)
-    q = np.empty(d, dtype=CT.dtype)
-    nbmax = (n + BLOCK - 1) // BLOCK
-    bbest = np.empty(nbmax)
-    bslot = np.empty(nbmax, dtype=np.int64)
-    clen = 0
-    m = n
-    step = 0
-    while m > 1:
+    clen = cstate[0]
+    while counter[0] < limit:
+        step = counter[0]
+        m = n - step
         if clen == 0:
             chain[0] = 0
             clen = 1
         x = chain[clen - 1]
-        best, y = _nearest(code, metric, CT, x, size, extra, dist, q, m, bbest, bslot)
+        best, y = _nearest(code, metric, CT, x, size, extra, dist, q, m, bbest, bslot, parallel)
         if clen >= 2:
             prev = chain[clen - 2]
             if dist[prev] <= best:
@@ -470,8 +440,8 @@ def nn_chain(code, metric, CT, size, extra, a, b, h, counter):
             for c in range(clen):
                 if chain[c] == m:
                     chain[c] = hi
-        step += 1
-        counter[0] = step
+        counter[0] = step + 1
+    cstate[0] = clen
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
@@ -554,48 +524,41 @@ def _refresh_block(mind, bmin, bmslot, slot, m):
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
-def generic(code, metric, CT, size, extra, a, b, h, counter):
-    """Centroid or median linkage by the generic algorithm over centroids.
+def generic_init(code, metric, CT, size, extra, cid, nn_id, mind, bmin, bmslot):
+    """Exact nearest neighbour of every slot (parallel) and the block minima of the bounds."""
+    n = CT.shape[1]
+    _generic_init(code, metric, CT, size, extra, cid, nn_id, mind)
+    for blk in range(bmin.shape[0]):
+        bmin[blk], bmslot[blk] = _block_min(mind, blk * BLOCK, min(n, (blk + 1) * BLOCK))
 
-    Parameters as in ``nn_chain``. The log is in merge order (heights may
-    decrease: inversions) and must not be sorted.
 
-    Notes
-    -----
-    Every slot keeps a candidate nearest cluster (by id) and a bound ``mind``:
-    exact when the candidate still exists, otherwise a lower bound (removing
-    clusters only raises a row's minimum, and every new cluster is compared
-    with every bound when it is created). Each step takes the smallest bound;
-    if its candidate is gone the row is rescanned and the step retried, else
-    that pair is the global minimum and is merged. Block minima of the bounds
-    (``BLOCK`` slots each) make finding the smallest O(n / BLOCK + BLOCK).
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def generic_steps(code, metric, CT, size, extra, rep, cid, slot_of, nn_id, mind, bmin, bmslot,
+                  dist, q, bbest, bslot, a, b, h, counter, limit, parallel):
+    """Generic algorithm (centroid, median) from merge ``counter[0]`` up to ``limit`` (resumable).
+
+    State (see ``generic``): summaries packed in slots [0, m), m = n -
+    counter[0]; ``cid`` the cluster id in each slot (merge k creates n + k),
+    ``slot_of`` its inverse (-1: gone); per slot a candidate nearest cluster
+    ``nn_id`` and a bound ``mind``: exact while the candidate exists, else a
+    lower bound (removing clusters only raises a row's minimum, and every new
+    cluster is compared with every bound when it is created). Each step takes
+    the smallest bound; if its candidate is gone the row is rescanned and the
+    step retried, else that pair is the global minimum and is merged. Block
+    minima of the bounds (``BLOCK`` slots each) find the smallest in
+    O(n / BLOCK + BLOCK). The log is in merge order (inversions: not sorted).
     """
     d, n = CT.shape
-    rep = np.arange(n)
-    cid = np.arange(n)  # cluster id held by each slot; merge k creates n + k
-    slot_of = np.full(2 * n - 1, -1, dtype=np.int64)
-    slot_of[:n] = np.arange(n)
-    nn_id = np.empty(n, dtype=np.int64)
-    mind = np.empty(n)
-    dist = np.empty(n)
-    q = np.empty(d, dtype=CT.dtype)
-    nbmax = (n + BLOCK - 1) // BLOCK
-    bbest = np.empty(nbmax)
-    bslot = np.empty(nbmax, dtype=np.int64)
-    bmin = np.empty(nbmax)
-    bmslot = np.empty(nbmax, dtype=np.int64)
-    _generic_init(code, metric, CT, size, extra, cid, nn_id, mind)
-    for blk in range(nbmax):
-        bmin[blk], bmslot[blk] = _block_min(mind, blk * BLOCK, min(n, (blk + 1) * BLOCK))
-    m = n
-    for step in range(n - 1):
+    while counter[0] < limit:
+        step = counter[0]
+        m = n - step
         nb = (m + BLOCK - 1) // BLOCK
         while True:
             best, i = _reduce_best(bmin, bmslot, nb)
             j = slot_of[nn_id[i]]
             if j >= 0:
                 break
-            best, j = _nearest(code, metric, CT, i, size, extra, dist, q, m, bbest, bslot)
+            best, j = _nearest(code, metric, CT, i, size, extra, dist, q, m, bbest, bslot, parallel)
             mind[i] = best
             nn_id[i] = cid[j]
             _refresh_block(mind, bmin, bmslot, i, m)
@@ -621,17 +584,205 @@ def generic(code, metric, CT, size, extra, a, b, h, counter):
             for k in range(d):
                 q[k] = CT[k, lo]
             nb = (m + BLOCK - 1) // BLOCK
-            if m * d >= PAR_MIN_WORK:
+            if parallel and m * d >= PAR_MIN_WORK:
                 _relax_parallel(code, metric, CT, q, size[lo], extra[lo], size, extra, dist, lo,
                                 uid, nn_id, mind, bmin, bmslot, m, bbest, bslot)
-                best, j = _reduce_best(bbest, bslot, nb)
             else:
                 for blk in range(nb):
                     bbest[blk], bslot[blk] = _relax_block(
                         code, metric, CT, q, size[lo], extra[lo], size, extra, dist, lo, uid,
                         nn_id, mind, bmin, bmslot, blk * BLOCK, min(m, (blk + 1) * BLOCK))
-                best, j = _reduce_best(bbest, bslot, nb)
+            best, j = _reduce_best(bbest, bslot, nb)
             mind[lo] = best
             nn_id[lo] = cid[j]
             _refresh_block(mind, bmin, bmslot, lo, m)
         counter[0] = step + 1
+
+
+# --------------------------------------------------------------------------
+# Drivers: state set-up and pacing (plain Python)
+# --------------------------------------------------------------------------
+
+class Pacer:
+    """Runs an engine in chunks of merges, each on one thread or on all threads,
+    whichever has measured faster.
+
+    A sweep per merge is tens of microseconds of work, so a parallel run pays a
+    fork/join per merge. On an idle machine that is cheap and the threads pay
+    off; on an oversubscribed one every join can wait for a descheduled thread's
+    time slice (measured on a busy 2-core box: 84 s with 2 threads against 1.0 s
+    on one, single linkage, n = 20 000). So the mode is chosen by measurement:
+    throughput (work units per second, a unit being one slot x feature of a
+    sweep) is measured per mode; the losing mode is re-probed now and then (less
+    often each time it loses), each chunk sized to take about ``TARGET_S`` at
+    its mode's rate.
+    """
+
+    TARGET_S = 0.02
+    MIN_CHUNK = 4
+    MAX_PROBE_GAP = 256
+
+    def __init__(self, d, threads=None):
+        self.d = d
+        self.threads = numba.get_num_threads() if threads is None else threads
+        self.rate = {False: None, True: None}
+        self.warm = False
+        self.gap = 4  # chunks between probes of the losing mode
+        self.since_probe = 0
+
+    def mode(self, m):
+        """True for a parallel chunk at m active slots."""
+        if self.threads < 2 or m * self.d < PAR_MIN_WORK:
+            return False
+        if self.rate[False] is None:
+            return False
+        if self.rate[True] is None:
+            return True
+        winner = self.rate[True] > self.rate[False]
+        if self.since_probe >= self.gap:
+            self.since_probe = 0
+            return not winner
+        self.since_probe += 1
+        return winner
+
+    def chunk(self, m, parallel):
+        """Merges in the next chunk: about TARGET_S at the mode's measured rate
+        (MIN_CHUNK for a mode not measured yet: it may be very slow)."""
+        rate = self.rate[parallel]
+        if rate is None:
+            return self.MIN_CHUNK
+        return max(self.MIN_CHUNK, int(self.TARGET_S * rate / max(1, m * self.d)))
+
+    def record(self, parallel, work, seconds):
+        """Set the mode's throughput to the chunk's (the latest measurement wins:
+        the machine's load changes). The first chunk only warms up (it may
+        include compiling or loading the engine) and is not recorded."""
+        if not self.warm:
+            self.warm = True
+            return
+        if seconds <= 0:
+            return
+        both = self.rate[True] is not None and self.rate[False] is not None
+        leader = both and self.rate[True] > self.rate[False]
+        self.rate[parallel] = work / seconds
+        if both and parallel != leader:  # this chunk probed the losing mode
+            won = (self.rate[True] > self.rate[False]) == parallel
+            self.gap = 4 if won else min(self.MAX_PROBE_GAP, 2 * self.gap)
+
+
+def _drive(steps, n, d, counter, pacer=None):
+    """Call ``steps(limit, parallel)`` until n - 1 merges are done, in paced chunks."""
+    import time
+
+    pacer = Pacer(d) if pacer is None else pacer
+    while counter[0] < n - 1:
+        done = int(counter[0])
+        m = n - done
+        parallel = pacer.mode(m)
+        limit = min(n - 1, done + pacer.chunk(m, parallel))
+        t0 = time.perf_counter()
+        steps(limit, parallel)
+        pacer.record(parallel, (limit - done) * m * d, time.perf_counter() - t0)
+
+
+def single(mcode, XT, norms, p, a, b, h, counter, pacer=None):
+    """Single linkage merge log (MST edges in Prim's order) from the points.
+
+    Parameters
+    ----------
+    mcode : int
+        ``kernels.metrics`` code.
+    XT : ndarray, shape (d, n), float32 or float64, C-contiguous
+        Observations, transposed (correlation: rows already centred).
+        Overwritten (columns are permuted).
+    norms : ndarray of float64, shape (n,)
+        Row norms for cosine/correlation (ones otherwise). Permuted.
+    p : float
+        Minkowski exponent.
+    a, b : ndarray of int64, shape (n-1,)
+    h : ndarray of float64, shape (n-1,)
+        Output: edges (tree point, new point) and weights, in Prim's order
+        (sort by weight for a merge order).
+    counter : ndarray of int64, shape (1,)
+        Merges done, written as the run goes (starts at 0).
+    pacer : Pacer, optional
+        Thread policy (default: measured, see ``Pacer``).
+    """
+    d, n = XT.shape
+    obs = np.arange(n)
+    mind = np.full(n, np.inf)
+    par = np.full(n, -1, dtype=np.int64)
+    dist = np.empty(n)
+    nb = -(-n // BLOCK)
+    bbest = np.empty(nb)
+    bslot = np.empty(nb, dtype=np.int64)
+    q = XT[:, n - 1].copy()  # the last point is the root of the tree
+    qstate = np.array([norms[n - 1], n - 1], dtype=np.float64)
+
+    def steps(limit, parallel):
+        prim_steps(mcode, XT, norms, p, obs, mind, par, dist, q, qstate, bbest, bslot, a, b, h,
+                   counter, limit, parallel)
+
+    _drive(steps, n, d, counter, pacer)
+
+
+def reducible(code, metric, CT, size, extra, a, b, h, counter, pacer=None):
+    """Ward, or average with sqeuclidean/cosine summaries, by the nearest-neighbour chain.
+
+    Parameters
+    ----------
+    code, metric : int
+        ``formulas`` method code and ``metrics`` code (``cluster_distance``).
+    CT : ndarray, shape (d, n), float32 or float64, C-contiguous
+        Initial centroids (the points; average/cosine: unit rows), transposed.
+        Overwritten.
+    size, extra : ndarray of float64, shape (n,)
+        Initial sizes (ones) and mean squared deviations (zeros). Overwritten.
+    a, b, h, counter, pacer
+        As in ``single``; ``h`` in the method's working units (ward: squared),
+        in merge order.
+    """
+    d, n = CT.shape
+    rep = np.arange(n)
+    chain = np.empty(n, dtype=np.int64)
+    cstate = np.zeros(1, dtype=np.int64)
+    dist = np.empty(n)
+    q = np.empty(d, dtype=CT.dtype)
+    nb = -(-n // BLOCK)
+    bbest = np.empty(nb)
+    bslot = np.empty(nb, dtype=np.int64)
+
+    def steps(limit, parallel):
+        nn_chain_steps(code, metric, CT, size, extra, rep, chain, cstate, dist, q, bbest, bslot,
+                       a, b, h, counter, limit, parallel)
+
+    _drive(steps, n, d, counter, pacer)
+
+
+def generic(code, metric, CT, size, extra, a, b, h, counter, pacer=None):
+    """Centroid or median linkage by the generic algorithm over centroids.
+
+    Parameters as in ``reducible``. The log is in merge order (heights may
+    decrease: inversions) and must not be sorted.
+    """
+    d, n = CT.shape
+    rep = np.arange(n)
+    cid = np.arange(n)
+    slot_of = np.full(2 * n - 1, -1, dtype=np.int64)
+    slot_of[:n] = np.arange(n)
+    nn_id = np.empty(n, dtype=np.int64)
+    mind = np.empty(n)
+    dist = np.empty(n)
+    q = np.empty(d, dtype=CT.dtype)
+    nb = -(-n // BLOCK)
+    bbest = np.empty(nb)
+    bslot = np.empty(nb, dtype=np.int64)
+    bmin = np.empty(nb)
+    bmslot = np.empty(nb, dtype=np.int64)
+    generic_init(code, metric, CT, size, extra, cid, nn_id, mind, bmin, bmslot)
+
+    def steps(limit, parallel):
+        generic_steps(code, metric, CT, size, extra, rep, cid, slot_of, nn_id, mind, bmin, bmslot,
+                      dist, q, bbest, bslot, a, b, h, counter, limit, parallel)
+
+    _drive(steps, n, d, counter, pacer)

@@ -214,16 +214,64 @@ def test_bad_dtype_and_backend_raise(rng):
 
 def test_progress_counter_reaches_n_minus_1(rng):
     X = rng.standard_normal((25, 3))
-    for engine, code, mcode in [(cpu_vector.nn_chain, METHODS["ward"].code, metrics.SQEUCLIDEAN),
-                                (cpu_vector.generic, METHODS["centroid"].code, metrics.SQEUCLIDEAN)]:
-        counter = np.zeros(1, dtype=np.int64)
-        out = (np.empty(24, np.int64), np.empty(24, np.int64), np.empty(24))
-        engine(code, mcode, np.ascontiguousarray(X.T), np.ones(25), np.zeros(25), *out, counter)
+    for method, metric in [("single", "euclidean"), ("ward", "euclidean"),
+                           ("centroid", "euclidean"), ("average", "cosine")]:
+        counter = np.full(1, 7, dtype=np.int64)
+        _lowmem.run_vector(X, METHODS[method], metric, "cpu", None, counter=counter)
         assert counter[0] == 24
+
+
+class _FixedPacer(cpu_vector.Pacer):
+    """Forces one mode and small chunks: many resumptions of the step functions."""
+
+    def __init__(self, d, parallel):
+        super().__init__(d, threads=2)
+        self.forced = parallel
+
+    def mode(self, m):
+        return self.forced
+
+    def chunk(self, m, parallel):
+        return 3
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("method", ["single", "ward", "median"])
+def test_engines_resume_across_chunks_in_either_mode(rng, method, parallel):
+    # Enough slots x features for the parallel sweeps while chunks of 3 merges
+    # make the engines stop and resume hundreds of times.
+    n = cpu_vector.BLOCK + 100
+    d = -(-cpu_vector.PAR_MIN_WORK // n) + 1
+    X = rng.standard_normal((n, d))
+    spec = METHODS[method]
+    CT = np.ascontiguousarray(X.T)
+    a, b, h = np.empty(n - 1, np.int64), np.empty(n - 1, np.int64), np.empty(n - 1)
     counter = np.zeros(1, dtype=np.int64)
-    out = (np.empty(24, np.int64), np.empty(24, np.int64), np.empty(24))
-    cpu_vector.prim(metrics.EUCLIDEAN, np.ascontiguousarray(X.T), np.ones(25), 2.0, *out, counter)
-    assert counter[0] == 24
-    counter[0] = 0
-    _lowmem.run_vector(X, METHODS["average"], "cosine", "cpu", None, counter=counter)
-    assert counter[0] == 24
+    pacer = _FixedPacer(d, parallel)
+    if method == "single":
+        cpu_vector.single(metrics.EUCLIDEAN, CT, np.ones(n), 2.0, a, b, h, counter, pacer)
+        order = np.argsort(h, kind="stable")
+        a, b, h = a[order], b[order], h[order]
+    else:
+        engine = cpu_vector.generic if spec.family == "generic" else cpu_vector.reducible
+        engine(spec.code, metrics.SQEUCLIDEAN, CT, np.ones(n), np.zeros(n), a, b, h, counter, pacer)
+    Z = merge_log_to_linkage(a, b, h, n, spec)
+    _assert_equal_to_scipy(Z, scipy_linkage(X, method))
+
+
+def test_pacer_prefers_the_faster_mode_and_probes_the_other():
+    pacer = cpu_vector.Pacer(d=64, threads=2)
+    m = cpu_vector.PAR_MIN_WORK  # m * d above the parallel threshold
+    assert pacer.chunk(m, True) == pacer.MIN_CHUNK  # an unmeasured mode gets a short chunk
+    assert pacer.mode(m) is False  # serial is measured first
+    pacer.record(False, 1.0, 10.0)  # the first chunk warms up: not recorded
+    assert pacer.mode(m) is False
+    pacer.record(False, 1e9, 1.0)
+    assert pacer.mode(m) is True  # then parallel
+    pacer.record(True, 1e9, 10.0)  # parallel 10x slower (an oversubscribed machine)
+    modes = [pacer.mode(m) for _ in range(40)]
+    assert modes.count(False) > 30 and True in modes  # mostly serial, parallel re-probed
+    assert pacer.mode(1) is False  # small sweeps never go parallel
+    assert cpu_vector.Pacer(d=64, threads=1).mode(m) is False
+    # a chunk lasts about TARGET_S at its mode's rate
+    assert pacer.chunk(1000, False) == int(pacer.TARGET_S * 1e9 / (1000 * 64))
