@@ -132,7 +132,7 @@ def _check_supported(method, metric):
 
 def _row_norms(XT, xp, metric):
     """Euclidean norms of the rows (columns of XT); zero rows make cosine undefined."""
-    norms = xp.sqrt((XT.astype(np.float64) ** 2).sum(axis=0))
+    norms = xp.sqrt(xp.einsum("ij,ij->j", XT, XT))  # no n x d temporary (XT is float64 here)
     if bool((norms == 0).any()):
         bad = np.flatnonzero(np.asarray(_to_host(norms)) == 0)[:5].tolist()
         what = "constant" if metric == "correlation" else "all-zero"
