@@ -103,10 +103,12 @@ def _scipy_pdist(X, metric, out):
         raise ValueError(_NONFINITE)
 
 
-def run_family(method, D, n):
+def run_family(method, D, n, counter=None):
     """Run ``method``'s family kernel on the working matrix ``D`` (overwritten).
 
-    Returns the merge log ``(a, b, h)`` described in ``kernels.__init__``.
+    ``counter`` (optional one-element int64 array) receives the number of
+    merges done while the kernel runs, for progress bars. Returns the merge
+    log ``(a, b, h)`` described in ``kernels.__init__``.
     """
     engine = kernels.get_engine("cpu", method.family)
-    return engine.run(D, n, method.code)
+    return engine.run(D, n, method.code, counter=counter)

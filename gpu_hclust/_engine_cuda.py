@@ -123,7 +123,7 @@ def condensed_working_matrix(inp, dtype, squared):
     return _host_pdist(inp, dtype, squared, xp)
 
 
-def run_family(method, D, n):
+def run_family(method, D, n, counter=None):
     """Run ``method``'s family kernel on the device; returns the host merge log.
 
     Parameters
@@ -132,6 +132,9 @@ def run_family(method, D, n):
     D : device array
         From :func:`condensed_working_matrix`; the engine may overwrite it.
     n : int
+    counter : ndarray of int64, shape (1,), optional
+        Progress: set to n - 1 when the merge log is back (the device loops
+        are seconds long at most, so they report no intermediate counts).
 
     Returns
     -------
@@ -142,4 +145,7 @@ def run_family(method, D, n):
     engine = get_engine("cuda", method.family)
     # Threads per block: 256 on a GPU, 32 in the simulator, within the module's cap.
     tpb = min(launch.default_tpb(), getattr(engine, "MAX_TPB", launch.MAX_TPB))
-    return engine.run(D, n, method.code, xp=_backend.device_namespace(), tpb=tpb)
+    log = engine.run(D, n, method.code, xp=_backend.device_namespace(), tpb=tpb)
+    if counter is not None:
+        counter[0] = n - 1
+    return log

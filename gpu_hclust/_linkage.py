@@ -11,7 +11,7 @@ from ._memory import (
     working_bytes,
 )
 from ._methods import get_method
-from ._progress import phase_bar, progress_enabled
+from ._progress import phase_bar, progress_enabled, track
 from ._tree import merge_log_to_linkage
 from ._validation import validate_linkage_input
 
@@ -125,17 +125,18 @@ def linkage(y, method="single", metric="euclidean", optimal_ordering=False, *,
     if _use_low_memory(low_memory, inp, spec, chosen, engine, work_dtype):
         from ._lowmem import run_vector
 
-        with phase_bar(show, "merges (memory-saving)", 1, unit="run") as bar:
-            a, b, h = run_vector(inp.data, spec, inp.metric, chosen, work_dtype)
-            bar.update(1)
+        with phase_bar(show, "merges (memory-saving)", inp.n - 1, unit="merge") as bar:
+            a, b, h = _run_tracked(
+                lambda counter: run_vector(inp.data, spec, inp.metric, chosen, work_dtype,
+                                           counter=counter), show, bar)
     else:
         _check_fits(inp, chosen, engine, work_dtype, extra_hint=_low_memory_hint(inp, spec))
         with phase_bar(show, "distances", 1, unit="matrix") as bar:
             D = engine.condensed_working_matrix(inp, work_dtype, spec.squared)
             bar.update(1)
-        with phase_bar(show, "merges", 1, unit="run") as bar:
-            a, b, h = engine.run_family(spec, D, inp.n)
-            bar.update(1)
+        with phase_bar(show, "merges", inp.n - 1, unit="merge") as bar:
+            a, b, h = _run_tracked(
+                lambda counter: engine.run_family(spec, D, inp.n, counter=counter), show, bar)
         del D
     with phase_bar(show, "canonicalisation", 1, unit="tree") as bar:
         Z = merge_log_to_linkage(a, b, h, inp.n, spec)
@@ -150,6 +151,14 @@ def linkage(y, method="single", metric="euclidean", optimal_ordering=False, *,
 
         return cupy.asarray(Z)
     return Z
+
+
+def _run_tracked(run, show, bar):
+    """Call ``run(counter)``; with bars on, mirror its merge counter into ``bar``."""
+    if not show:
+        return run(None)
+    counter = np.zeros(1, dtype=np.int64)
+    return track(lambda: run(counter), counter, bar)
 
 
 def _available(chosen, engine):

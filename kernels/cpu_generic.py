@@ -21,7 +21,7 @@ import numpy as np
 
 from . import formulas
 from ._config import NUMBA_CACHE
-from .cpu_nnchain import PREFETCH_AHEAD, lower_bound, prefetch  # shared CPU helpers
+from .cpu_common import PREFETCH_AHEAD, lower_bound, merge_counter, prefetch
 
 _condensed_index = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.condensed_index)
 _lw_update = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.lw_update)
@@ -45,7 +45,7 @@ def _rescan(D, n, live, m, p, nn, bound):
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
-def generic(D, n, code):
+def generic(D, n, code, counter):
     """Merge log of centroid/median linkage on condensed squared ``D`` (overwritten).
 
     Parameters
@@ -92,6 +92,7 @@ def generic(D, n, code):
                 break
             _rescan(D, n, live, m, px, nn, bound)
         a[k] = x
+        counter[0] = k + 1
         b[k] = y
         h[k] = dxy
         nx = size[x]
@@ -142,8 +143,8 @@ def generic(D, n, code):
     return a, b, h
 
 
-def run(D, n, code, **options):
+def run(D, n, code, counter=None, **options):
     """Engine entry point (see ``kernels.__init__``): generic-family merge log."""
     if code not in (formulas.CENTROID, formulas.MEDIAN):
         raise ValueError(f"cpu_generic runs centroid/median (method code {code})")
-    return generic(D, np.int64(n), np.int64(code))
+    return generic(D, np.int64(n), np.int64(code), merge_counter(counter))

@@ -21,13 +21,13 @@ import numpy as np
 
 from . import formulas
 from ._config import NUMBA_CACHE
-from .cpu_nnchain import PREFETCH_AHEAD, lower_bound, prefetch  # shared CPU helpers
+from .cpu_common import PREFETCH_AHEAD, lower_bound, merge_counter, prefetch
 
 _condensed_index = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.condensed_index)
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
-def prim(D, n):
+def prim(D, n, counter):
     """Prim's minimum spanning tree of condensed ``D`` (read only).
 
     Parameters
@@ -78,6 +78,7 @@ def prim(D, n):
                 bpos = p
         y = live[bpos]
         a[k] = x
+        counter[0] = k + 1
         b[k] = y
         h[k] = best
         for q in range(bpos, m - 1):  # drop y, keep the order (tie rule)
@@ -88,7 +89,7 @@ def prim(D, n):
     return a, b, h
 
 
-def run(D, n, code, **options):
+def run(D, n, code, counter=None, **options):
     """Engine entry point (see ``kernels.__init__``): single linkage merge log.
 
     ``code`` must be ``formulas.SINGLE``; ``D`` is only read. The log comes
@@ -97,6 +98,6 @@ def run(D, n, code, **options):
     """
     if code != formulas.SINGLE:
         raise ValueError(f"cpu_mst runs single linkage only (method code {code})")
-    a, b, h = prim(D, np.int64(n))
+    a, b, h = prim(D, np.int64(n), merge_counter(counter))
     order = np.argsort(h, kind="stable")
     return a[order], b[order], h[order]

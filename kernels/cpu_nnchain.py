@@ -20,64 +20,13 @@ core alone keeps too few misses in flight). ``cpu_generic`` uses them too.
 
 import numba
 import numpy as np
-from llvmlite import binding as _llvm_binding
-from llvmlite import ir as _ir
-from numba import types as _types
-from numba.core import cgutils as _cgutils
-from numba.extending import intrinsic as _intrinsic
 
 from . import formulas
 from ._config import NUMBA_CACHE
+from .cpu_common import PREFETCH_AHEAD, lower_bound, merge_counter, prefetch
 
 _condensed_index = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.condensed_index)
 _lw_update = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.lw_update)
-
-# Column entries fetched this many iterations before they are read (32: 1.5x,
-# 64: 1.75x, 128: no better than 64 on nn_chain at n = 10 000).
-PREFETCH_AHEAD = 64
-# LLVM >= 15 uses opaque pointers, which changed the intrinsic's mangled name.
-_PREFETCH_NAME = "llvm.prefetch.p0" if _llvm_binding.llvm_version_info[0] >= 15 else "llvm.prefetch.p0i8"
-
-
-@_intrinsic
-def prefetch(typingctx, arr, idx):
-    """Hint the CPU to load ``arr[idx]`` into cache (read, high locality).
-
-    A hint only: no fault for any index, no effect on results. Compiles to
-    LLVM's ``llvm.prefetch``.
-    """
-    sig = _types.void(arr, idx)
-
-    def codegen(context, builder, signature, args):
-        aryty = signature.args[0]
-        ary = context.make_array(aryty)(context, builder, args[0])
-        ptr = _cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]],
-                                        wraparound=False, boundscheck=False)
-        i8p = _ir.IntType(8).as_pointer()
-        i32 = _ir.IntType(32)
-        fnty = _ir.FunctionType(_ir.VoidType(), [i8p, i32, i32, i32])
-        fn = _cgutils.get_or_insert_function(builder.module, fnty, _PREFETCH_NAME)
-        # rw = 0 (read), locality = 3 (keep in all levels), cache type = 1 (data)
-        builder.call(fn, [builder.bitcast(ptr, i8p), _ir.Constant(i32, 0),
-                          _ir.Constant(i32, 3), _ir.Constant(i32, 1)])
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-@numba.njit(nogil=True, cache=NUMBA_CACHE)
-def lower_bound(live, m, x):
-    """First position p < m with live[p] >= x (live sorted ascending)."""
-    lo = 0
-    hi = m
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if live[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
-
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
 def _nearest(D, n, live, m, x, best, arg):
@@ -108,7 +57,7 @@ def _nearest(D, n, live, m, x, best, arg):
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
-def nn_chain(D, n, code):
+def nn_chain(D, n, code, counter):
     """Merge log of a reducible linkage on condensed ``D`` (overwritten).
 
     Parameters
@@ -119,6 +68,9 @@ def nn_chain(D, n, code):
         Number of points.
     code : int
         ``formulas.COMPLETE``, ``AVERAGE``, ``WEIGHTED`` or ``WARD``.
+    counter : ndarray of int64, shape (1,)
+        Merges done so far, written as the loop runs (read by progress bars
+        from another thread; the kernel releases the GIL).
 
     Returns
     -------
@@ -157,6 +109,7 @@ def nn_chain(D, n, code):
         if x > y:
             x, y = y, x
         a[k] = x
+        counter[0] = k + 1
         b[k] = y
         h[k] = cur
         nx = size[x]
@@ -195,8 +148,8 @@ def nn_chain(D, n, code):
     return a, b, h
 
 
-def run(D, n, code, **options):
+def run(D, n, code, counter=None, **options):
     """Engine entry point (see ``kernels.__init__``): reducible-family merge log."""
     if code not in (formulas.COMPLETE, formulas.AVERAGE, formulas.WEIGHTED, formulas.WARD):
         raise ValueError(f"cpu_nnchain runs complete/average/weighted/ward (method code {code})")
-    return nn_chain(D, np.int64(n), np.int64(code))
+    return nn_chain(D, np.int64(n), np.int64(code), merge_counter(counter))

@@ -265,7 +265,9 @@ def _is_spanning_tree(a, b, n):
 @pytest.mark.parametrize("n", [2, 3, 9, 300])
 def test_prim_log(rng, n):
     y = np.round(pdist(points(rng, n)) * 3)  # heavy ties
-    a, b, h = cpu_mst.prim(y, n)
+    counter = np.zeros(1, dtype=np.int64)
+    a, b, h = cpu_mst.prim(y, n, counter)
+    assert counter[0] == n - 1  # progress: every merge counted
     assert _is_spanning_tree(a, b, n)  # (last vertex added, vertex joining)
     assert_array_equal(np.sort(h), np.sort(sch.linkage(y, "single")[:, 2]))
     a2, b2, h2 = cpu_mst.run(y, n, formulas.SINGLE)
@@ -277,7 +279,7 @@ def test_prim_log(rng, n):
 
 def test_prim_float32_matrix(rng):
     y = pdist(points(rng, 200)).astype(np.float32)
-    _, _, h = cpu_mst.prim(y, 200)
+    _, _, h = cpu_mst.prim(y, 200, np.zeros(1, dtype=np.int64))
     assert_array_equal(np.sort(h), np.sort(sch.linkage(y.astype(np.float64), "single")[:, 2]))
 
 

@@ -70,3 +70,17 @@ def test_progress_bars_drawn_when_forced_and_silent_by_default(capsys, rng):
     err = capsys.readouterr().err
     for phase in ("distances", "merges", "canonicalisation"):
         assert phase in err
+
+
+@pytest.mark.parametrize("method", ["single", "average", "centroid"])
+def test_cpu_kernels_count_merges_for_progress(method, rng):
+    from gpu_hclust._methods import METHODS
+    from gpu_hclust import _engine_cpu
+    from gpu_hclust._validation import validate_linkage_input
+
+    spec = METHODS[method]
+    inp = validate_linkage_input(rng.normal(size=(25, 3)), spec, "euclidean")
+    D = _engine_cpu.condensed_working_matrix(inp, np.dtype(np.float64), spec.squared)
+    counter = np.zeros(1, dtype=np.int64)
+    _engine_cpu.run_family(spec, D, 25, counter=counter)
+    assert counter[0] == 24
