@@ -1,6 +1,95 @@
-"""Optimal leaf ordering."""
+"""Optimal leaf ordering (Bar-Joseph et al. 2001), equal to scipy's result."""
+
+import warnings
+
+import numpy as np
+from scipy.cluster.hierarchy import ClusterWarning
+from scipy.spatial import distance
+
+from ._checks import checked_linkage, host_array, like_input, linkage_tree
+from .kernels import cpu_post
+
+# Rows of M handled per task in the parallel loop: large enough that buffer
+# allocation is amortised, small enough to balance two to a few dozen threads.
+_CHUNK = 16
 
 
-def optimal_leaf_ordering(*args, **kwargs):
-    raise NotImplementedError("gpu_hclust.optimal_leaf_ordering is not implemented yet")
+def optimal_leaf_ordering(Z, y, metric="euclidean"):
+    """Reorder a linkage matrix so that adjacent leaves are as close as possible.
 
+    Swaps the two children of some merges (the tree, heights and cluster ids
+    are unchanged) so that the sum of distances between neighbouring leaves
+    is minimal, as scipy computes it.
+
+    Parameters
+    ----------
+    Z : array_like
+        The linkage matrix (float64; not cast).
+    y : array_like
+        The condensed distance matrix ``Z`` was built from, or the (n, d)
+        observations it was built from.
+    metric : str or callable, optional
+        Distance metric for observation input (see
+        :func:`scipy.spatial.distance.pdist`); ignored for condensed input.
+
+    Returns
+    -------
+    Z_ordered : ndarray
+        A copy of ``Z`` with rows' children swapped where needed, in the
+        input's namespace.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Invalid ``Z`` or ``y``; ``y`` not 1-D or 2-D, non-finite, or of a size
+        that does not match ``Z``.
+
+    Warns
+    -----
+    ClusterWarning
+        A 2-D ``y`` that looks like a square distance matrix.
+
+    See Also
+    --------
+    scipy.cluster.hierarchy.optimal_leaf_ordering : the reference implementation.
+
+    Notes
+    -----
+    The result equals scipy's: partial costs are float32 and accumulated as
+    scipy accumulates them, and each merge orients its children by its own
+    best pair of end leaves, first in scipy's scan order. The minimum over
+    inner leaf pairs is found with exact pruning (candidates scanned by
+    increasing partial cost, stopped once a lower bound cannot win), with
+    each list sorted once per merge rather than once per pair, in parallel.
+    Memory: the float32 cost matrix, 2·n(n-1) bytes (0.8 GB at n = 20 000),
+    beside ``y``. Where a best ordering costs 2**30 or more, scipy's fixed
+    initial bound makes its result arbitrary; here it stays optimal.
+    """
+    Zh, was_cupy = checked_linkage(Z, cast=False)
+    yh, y_cupy = host_array(y, np.float64)
+    if yh.ndim == 1:
+        distance.is_valid_y(yh, throw=True, name="y")
+    elif yh.ndim == 2:
+        if (yh.shape[0] == yh.shape[1] and np.allclose(np.diag(yh), 0)
+                and np.all(yh >= 0) and np.allclose(yh, yh.T)):
+            warnings.warn("The symmetric non-negative hollow observation matrix looks "
+                          "suspiciously like an uncondensed distance matrix; pass "
+                          "scipy.spatial.distance.squareform(y) if it is one.",
+                          ClusterWarning, stacklevel=2)
+        yh = distance.pdist(yh, metric)
+    else:
+        raise ValueError("`y` must be 1 or 2 dimensional (condensed distances or an "
+                         f"(n, d) observation matrix); got {yh.ndim} dimensions.")
+    if not np.all(np.isfinite(yh)):
+        raise ValueError("The condensed distance matrix must contain only finite "
+                         "values: `y` holds NaN or inf; remove or impute them first.")
+    n = Zh.shape[0] + 1
+    if yh.shape[0] != n * (n - 1) // 2:
+        raise ValueError(f"`y` describes {distance.num_obs_y(yh)} observations but "
+                         f"`Z` has {n}: pass the distances Z was built from.")
+    left, right = linkage_tree(Zh)
+    swap = cpu_post.optimal_swaps(left, right, n, np.ascontiguousarray(yh), _CHUNK)
+    out = Zh.copy()
+    out[swap, 0] = Zh[swap, 1]
+    out[swap, 1] = Zh[swap, 0]
+    return like_input(out, was_cupy or y_cupy)

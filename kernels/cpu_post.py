@@ -17,10 +17,14 @@ walks: left child first, leaves handled when their parent is finished.
 import numba
 import numpy as np
 
+from . import formulas
 from ._config import NUMBA_CACHE
 
 _jit = numba.njit(nogil=True, cache=NUMBA_CACHE)
 _pjit = numba.njit(nogil=True, cache=NUMBA_CACHE, parallel=True)
+# Inlined at the IR level: helpers on arrays called in inner loops would
+# otherwise pay a reference-count round trip per argument per call.
+_jit_inline = numba.njit(nogil=True, cache=NUMBA_CACHE, inline="always")
 
 
 # --------------------------------------------------------------------------
@@ -549,3 +553,409 @@ def mlab_sizes(child, n):
         else:
             cs[r] += 1.0
     return cs
+
+
+# --------------------------------------------------------------------------
+# optimal leaf ordering
+# --------------------------------------------------------------------------
+#
+# Bar-Joseph et al.'s dynamic programme with scipy's arithmetic and choices, so
+# the result equals scipy's: M[u, w], the cost of the best ordering of a node's
+# leaves from end leaf u to end leaf w, is float32, each candidate being
+# float32(float32(M[u, m] + M[w, k]) + D[m, k]) for an inner pair (m, k); every
+# node orients its children by its own best (u, w), the first in (u, w) order.
+#
+# Leaves are addressed by position in the current leaf order, so each node's
+# leaves form a range; M and a float32 copy of D are condensed matrices over
+# positions. Per merge and per choice of grandchildren (U, Ms | K, W):
+#   stage 1: T[u, k] = min_m M[u, m] + D[m, k]   (m by increasing M[u, m],
+#            stopped once M[u, m] + min_m' D[m', k] exceeds the best)
+#   stage 2: V[u, w] = min_k T[u, k] + M[k, w]   (k by increasing M[k, w],
+#            sorted once per w, stopped once M[k, w] + min_k' T[u, k'] exceeds it)
+# in float64, then the float32 value scipy would get is the minimum of the
+# exact candidate expression over the pairs (m, k) within a relative window
+# _WINDOW of V (which covers float32 rounding and the float32 copy of D). Every
+# stop is a valid lower bound, so the minimum is exact, not heuristic.
+
+_condensed_index = numba.njit(inline="always")(formulas.condensed_index)
+
+_WINDOW = 2.0 ** -20
+_MAXCAND = 8
+_KCHUNK = 256
+_NEAR = 32
+
+
+@_jit
+def _ci(n, i, j):
+    return _condensed_index(np.int64(n), np.int64(i), np.int64(j))
+
+
+@_jit_inline
+def _mval(M, n, p, q):
+    """M at positions (p, q); 0 on the diagonal (a leaf alone)."""
+    if p == q:
+        return np.float32(0.0)
+    return M[_ci(n, p, q)]
+
+
+@_jit
+def _permuted_row(y, n, order, i, out):
+    base = _ci(n, i, i + 1) - i - 1
+    oi = order[i]
+    for j in range(i + 1, n):
+        out[base + j] = y[_ci(n, oi, order[j])]
+
+
+@_pjit
+def permuted_distances(y, n, order):
+    """float32 condensed distances between leaf positions. Row t is paired
+    with row n-2-t so every parallel task does the same work."""
+    out = np.empty(n * (n - 1) // 2, dtype=np.float32)
+    for t in numba.prange(n // 2):
+        _permuted_row(y, n, order, t, out)
+        if n - 2 - t != t:
+            _permuted_row(y, n, order, n - 2 - t, out)
+    return out
+
+
+@_jit
+def _exact_value(a32, b32, d):
+    """scipy's candidate: float32(float32(M[u, m] + M[w, k]) + D[m, k])."""
+    s = a32 + b32
+    return np.float32(np.float64(s) + d)
+
+
+@_jit
+def _window_min(Dp, y, n, order, m0, nm, k0, k, b, limit, T, targ, tuniq,
+                arow, a_val, a_idx, dval):
+    """Smallest exact candidate with inner leaf k (M[k, w] = b) whose total
+    stays within ``limit``; +inf if none."""
+    best = np.float32(np.inf)
+    if T[k] + b > limit:
+        return best
+    if tuniq[k]:
+        # no other m comes within the window of stage 1's minimum
+        m = targ[k]
+        d = y[_ci(n, order[m0 + m], order[k0 + k])]
+        return _exact_value(np.float32(arow[m]), np.float32(b), d)
+    for t in range(nm):
+        a = a_val[t]
+        if a + dval[k, 0] + b > limit:
+            break
+        m = a_idx[t]
+        if a + np.float64(Dp[_ci(n, m0 + m, k0 + k)]) + b <= limit:
+            d = y[_ci(n, order[m0 + m], order[k0 + k])]
+            v = _exact_value(np.float32(a), np.float32(b), d)
+            if v < best:
+                best = v
+    return best
+
+
+def _olo_block_impl(M, Dp, y, n, order, u0, u1, m0, m1, w0, w1, k0, k1, chunk):
+    """Fill M[u, w] for u in [u0, u1), w in [w0, w1) (all u < w): the best
+    over m in [m0, m1), k in [k0, k1) of M[u, m] + D[m, k] + M[k, w]."""
+    nm = m1 - m0
+    nk = k1 - k0
+    nw = w1 - w0
+    nu = u1 - u0
+    # The _NEAR nearest inner leaves m of every k (ascending D[m, k]) and the
+    # bound D[m, k] >= drest[k] for every m not among them.
+    npre = min(_NEAR, nm)
+    dval = np.empty((nk, npre), dtype=np.float64)
+    didx = np.empty((nk, npre), dtype=np.int64)
+    drest = np.full(nk, np.inf)
+    for c in numba.prange((nk + _KCHUNK - 1) // _KCHUNK):
+        ka = c * _KCHUNK
+        kb = min(nk, ka + _KCHUNK)
+        # a max-heap of the npre smallest per k, fed row by row of D
+        for i in range(nm):
+            base = _ci(n, m0 + i, k0)
+            for j in range(ka, kb):
+                d = np.float64(Dp[base + j])
+                if i < npre:
+                    pos = i
+                    while pos > 0:
+                        up = (pos - 1) // 2
+                        if dval[j, up] >= d:
+                            break
+                        dval[j, pos] = dval[j, up]
+                        didx[j, pos] = didx[j, up]
+                        pos = up
+                elif d < dval[j, 0]:
+                    pos = 0
+                    while True:
+                        ch = 2 * pos + 1
+                        if ch >= npre:
+                            break
+                        if ch + 1 < npre and dval[j, ch + 1] > dval[j, ch]:
+                            ch += 1
+                        if dval[j, ch] <= d:
+                            break
+                        dval[j, pos] = dval[j, ch]
+                        didx[j, pos] = didx[j, ch]
+                        pos = ch
+                else:
+                    continue
+                dval[j, pos] = d
+                didx[j, pos] = i
+        for j in range(ka, kb):
+            if npre < nm:
+                drest[j] = dval[j, 0]
+            srt = np.argsort(dval[j])
+            sv = dval[j][srt]
+            si = didx[j][srt]
+            dval[j, :] = sv
+            didx[j, :] = si
+    # M[k, w] for every w, as a row and sorted (once, shared by all u).
+    bdense = np.empty((nw, nk), dtype=np.float32)
+    bval = np.empty((nw, nk), dtype=np.float32)
+    bidx = np.empty((nw, nk), dtype=np.int32)
+    for wi in numba.prange(nw):
+        for j in range(nk):
+            bdense[wi, j] = _mval(M, n, w0 + wi, k0 + j)
+        srt = np.argsort(bdense[wi])
+        for j in range(nk):
+            bval[wi, j] = bdense[wi, srt[j]]
+            bidx[wi, j] = srt[j]
+    bmax = 0.0
+    for wi in range(nw):
+        if bval[wi, nk - 1] > bmax:
+            bmax = np.float64(bval[wi, nk - 1])
+    # Stage 2 scans both sorted lists (threshold algorithm) when there are
+    # enough w to pay for sorting each u's T.
+    two_lists = nw >= 8
+    u_before = u0 < m0
+    for c in numba.prange((nu + chunk - 1) // chunk):
+        ua = u0 + c * chunk
+        ub = min(u1, ua + chunk)
+        tile = np.empty((ub - ua, nm), dtype=np.float64)
+        if u_before or nm == 1:
+            for u in range(ua, ub):
+                for i in range(nm):
+                    tile[u - ua, i] = _mval(M, n, u, m0 + i)
+        else:
+            # u after m: M[m, u] is contiguous over consecutive u
+            for i in range(nm):
+                base = _ci(n, m0 + i, ua)
+                for u in range(ua, ub):
+                    tile[u - ua, i] = M[base + u - ua]
+        a_val = np.empty(nm, dtype=np.float64)
+        a_idx = np.empty(nm, dtype=np.int64)
+        T = np.empty(nk, dtype=np.float64)
+        targ = np.empty(nk, dtype=np.int64)
+        tuniq = np.empty(nk, dtype=np.bool_)
+        stamped = np.full(nm, -1, dtype=np.int64)
+        tval = np.empty(nk, dtype=np.float64)
+        tidx = np.empty(nk, dtype=np.int64)
+        cand = np.empty(_MAXCAND, dtype=np.int64)
+        for u in range(ua, ub):
+            srt = np.argsort(tile[u - ua])
+            for i in range(nm):
+                a_val[i] = tile[u - ua, srt[i]]
+                a_idx[i] = srt[i]
+            # Stage 1 by the threshold algorithm over m by increasing M[u, m]
+            # and m by increasing D[m, k] (the near list, then its bound),
+            # remembering whether a second m comes within the window.
+            arow = tile[u - ua]
+            tmin = np.inf
+            for j in range(nk):
+                stamp = (u - ua) * nk + j
+                best = np.inf
+                second = np.inf
+                arg = 0
+                for d in range(nm):
+                    for side in range(2 if d < npre else 1):
+                        if side == 0:
+                            m = a_idx[d]
+                            v = a_val[d] + np.float64(Dp[_ci(n, m0 + m, k0 + j)])
+                        else:
+                            m = didx[j, d]
+                            v = arow[m] + dval[j, d]
+                        if stamped[m] == stamp:
+                            continue
+                        stamped[m] = stamp
+                        if v < best:
+                            second = best
+                            best = v
+                            arg = m
+                        elif v < second:
+                            second = v
+                    # every m not yet seen has rank > d in both orders
+                    if d + 1 >= nm:
+                        break
+                    if d + 1 < npre:
+                        bound = a_val[d + 1] + dval[j, d + 1]
+                    else:
+                        bound = a_val[d + 1] + drest[j]
+                    if bound > best + (best + bmax) * _WINDOW:
+                        break
+                T[j] = best
+                targ[j] = arg
+                tuniq[j] = second > best + (best + bmax) * _WINDOW
+                if best < tmin:
+                    tmin = best
+            if two_lists:
+                tsrt = np.argsort(T)
+                for j in range(nk):
+                    tidx[j] = tsrt[j]
+                    tval[j] = T[tsrt[j]]
+            row = _ci(n, u, w0)
+            for wi in range(nw):
+                brow = bdense[wi]
+                best = np.inf
+                nc = 0
+                # Threshold algorithm over the two sorted lists (or the w list
+                # alone): an unseen k costs at least the sum of the values
+                # reached, so stop once that exceeds the window of the best.
+                # Inner leaves within the window are kept in `cand`; nc past
+                # _MAXCAND flags more near-ties than it holds.
+                for d in range(nk):
+                    for side in range(2 if two_lists else 1):
+                        if side == 0:
+                            k = np.int64(bidx[wi, d])
+                        else:
+                            k = tidx[d]
+                        v = T[k] + brow[k]
+                        if v > best * (1.0 + _WINDOW):
+                            continue
+                        seen = False
+                        for q in range(min(nc, _MAXCAND)):
+                            if cand[q] == k:
+                                seen = True
+                        if seen:
+                            continue
+                        if v < best:
+                            best = v
+                            if nc <= _MAXCAND:
+                                keep = 0
+                                for q in range(nc):
+                                    kq = cand[q]
+                                    if T[kq] + brow[kq] <= best * (1.0 + _WINDOW):
+                                        cand[keep] = kq
+                                        keep += 1
+                                nc = keep
+                        if nc < _MAXCAND:
+                            cand[nc] = k
+                            nc += 1
+                        else:
+                            nc = _MAXCAND + 1
+                    if two_lists:
+                        bound = tval[d] + bval[wi, d]
+                    elif d + 1 < nk:
+                        bound = tmin + bval[wi, d + 1]
+                    else:
+                        bound = np.inf
+                    if bound > best * (1.0 + _WINDOW):
+                        break
+                limit = best * (1.0 + _WINDOW)
+                res = np.float32(np.inf)
+                if nc <= _MAXCAND:
+                    for q in range(nc):
+                        k = cand[q]
+                        v32 = _window_min(Dp, y, n, order, m0, nm, k0, k,
+                                          np.float64(brow[k]), limit, T, targ, tuniq,
+                                          arow, a_val, a_idx, dval)
+                        if v32 < res:
+                            res = v32
+                else:
+                    # more than _MAXCAND near-ties: every k within the window
+                    for d in range(nk):
+                        b = np.float64(bval[wi, d])
+                        if b + tmin > limit:
+                            break
+                        v32 = _window_min(Dp, y, n, order, m0, nm, k0, bidx[wi, d], b,
+                                          limit, T, targ, tuniq, arow, a_val, a_idx, dval)
+                        if v32 < res:
+                            res = v32
+                M[row + wi] = res
+
+
+_olo_block_parallel = _pjit(_olo_block_impl)
+_olo_block_serial = _jit(_olo_block_impl)
+
+# Blocks with less work than this run on the calling thread: starting the
+# thread pool costs microseconds, and most merges are small.
+_PARALLEL_WORK = 1 << 14
+
+
+@_jit
+def _olo_argmin(M, n, u0, u1, w0, w1):
+    """First (u, w) in row-major order with the smallest M[u, w]."""
+    best = np.float32(np.inf)
+    bu = u0
+    bw = w0
+    for u in range(u0, u1):
+        row = _ci(n, u, w0)
+        for j in range(w1 - w0):
+            v = M[row + j]
+            if v < best:
+                best = v
+                bu = u
+                bw = w0 + j
+    return bu, bw
+
+
+@_jit
+def optimal_swaps(left, right, n, y, chunk):
+    """Rows of Z whose two children scipy's optimal leaf ordering swaps.
+
+    ``y`` is the condensed distance matrix (float64). Returns a bool array of
+    length n-1. Memory: two float32 condensed matrices (4·n(n-1) bytes).
+    """
+    m = n - 1
+    order, start, size = leaf_layout(left, right, n)
+    Dp = permuted_distances(y, n, order)
+    M = np.zeros(n * (n - 1) // 2, dtype=np.float32)
+    must = np.zeros(m, dtype=np.bool_)
+    for r in range(m):
+        lc = left[r]
+        rc = right[r]
+        for sl in range(1 if lc < n else 2):
+            # u from the left child's left part (sl = 0) or right part (sl = 1)
+            if lc < n:
+                ucl = lc
+                mcl = lc
+            elif sl == 0:
+                ucl = left[lc - n]
+                mcl = right[lc - n]
+            else:
+                ucl = right[lc - n]
+                mcl = left[lc - n]
+            for sr in range(1 if rc < n else 2):
+                # w from the right child's right part (sr = 0) or left part (sr = 1)
+                if rc < n:
+                    wcl = rc
+                    kcl = rc
+                elif sr == 0:
+                    wcl = right[rc - n]
+                    kcl = left[rc - n]
+                else:
+                    wcl = left[rc - n]
+                    kcl = right[rc - n]
+                args = (M, Dp, y, n, order,
+                        start[ucl], start[ucl] + size[ucl],
+                        start[mcl], start[mcl] + size[mcl],
+                        start[wcl], start[wcl] + size[wcl],
+                        start[kcl], start[kcl] + size[kcl], chunk)
+                work = size[ucl] * (size[wcl] + size[kcl]) + size[mcl] * size[kcl]
+                if work >= _PARALLEL_WORK:
+                    _olo_block_parallel(*args)
+                else:
+                    _olo_block_serial(*args)
+        bu, bw = _olo_argmin(M, n, start[lc], start[lc] + size[lc],
+                             start[rc], start[rc] + size[rc])
+        if lc >= n:
+            rl = right[lc - n]
+            must[lc - n] = start[rl] <= bu and bu < start[rl] + size[rl]
+        if rc >= n:
+            lr = left[rc - n]
+            must[rc - n] = start[lr] <= bw and bw < start[lr] + size[lr]
+    # A row is swapped when an odd number of it and its ancestors must swap.
+    swap = np.zeros(m, dtype=np.bool_)
+    for r in range(m - 1, -1, -1):
+        swap[r] = swap[r] ^ must[r]
+        if left[r] >= n:
+            swap[left[r] - n] = swap[r]
+        if right[r] >= n:
+            swap[right[r] - n] = swap[r]
+    return swap
