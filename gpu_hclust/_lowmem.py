@@ -30,13 +30,20 @@ point sets: equal clusters built in different orders have different distances.
 *Average* with a metric that is not an inner product of fixed feature vectors
 (euclidean, cityblock, chebyshev, minkowski: a square root, absolute values or
 a maximum inside the sum) has no decomposition of the mean over pairs into
-per-cluster sums. Those pairs use the dense path (``low_memory=False``) or
-precomputed distances.
+per-cluster sums. *Single* with a metric that has no compiled kernel (scipy's
+other metrics, callables) would call Python for each of the ~n^2/2 pairs.
+Those pairs use the dense path (``low_memory=False``) or precomputed distances.
 
-Engines: ``kernels.cpu_vector`` (Numba, parallel sweeps) and
-``kernels.cuda_vector`` (Numba CUDA). Heights equal the dense path to about
-1e-12 relative on data without ties; under ties the merge order among equal
-heights may differ from scipy's (the tree is still a valid one).
+Cost: O(n^2 d) time like the dense path (single: n^2/2 point distances;
+ward/average: about 3 nearest-neighbour sweeps per merge on the CPU), and
+``predict_bytes`` memory: one transposed working copy of the data plus O(n)
+(at n = 10^6, d = 32: about 0.45 GB against 4 TB for the float64 matrix).
+
+Engines: ``kernels.cpu_vector`` (Numba; each sweep on one thread or on all,
+chosen by measured throughput) and ``kernels.cuda_vector`` (Numba CUDA).
+Heights equal the dense path to about 1e-12 relative on data without ties;
+under ties the merge order among equal heights may differ from scipy's (the
+tree is still a valid one, every merge at the current minimum).
 """
 
 import numpy as np
