@@ -1,0 +1,301 @@
+#!/usr/bin/env python
+"""Benchmark post-processing of a linkage matrix, side by side with scipy.
+
+Runs on the importable package (``pip install -e .``, or ``PYTHONPATH=<repo>``)::
+
+    python benchmarks/bench_post.py --quick        # 1e5 leaves, OLO to n = 5000 (minutes)
+    python benchmarks/bench_post.py                # 1e6 leaves, OLO to n = 20000
+    python benchmarks/bench_post.py --skip-scale --olo-sizes 500,1000,2000,5000,10000
+
+Part 1, tree walks at scale: a random valid ``Z`` (two random clusters merge at
+each step, strictly increasing heights) and a caterpillar (each merge adds one
+leaf: depth n - 1), for fcluster ('distance', 'maxclust', 'inconsistent'),
+leaves_list, to_tree, cut_tree, inconsistent, maxdists and
+dendrogram(no_plot=True). scipy runs the same calls where it can (its
+dendrogram recurses and raises RecursionError on deep trees; its cut_tree is
+quadratic and is skipped above ``--scipy-cut-max``). Outputs are compared with
+scipy's wherever both ran; a mismatch is reported and sets exit status 1.
+
+Part 2, optimal_leaf_ordering on seeded data (``blobs``: five Gaussian blobs in
+4-D; ``uniform``: points uniform in the unit square, the hardest case for the
+pruning), for linkage methods ``--olo-methods``; scipy up to
+``--olo-scipy-max``, ours at every size; results must equal scipy's exactly.
+
+Timing: one warm-up call on small inputs first (Numba compilation or cache
+load, reported as ``warmup_s``), then the median of ``--repeat`` calls. The
+machine is shared: load averages are recorded next to every case. JSON goes to
+``--out`` (default ``benchmarks/results/post-<cpu|gpu>-<date>.json``).
+"""
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy
+from scipy.cluster import hierarchy as sch
+from scipy.spatial.distance import pdist
+
+import gpu_hclust as hc
+
+FAILURES = []
+
+
+def random_tree(rng, n):
+    """Valid Z: two random current clusters merge at each step."""
+    active = list(range(n))
+    rows = np.empty((n - 1, 2))
+    pick = rng.random((n - 1, 2))
+    for k in range(n - 1):
+        m = len(active)
+        i = int(pick[k, 0] * m)
+        j = int(pick[k, 1] * (m - 1))
+        j += j >= i
+        a, b = active[i], active[j]
+        rows[k] = (a, b) if a < b else (b, a)
+        active[i] = n + k
+        active[j] = active[m - 1]
+        active.pop()
+    return _finish(rows, rng, n)
+
+
+def caterpillar(rng, n):
+    """Each merge joins the previous cluster and a new leaf."""
+    leaves = rng.permutation(n).astype(np.float64)
+    rows = np.empty((n - 1, 2))
+    rows[:, 0] = leaves[1:]
+    rows[0, 1] = leaves[0]
+    rows[1:, 1] = np.arange(n, 2 * n - 2)
+    return _finish(np.sort(rows, axis=1), rng, n)
+
+
+def _finish(rows, rng, n):
+    Z = np.empty((n - 1, 4))
+    Z[:, :2] = rows
+    Z[:, 2] = np.cumsum(rng.random(n - 1) + 0.01)
+    size = np.ones(2 * n - 1)
+    ids = rows.astype(np.int64)
+    for k in range(n - 1):
+        size[n + k] = size[ids[k, 0]] + size[ids[k, 1]]
+    Z[:, 3] = size[n:]
+    return Z
+
+
+def timed(fn, repeat):
+    """(median seconds, last result) or (None, 'ExcType: message')."""
+    times = []
+    out = None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        try:
+            out = fn()
+        except (RecursionError, MemoryError, NotImplementedError) as exc:
+            return None, f"{type(exc).__name__}: {str(exc)[:120]}"
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times)), out
+
+
+def _same(a, b):
+    if isinstance(a, dict):
+        return all(_same(a[k], b[k]) for k in ("leaves", "ivl", "icoord", "dcoord"))
+    if isinstance(a, tuple):
+        return all(_same(x, y) for x, y in zip(a, b))
+    return np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def scale_calls(Z, n, scipy_cut_max, scipy_dendro_max):
+    """name -> (ours, scipy or None)."""
+    t_mid = float(Z[n // 2, 2])
+    R = sch.inconsistent(Z)
+    ks = [2, 10, 100]
+    calls = {
+        "fcluster distance": (lambda: hc.fcluster(Z, t_mid, "distance"),
+                              lambda: sch.fcluster(Z, t_mid, "distance")),
+        "fcluster maxclust 100": (lambda: hc.fcluster(Z, 100, "maxclust"),
+                                  lambda: sch.fcluster(Z, 100, "maxclust")),
+        "fcluster inconsistent (R given)": (lambda: hc.fcluster(Z, 1.0, R=R),
+                                            lambda: sch.fcluster(Z, 1.0, R=R)),
+        "leaves_list": (lambda: hc.leaves_list(Z), lambda: sch.leaves_list(Z)),
+        "to_tree": (lambda: hc.to_tree(Z), lambda: sch.to_tree(Z)),
+        "cut_tree n_clusters=[2,10,100]": (
+            lambda: hc.cut_tree(Z, n_clusters=ks),
+            (lambda: sch.cut_tree(Z, n_clusters=ks)) if n <= scipy_cut_max else None),
+        "inconsistent d=2": (lambda: hc.inconsistent(Z), lambda: sch.inconsistent(Z)),
+        "maxdists": (lambda: hc.maxdists(Z), lambda: sch.maxdists(Z)),
+        "dendrogram no_plot": (
+            lambda: hc.dendrogram(Z, no_plot=True),
+            (lambda: sch.dendrogram(Z, no_plot=True)) if n <= scipy_dendro_max else None),
+    }
+    return calls
+
+
+def run_scale(args, rng, record):
+    # warm-up: compile or load every kernel on a small tree
+    t0 = time.perf_counter()
+    for shape in (random_tree, caterpillar):
+        Zs = shape(rng, 200)
+        for ours, _ in scale_calls(Zs, 200, 0, 0).values():
+            timed(ours, 1)
+    record["scale_warmup_s"] = time.perf_counter() - t0
+    rows = []
+    for n in args.scale_sizes:
+        for shape_name, shape in (("random", random_tree), ("caterpillar", caterpillar)):
+            Z = shape(rng, n)
+            for name, (ours, ref) in scale_calls(Z, n, args.scipy_cut_max,
+                                                 args.scipy_dendro_max).items():
+                load = os.getloadavg()
+                t_ours, out_ours = timed(ours, args.repeat)
+                row = {"n": n, "tree": shape_name, "call": name, "ours_s": t_ours,
+                       "load_before": load}
+                if t_ours is None:
+                    row["ours_error"] = out_ours
+                if ref is not None:
+                    t_ref, out_ref = timed(ref, 1)
+                    row["scipy_s"] = t_ref
+                    if t_ref is None:
+                        row["scipy_error"] = out_ref
+                    elif t_ours is not None and name != "to_tree":
+                        row["equal"] = bool(_same(out_ours, out_ref))
+                        if not row["equal"]:
+                            FAILURES.append(f"{name} n={n} {shape_name}")
+                    if t_ref and t_ours:
+                        row["speedup"] = t_ref / t_ours
+                rows.append(row)
+                print(_fmt_scale(row), flush=True)
+                del out_ours
+    record["scale"] = rows
+
+
+def _fmt_scale(row):
+    ours = f"{row['ours_s']:.3f}s" if row["ours_s"] is not None else row.get("ours_error")
+    if "scipy_s" in row:
+        ref = f"{row['scipy_s']:.3f}s" if row["scipy_s"] is not None else row["scipy_error"][:40]
+    else:
+        ref = "(not run)"
+    extra = f"  x{row['speedup']:.1f}" if "speedup" in row else ""
+    eq = {True: "  equal", False: "  MISMATCH"}.get(row.get("equal"), "")
+    return f"{row['n']:>9} {row['tree']:<12} {row['call']:<32} ours {ours:<9} scipy {ref}{extra}{eq}"
+
+
+def olo_data(kind, n, seed):
+    rng = np.random.default_rng([seed, n])
+    if kind == "blobs":
+        centres = rng.normal(0, 4, size=(5, 4))
+        return centres[rng.integers(0, 5, size=n)] + rng.normal(0, 1, size=(n, 4))
+    return rng.random((n, 2))
+
+
+def run_olo(args, record):
+    rng = np.random.default_rng(args.seed)
+    t0 = time.perf_counter()
+    Xw = rng.random((300, 2))
+    hc.optimal_leaf_ordering(sch.linkage(Xw, "average"), pdist(Xw))
+    record["olo_warmup_s"] = time.perf_counter() - t0
+    rows = []
+    for kind in args.olo_data:
+        for method in args.olo_methods:
+            for n in args.olo_sizes:
+                X = olo_data(kind, n, args.seed)
+                y = pdist(X)
+                Z = sch.linkage(y, method)
+                load = os.getloadavg()
+                t_ours, ours = timed(lambda: hc.optimal_leaf_ordering(Z, y), args.repeat)
+                row = {"n": n, "data": kind, "method": method, "ours_s": t_ours,
+                       "load_before": load}
+                if t_ours is None:
+                    row["ours_error"] = ours
+                if n <= args.olo_scipy_max:
+                    t_ref, ref = timed(lambda: sch.optimal_leaf_ordering(Z, y), 1)
+                    row["scipy_s"] = t_ref
+                    if t_ref is not None and t_ours is not None:
+                        row["equal"] = bool(np.array_equal(ours, ref))
+                        row["speedup"] = t_ref / t_ours
+                        if not row["equal"]:
+                            FAILURES.append(f"optimal_leaf_ordering n={n} {kind} {method}")
+                rows.append(row)
+                ref_s = f"{row['scipy_s']:.2f}s" if row.get("scipy_s") else "(not run)"
+                sp = f"  x{row['speedup']:.1f}" if "speedup" in row else ""
+                eq = {True: "  equal", False: "  MISMATCH"}.get(row.get("equal"), "")
+                ours_s = f"{t_ours:.2f}s" if t_ours is not None else row["ours_error"]
+                print(f"OLO {kind:<8} {method:<8} n={n:<6} ours {ours_s:<8} scipy {ref_s}"
+                      f"{sp}{eq}", flush=True)
+                del ours, y, Z
+    record["optimal_leaf_ordering"] = rows
+
+
+def machine():
+    info = {"platform": platform.platform(), "python": sys.version.split()[0],
+            "cpu_count": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import numba
+
+    info["numba_threads"] = numba.get_num_threads()
+    info["versions"] = {"gpu_hclust": hc.__version__, "numpy": np.__version__,
+                        "scipy": scipy.__version__, "numba": numba.__version__}
+    try:
+        root = Path(__file__).resolve().parents[1]
+        info["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root,
+                                            capture_output=True, text=True).stdout.strip()
+        info["git_dirty"] = bool(subprocess.run(["git", "status", "--porcelain", "--",
+                                                 "gpu_hclust", "kernels"], cwd=root,
+                                                capture_output=True, text=True).stdout)
+    except OSError:
+        pass
+    return info
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="1e5 leaves; OLO up to n=5000")
+    p.add_argument("--scale-sizes", type=lambda s: [int(x) for x in s.split(",")])
+    p.add_argument("--skip-scale", action="store_true")
+    p.add_argument("--skip-olo", action="store_true")
+    p.add_argument("--olo-sizes", type=lambda s: [int(x) for x in s.split(",")])
+    p.add_argument("--olo-scipy-max", type=int, default=2000)
+    p.add_argument("--olo-data", type=lambda s: s.split(","), default=["blobs", "uniform"])
+    p.add_argument("--olo-methods", type=lambda s: s.split(","), default=["average", "ward"])
+    p.add_argument("--scipy-cut-max", type=int, default=10_000)
+    p.add_argument("--scipy-dendro-max", type=int, default=100_000)
+    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--out")
+    args = p.parse_args(argv)
+    if args.scale_sizes is None:
+        args.scale_sizes = [100_000] if args.quick else [1_000_000]
+    if args.olo_sizes is None:
+        args.olo_sizes = ([500, 1000, 2000, 5000] if args.quick
+                          else [500, 1000, 2000, 5000, 10000, 20000])
+    record = {"time": _dt.datetime.now().isoformat(timespec="seconds"),
+              "machine": machine(), "args": vars(args)}
+    out = Path(args.out or Path(__file__).parent / "results" /
+               f"post-cpu-{_dt.date.today().isoformat()}.json")
+    rng = np.random.default_rng(args.seed)
+    if not args.skip_scale:
+        run_scale(args, rng, record)
+    if not args.skip_olo:
+        run_olo(args, record)
+    record["failures"] = FAILURES
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1, default=float))
+    print(f"wrote {out}")
+    if FAILURES:
+        print("!" * 70 + "\nMISMATCHES: " + "; ".join(FAILURES) + "\n" + "!" * 70)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
