@@ -52,6 +52,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import cpu_model, git, measure, version
 
 ALL_METHODS = ["single", "complete", "average", "weighted", "ward", "centroid", "median"]
 ALL_IMPLS = ["cpu", "cuda", "cuda-device", "scipy", "fastcluster"]
@@ -62,27 +63,6 @@ QUICK = dict(sizes=[300, 1500], repeat=2)
 
 # ----------------------------------------------------------------------------
 # Worker side: one process, a list of cases for one implementation.
-
-
-def _status_kib(field):
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak():
-    """Reset VmHWM to the current RSS; False where the kernel does not allow it."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def make_data(n, d, seed):
@@ -127,25 +107,6 @@ def _callable(impl, method, X, dtype):
     return run_device, lambda Z: Z.get()
 
 
-def _measure(fn, gpu):
-    """(seconds, result, host peak bytes above the start, GPU pool bytes) of one call."""
-    pool = None
-    if gpu:
-        import cupy
-
-        pool = cupy.get_default_memory_pool()
-        pool.free_all_blocks()
-    can_reset = _reset_peak()
-    rss0 = _status_kib("VmRSS")
-    t0 = time.perf_counter()
-    result = fn()
-    seconds = time.perf_counter() - t0
-    hwm = _status_kib("VmHWM")
-    host = (hwm - rss0) * 1024 if (can_reset and hwm is not None and rss0 is not None) else None
-    gpu_bytes = int(pool.total_bytes()) if pool is not None else None
-    return seconds, result, host, gpu_bytes
-
-
 def _worker_info(impl):
     info = {"pid": os.getpid()}
     if impl in OURS:
@@ -170,11 +131,11 @@ def run_worker(spec):
         try:
             X = make_data(n, d, spec["seed"])
             fn, fetch = _callable(impl, method, X, dtype)
-            first_s, Z, first_host, first_gpu = _measure(fn, gpu)
+            first_s, Z, first_host, first_gpu = measure(fn, gpu)
             # warm calls only: the first one also holds the JIT's memory
             warm, hosts, gpus = [], [], []
             for _ in range(spec["repeat"]):
-                s, Z, host, gb = _measure(fn, gpu)
+                s, Z, host, gb = measure(fn, gpu)
                 warm.append(s)
                 hosts.append(host)
                 gpus.append(gb)
@@ -213,36 +174,6 @@ def _csv(kind):
     return parse
 
 
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _version(dist):
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _git(*args):
-    root = Path(__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                             timeout=10)
-        return out.stdout.strip() if out.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def _cuda_reason():
     """None when the CUDA backend can run here, else why not."""
     from gpu_hclust._backend import cuda_unavailable_reason
@@ -269,11 +200,11 @@ def _meta(args, impls, cuda_reason):
 
     meta = {
         "time": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "env": {k: os.environ.get(k) for k in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS",
@@ -281,11 +212,11 @@ def _meta(args, impls, cuda_reason):
         "versions": {
             "gpu_hclust": gpu_hclust.__version__,
             "numpy": np.__version__,
-            "scipy": _version("scipy"),
-            "numba": _version("numba"),
-            "numba-cuda": _version("numba-cuda"),
-            "cupy": _version("cupy-cuda13x") or _version("cupy-cuda12x") or _version("cupy"),
-            "fastcluster": _version("fastcluster"),
+            "scipy": version("scipy"),
+            "numba": version("numba"),
+            "numba-cuda": version("numba-cuda"),
+            "cupy": version("cupy-cuda13x") or version("cupy-cuda12x") or version("cupy"),
+            "fastcluster": version("fastcluster"),
         },
         "device": "cpu",
         "cuda_unavailable_reason": cuda_reason,
@@ -503,7 +434,7 @@ def main(argv=None):
         if i.startswith("cuda") and cuda_reason is not None:
             print(f"skipping {i}: {cuda_reason}", file=sys.stderr)
             continue
-        if i == "fastcluster" and _version("fastcluster") is None:
+        if i == "fastcluster" and version("fastcluster") is None:
             print("skipping fastcluster: not installed", file=sys.stderr)
             continue
         impls.append(i)

@@ -44,6 +44,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import cpu_model, git, measure, version
 
 RESULT_TAG = "@@RESULT "
 ALL_IMPLS = ["cpu", "cuda", "fastcluster"]
@@ -60,26 +61,6 @@ WARMUP_N = 500
 
 def make_data(n, d, seed):
     return np.random.default_rng(seed).standard_normal((n, d))
-
-
-def _status_kib(field):
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak():
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def _ours(impl, method, metric):
@@ -133,21 +114,16 @@ def run_worker(spec):
     fn(warm)
     sync()
     row["warmup_s"] = time.perf_counter() - t
-    if gpu:
-        pool = cupy.get_default_memory_pool()
-        pool.free_all_blocks()
-    rss0 = _status_kib("VmRSS")
-    can_reset = _reset_peak()
-    t = time.perf_counter()
-    Z = fn(Xin)
-    sync()
-    row["seconds"] = time.perf_counter() - t
-    hwm = _status_kib("VmHWM")
-    if can_reset and rss0 is not None and hwm is not None:
-        row["call_peak_bytes"] = max(0, hwm - rss0) * 1024
+    def call():
+        Z = fn(Xin)
+        sync()
+        return Z
+    row["seconds"], Z, host, gpu_bytes = measure(call, gpu)
+    if host is not None:
+        row["call_peak_bytes"] = max(0, host)
     row["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if gpu:
-        row["gpu_pool_bytes"] = int(pool.total_bytes())
+        row["gpu_pool_bytes"] = gpu_bytes
         Z = cupy.asnumpy(Z)
     np.save(spec["z_path"], np.asarray(Z))
     print(RESULT_TAG + json.dumps(row), flush=True)
@@ -155,36 +131,6 @@ def run_worker(spec):
 
 # ----------------------------------------------------------------------------
 # Driver.
-
-
-def _git(*args):
-    root = Path(__file__).resolve().parents[1]
-    try:
-        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
-                             timeout=10)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
-
-
-def _version(dist):
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _gpu_name():
@@ -200,14 +146,14 @@ def _meta(args):
     return dict(
         benchmark="bench_lowmem",
         started=_dt.datetime.now().isoformat(timespec="seconds"),
-        git_commit=_git("rev-parse", "HEAD"),
-        git_dirty=bool(_git("status", "--porcelain", "--untracked-files=no")),
-        cpu=_cpu_model(),
+        git_commit=git("rev-parse", "HEAD"),
+        git_dirty=bool(git("status", "--porcelain", "--untracked-files=no")),
+        cpu=cpu_model(),
         cpu_count=os.cpu_count(),
         numba_threads=os.environ.get("NUMBA_NUM_THREADS"),
         gpu=_gpu_name() if "cuda" in args.impls else None,
         python=platform.python_version(),
-        versions={k: _version(k) for k in ("numpy", "scipy", "numba", "numba-cuda", "fastcluster",
+        versions={k: version(k) for k in ("numpy", "scipy", "numba", "numba-cuda", "fastcluster",
                                            "cupy-cuda12x", "cupy-cuda13x")},
         seed=args.seed,
         note=("Timings are wall-clock on the machine named above; on a shared machine they are "
