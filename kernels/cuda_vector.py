@@ -106,16 +106,6 @@ def _chunk(mcode, sh_r, sh_c, acc, t, bd, p):
         _chunk_literal(metrics.CORRELATION, sh_r, sh_c, acc, t, bd, p)
 
 
-@cuda.jit(device=True, cache=NUMBA_CACHE)
-def _key_less(d_a, j_a, d_b, j_b):
-    """(d_a, j_a) precedes (d_b, j_b); j < 0 means "none" and comes last."""
-    if j_a < 0:
-        return False
-    if j_b < 0:
-        return True
-    return d_a < d_b or (d_a == d_b and j_a < j_b)
-
-
 # --------------------------------------------------------------------------
 # Single linkage: Borůvka rounds on points
 # --------------------------------------------------------------------------
@@ -124,10 +114,10 @@ def _key_less(d_a, j_a, d_b, j_b):
 def _top_insert(kw, kj, w, j):
     """Insert (w, j) into the ascending (distance, index) list kw/kj of TOP_K
     entries if it beats the last one (j < 0 marks an empty entry)."""
-    if not _key_less(w, j, kw[TOP_K - 1], kj[TOP_K - 1]):
+    if not launch.precedes(w, j, kw[TOP_K - 1], kj[TOP_K - 1]):
         return
     pos = TOP_K - 1
-    while pos > 0 and _key_less(w, j, kw[pos - 1], kj[pos - 1]):
+    while pos > 0 and launch.precedes(w, j, kw[pos - 1], kj[pos - 1]):
         kw[pos] = kw[pos - 1]
         kj[pos] = kj[pos - 1]
         pos -= 1
@@ -311,7 +301,7 @@ def cluster_best(CT, size, extra, rows, nrows, cols, ncols, code, metric, part_d
                         if j != i:
                             w = _cluster_distance(code, metric, acc[c], size[i], size[j],
                                                   extra[i], extra[j])
-                            if _key_less(w, j, bw, bj):
+                            if launch.precedes(w, j, bw, bj):
                                 bw = w
                                 bj = j
         if valid:
@@ -330,11 +320,11 @@ def combine_best(rows, nrows, part_d, part_j, nsplit, nn, nnd, mode):
         bw = math.inf
         bj = np.int64(-1)
         for y in range(nsplit):
-            if _key_less(part_d[y, r], part_j[y, r], bw, bj):
+            if launch.precedes(part_d[y, r], part_j[y, r], bw, bj):
                 bw = part_d[y, r]
                 bj = part_j[y, r]
         i = rows[r]
-        if bj >= 0 and (mode == 0 or _key_less(bw, bj, nnd[i], nn[i])):
+        if bj >= 0 and (mode == 0 or launch.precedes(bw, bj, nnd[i], nn[i])):
             nn[i] = bj
             nnd[i] = bw
 
@@ -405,27 +395,17 @@ def generic_pick(CT, size, extra, active, rep, nn, nnd, pick, stale_count, log_a
     bw = math.inf
     bj = np.int64(-1)
     for i in range(t, n, bd):
-        if active[i] != 0 and _key_less(nnd[i], i, bw, bj):
+        if active[i] != 0 and launch.precedes(nnd[i], i, bw, bj):
             bw = nnd[i]
             bj = i
-    sd[t] = bw
-    sj[t] = bj
-    cuda.syncthreads()
-    s = bd // 2
-    while s > 0:
-        if t < s and _key_less(sd[t + s], sj[t + s], sd[t], sj[t]):
-            sd[t] = sd[t + s]
-            sj[t] = sj[t + s]
-        cuda.syncthreads()
-        s //= 2
-    i = sj[0]
+    bw, i = launch.block_min(sd, sj, bw, bj)
     j = np.int64(nn[i])
     lo = min(i, j)
     hi = max(i, j)
     if t == 0:
         log_a[step] = rep[i]
         log_b[step] = rep[j]
-        log_h[step] = sd[0]
+        log_h[step] = bw
         pick[0] = lo
         pick[1] = hi
         stale_count[0] = 0
@@ -459,28 +439,19 @@ def generic_relax(CT, size, extra, active, nn, nnd, pick, stale, stale_count, pa
         for kk in range(d):
             acc = _acc(mc, acc, CT[kk, k], CT[kk, u], 0.0)
         w = _cluster_distance(code, metric, acc, size[k], size[u], extra[k], extra[u])
-        if _key_less(w, k, bw, bj):
+        if launch.precedes(w, k, bw, bj):
             bw = w
             bj = k
         if nn[k] == u or nn[k] == gone:
             pos = cuda.atomic.add(stale_count, 0, 1)
             stale[pos] = k
-        elif _key_less(w, u, nnd[k], nn[k]):
+        elif launch.precedes(w, u, nnd[k], nn[k]):
             nnd[k] = w
             nn[k] = u
-    sd[t] = bw
-    sj[t] = bj
-    cuda.syncthreads()
-    s = bd // 2
-    while s > 0:
-        if t < s and _key_less(sd[t + s], sj[t + s], sd[t], sj[t]):
-            sd[t] = sd[t + s]
-            sj[t] = sj[t + s]
-        cuda.syncthreads()
-        s //= 2
+    bw, bj = launch.block_min(sd, sj, bw, bj)
     if t == 0:
-        part_d[cuda.blockIdx.x] = sd[0]
-        part_j[cuda.blockIdx.x] = sj[0]
+        part_d[cuda.blockIdx.x] = bw
+        part_j[cuda.blockIdx.x] = bj
 
 
 @cuda.jit(cache=NUMBA_CACHE)
@@ -490,7 +461,7 @@ def generic_finish(nn, nnd, pick, part_d, part_j, nparts):
         bw = math.inf
         bj = np.int64(-1)
         for b in range(nparts):
-            if _key_less(part_d[b], part_j[b], bw, bj):
+            if launch.precedes(part_d[b], part_j[b], bw, bj):
                 bw = part_d[b]
                 bj = part_j[b]
         u = pick[0]
@@ -520,23 +491,13 @@ def generic_rescan(CT, size, extra, active, nn, nnd, stale, stale_count, n, code
             for kk in range(d):
                 acc = _acc(mc, acc, CT[kk, k], CT[kk, i], 0.0)
             w = _cluster_distance(code, metric, acc, size[k], size[i], extra[k], extra[i])
-            if _key_less(w, k, bw, bj):
+            if launch.precedes(w, k, bw, bj):
                 bw = w
                 bj = k
-        sd[t] = bw
-        sj[t] = bj
-        cuda.syncthreads()
-        s = bd // 2
-        while s > 0:
-            if t < s and _key_less(sd[t + s], sj[t + s], sd[t], sj[t]):
-                sd[t] = sd[t + s]
-                sj[t] = sj[t + s]
-            cuda.syncthreads()
-            s //= 2
+        bw, bj = launch.block_min(sd, sj, bw, bj)
         if t == 0:
-            nn[i] = sj[0]
-            nnd[i] = sd[0]
-        cuda.syncthreads()  # sd/sj are reused by the next row
+            nn[i] = bj
+            nnd[i] = bw
 
 
 _FLOATS = ("float32", "float64")

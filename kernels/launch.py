@@ -28,6 +28,9 @@ synchronisation:
     Stored index arrays over condensed positions use int32 while
     n(n-1)/2 < 2**31 and int64 from there on. Index *arithmetic* inside kernels
     is always int64 (``np.int64(i) * n``) whatever the stored width.
+``precedes`` / ``block_min`` (device functions)
+    The (distance, index) candidate order with a negative index meaning "none",
+    and the block-wide minimum under it, for every module's reductions.
 
 Kernel-module contract (read by ``tests/test_ptx.py``)
 ------------------------------------------------------
@@ -48,6 +51,8 @@ Every ``kernels/cuda_*.py`` module exposes
 
 import numpy as np
 from numba import cuda
+
+from ._config import NUMBA_CACHE
 
 # Largest threads-per-block any module supports unless it says otherwise:
 # shared arrays are sized by this constant (one allocation per source line).
@@ -132,3 +137,42 @@ def to_host(x):
     if isinstance(x, np.ndarray):
         return x
     return x.get()
+
+
+@cuda.jit(device=True, cache=NUMBA_CACHE)
+def precedes(d_a, j_a, d_b, j_b):
+    """(d_a, j_a) comes before (d_b, j_b): smaller distance, then smaller index.
+
+    j < 0 means "no candidate" and comes last (even after a real candidate at
+    +inf or NaN); with indices >= 0 this is the plain lexicographic order.
+    """
+    if j_a < 0:
+        return False
+    if j_b < 0:
+        return True
+    return d_a < d_b or (d_a == d_b and j_a < j_b)
+
+
+@cuda.jit(device=True, cache=NUMBA_CACHE)
+def block_min(sd, sj, d, j):
+    """Block-wide minimum of every thread's (d, j) under ``precedes``; all threads get it.
+
+    Every thread of the block must call it. ``sd``/``sj`` are shared scratch
+    arrays of at least blockDim.x entries (blockDim.x a power of two). The
+    closing syncthreads lets the caller reuse the scratch at once.
+    """
+    t = cuda.threadIdx.x
+    sd[t] = d
+    sj[t] = j
+    cuda.syncthreads()
+    half = cuda.blockDim.x // 2
+    while half > 0:
+        if t < half and precedes(sd[t + half], sj[t + half], sd[t], sj[t]):
+            sd[t] = sd[t + half]
+            sj[t] = sj[t + half]
+        cuda.syncthreads()
+        half //= 2
+    rd = sd[0]
+    rj = sj[0]
+    cuda.syncthreads()
+    return rd, rj
