@@ -17,6 +17,8 @@ from ._validation import validate_linkage_input
 
 
 def _working_dtype(dtype):
+    """The precision the ``dtype`` argument names, for the dense matrix and for
+    ``_lowmem``'s summaries alike; ValueError unless None, float32 or float64."""
     if dtype is None:
         return np.dtype(np.float64)
     try:

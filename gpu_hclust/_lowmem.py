@@ -48,6 +48,7 @@ tree is still a valid one, every merge at the current minimum).
 
 import numpy as np
 
+from ._linkage import _working_dtype
 from ._methods import METHODS
 from .kernels import formulas, metrics
 
@@ -116,13 +117,6 @@ def predict_bytes(n, d, method, dtype=None):
     """
     itemsize = np.dtype(np.float64 if dtype is None else dtype).itemsize
     return int(n) * int(d) * itemsize + int(n) * _PER_OBSERVATION_BYTES
-
-
-def _working_dtype(dtype):
-    dt = np.dtype(np.float64 if dtype is None else dtype)
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype must be None, np.float32 or np.float64; got {dtype!r}")
-    return dt
 
 
 def _check_supported(method, metric):
