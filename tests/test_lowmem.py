@@ -19,30 +19,10 @@ from gpu_hclust import _lowmem
 from gpu_hclust._methods import METHODS
 from gpu_hclust._tree import merge_log_to_linkage
 from gpu_hclust.kernels import cpu_vector, metrics
+from lowmem_common import assert_same_linkage, lowmem_linkage, scipy_reference
 from reference import replay_check
 
 PAIRS = sorted((m, k) for m, ks in _lowmem.SUPPORT.items() for k in ks)
-OBSERVATION_METHODS = {"single", "ward", "centroid", "median"}  # scipy takes X directly
-
-
-def _ours(X, method, metric, dtype=None):
-    n = X.shape[0]
-    a, b, h = _lowmem.run_vector(X, METHODS[method], metric, "cpu", dtype)
-    assert a.dtype == np.int64 and b.dtype == np.int64 and h.dtype == np.float64
-    assert a.shape == b.shape == h.shape == (n - 1,)
-    return merge_log_to_linkage(a, b, h, n, METHODS[method])
-
-
-def _scipy(X, method, metric):
-    if method in OBSERVATION_METHODS:
-        return scipy_linkage(X, method, metric=metric)
-    return scipy_linkage(pdist(X, metric), method)
-
-
-def _assert_equal_to_scipy(Z, Zs, rtol=1e-10):
-    assert Z.dtype == np.float64 and Z.shape == Zs.shape
-    assert_array_equal(Z[:, [0, 1, 3]], Zs[:, [0, 1, 3]])
-    assert_allclose(Z[:, 2], Zs[:, 2], rtol=rtol, atol=0)
 
 
 # --- the support table -------------------------------------------------------------
@@ -95,7 +75,7 @@ def test_predict_bytes_is_linear_in_n_and_d():
 @pytest.mark.parametrize("method, metric", PAIRS)
 def test_equals_scipy(rng, method, metric):
     X = rng.standard_normal((90, 4))
-    _assert_equal_to_scipy(_ours(X, method, metric), _scipy(X, method, metric))
+    assert_same_linkage(lowmem_linkage(X, method, metric), scipy_reference(X, method, metric))
 
 
 @pytest.mark.parametrize("method, metric", [("single", "euclidean"), ("single", "cosine"),
@@ -107,24 +87,24 @@ def test_equals_scipy_across_blocks_and_threads(rng, method, metric):
     n = cpu_vector.BLOCK + 300
     d = -(-cpu_vector.PAR_MIN_WORK // n) + 1
     X = rng.standard_normal((n, d))
-    _assert_equal_to_scipy(_ours(X, method, metric), _scipy(X, method, metric))
+    assert_same_linkage(lowmem_linkage(X, method, metric), scipy_reference(X, method, metric))
 
 
 @pytest.mark.parametrize("method", ["single", "ward", "median", "average"])
 def test_one_feature_and_two_points(rng, method):
     metric = "sqeuclidean" if method == "average" else "euclidean"
     X = rng.standard_normal((30, 1))
-    _assert_equal_to_scipy(_ours(X, method, metric), _scipy(X, method, metric))
+    assert_same_linkage(lowmem_linkage(X, method, metric), scipy_reference(X, method, metric))
     X2 = np.array([[0.0, 1.0], [3.0, 5.0]])
-    _assert_equal_to_scipy(_ours(X2, method, metric), _scipy(X2, method, metric))
+    assert_same_linkage(lowmem_linkage(X2, method, metric), scipy_reference(X2, method, metric))
 
 
 def test_float32_working_copy_is_valid_and_close(rng):
     X = rng.standard_normal((60, 5))
     for method, metric in [("single", "euclidean"), ("ward", "euclidean"),
                            ("centroid", "euclidean"), ("average", "cosine")]:
-        Z = _ours(X, method, metric, np.float32)
-        Zs = _scipy(X, method, metric)
+        Z = lowmem_linkage(X, method, metric, dtype=np.float32)
+        Zs = scipy_reference(X, method, metric)
         assert Z.dtype == np.float64
         assert is_valid_linkage(Z, throw=True)
         assert_allclose(Z[:, 2], Zs[:, 2], rtol=1e-5)
@@ -133,8 +113,8 @@ def test_float32_working_copy_is_valid_and_close(rng):
 def test_correlation_is_cosine_of_centred_rows(rng):
     X = rng.standard_normal((50, 6))
     Xc = X - X.mean(axis=1, keepdims=True)
-    Zcorr = _ours(X, "average", "correlation")
-    Zcos = _ours(Xc, "average", "cosine")
+    Zcorr = lowmem_linkage(X, "average", "correlation")
+    Zcos = lowmem_linkage(Xc, "average", "cosine")
     assert_array_equal(Zcorr[:, [0, 1, 3]], Zcos[:, [0, 1, 3]])
     assert_allclose(Zcorr[:, 2], Zcos[:, 2], rtol=1e-12)
 
@@ -150,13 +130,14 @@ def test_ties_give_a_valid_replayable_tree(rng, method, metric):
     X = rng.integers(1, 4, size=(26, 3)).astype(np.float64)
     if metric == "correlation":
         X = np.column_stack([X, 10 + np.arange(26) % 5])
-    Z = _ours(X, method, metric)
+    Z = lowmem_linkage(X, method, metric)
     assert is_valid_linkage(Z, throw=True)
     if method not in ("centroid", "median"):
         assert is_monotonic(Z)
     replay_check(Z, pdist(X, metric), method)
     if method == "single":  # heights are input distances: the multiset is scipy's
-        assert_allclose(np.sort(Z[:, 2]), np.sort(_scipy(X, method, metric)[:, 2]), rtol=1e-12)
+        Zs = scipy_reference(X, method, metric)
+        assert_allclose(np.sort(Z[:, 2]), np.sort(Zs[:, 2]), rtol=1e-12)
 
 
 def test_all_points_equal():
@@ -164,7 +145,7 @@ def test_all_points_equal():
     for method, metric in [("single", "euclidean"), ("ward", "euclidean"),
                            ("centroid", "euclidean"), ("average", "sqeuclidean"),
                            ("average", "cosine")]:
-        Z = _ours(X, method, metric)
+        Z = lowmem_linkage(X, method, metric)
         assert is_valid_linkage(Z, throw=True)
         assert_allclose(Z[:, 2], 0.0, atol=1e-15)
 
@@ -177,7 +158,7 @@ def test_input_is_not_modified(rng):
     keep = X.copy()
     for method, metric in [("single", "correlation"), ("ward", "euclidean"),
                            ("median", "euclidean"), ("average", "cosine")]:
-        _ours(X, method, metric)
+        lowmem_linkage(X, method, metric)
         assert_array_equal(X, keep)
 
 
@@ -256,7 +237,7 @@ def test_engines_resume_across_chunks_in_either_mode(rng, method, parallel):
         engine = cpu_vector.generic if spec.family == "generic" else cpu_vector.reducible
         engine(spec.code, metrics.SQEUCLIDEAN, CT, np.ones(n), np.zeros(n), a, b, h, counter, pacer)
     Z = merge_log_to_linkage(a, b, h, n, spec)
-    _assert_equal_to_scipy(Z, scipy_linkage(X, method))
+    assert_same_linkage(Z, scipy_linkage(X, method))
 
 
 def test_pacer_prefers_the_faster_mode_and_probes_the_other():

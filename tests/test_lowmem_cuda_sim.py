@@ -8,42 +8,22 @@ GPU machine (simulator off) the same tests run on the real kernels with CuPy.
 
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose, assert_array_equal
+from numpy.testing import assert_allclose
 from scipy.cluster.hierarchy import is_monotonic, is_valid_linkage
-from scipy.cluster.hierarchy import linkage as scipy_linkage
 from scipy.spatial.distance import pdist
 
 from gpu_hclust import _backend, _lowmem
 from gpu_hclust._methods import METHODS
-from gpu_hclust._tree import merge_log_to_linkage
 from gpu_hclust.kernels import cuda_vector, formulas, metrics
+from lowmem_common import assert_same_linkage, lowmem_linkage, scipy_reference
 from reference import replay_check
 
 SIMULATED = _backend.simulator_enabled()
-OBSERVATION_METHODS = {"single", "ward", "centroid", "median"}
 
 
 def _run(X, method, metric, backend="cuda", dtype=None, tpb=32):
-    n = X.shape[0]
-    if backend == "cuda":
-        a, b, h = _lowmem.run_vector(X, METHODS[method], metric, "cuda", dtype, tpb=tpb)
-    else:
-        a, b, h = _lowmem.run_vector(X, METHODS[method], metric, "cpu", dtype)
-    assert a.dtype == np.int64 and b.dtype == np.int64 and h.dtype == np.float64
-    assert a.shape == b.shape == h.shape == (n - 1,)
-    return merge_log_to_linkage(a, b, h, n, METHODS[method])
-
-
-def _scipy(X, method, metric):
-    if method in OBSERVATION_METHODS:
-        return scipy_linkage(X, method, metric=metric)
-    return scipy_linkage(pdist(X, metric), method)
-
-
-def _assert_equal(Z, Zs, rtol=1e-10):
-    assert Z.dtype == np.float64 and Z.shape == Zs.shape
-    assert_array_equal(Z[:, [0, 1, 3]], Zs[:, [0, 1, 3]])
-    assert_allclose(Z[:, 2], Zs[:, 2], rtol=rtol, atol=0)
+    """``lowmem_linkage`` on the CUDA kernels by default, at the simulator's block size."""
+    return lowmem_linkage(X, method, metric, backend, dtype, tpb)
 
 
 @pytest.mark.skipif(not SIMULATED, reason="a real GPU is in use: the simulator is off")
@@ -64,14 +44,14 @@ PAIRS = [("single", "euclidean"), ("single", "cosine"), ("single", "cityblock"),
 @pytest.mark.parametrize("method, metric", PAIRS)
 def test_equals_scipy(rng, method, metric):
     X = rng.standard_normal((20, 3))
-    _assert_equal(_run(X, method, metric), _scipy(X, method, metric))
+    assert_same_linkage(_run(X, method, metric), scipy_reference(X, method, metric))
 
 
 @pytest.mark.parametrize("method, metric", [("single", "euclidean"), ("ward", "euclidean"),
                                             ("centroid", "euclidean"), ("average", "cosine")])
 def test_across_row_blocks_tiles_and_chunks(rng, method, metric):
     X = rng.standard_normal((40, 9))
-    _assert_equal(_run(X, method, metric), _scipy(X, method, metric))
+    assert_same_linkage(_run(X, method, metric), scipy_reference(X, method, metric))
 
 
 def test_single_rescans_points_whose_candidates_joined_their_component(rng):
@@ -81,7 +61,7 @@ def test_single_rescans_points_whose_candidates_joined_their_component(rng):
     assert cuda_vector.TOP_K < 7
     centres = rng.uniform(-50, 50, size=(5, 3))
     X = np.repeat(centres, 8, axis=0) + 0.1 * rng.standard_normal((40, 3))
-    _assert_equal(_run(X, "single", "euclidean"), _scipy(X, "single", "euclidean"))
+    assert_same_linkage(_run(X, "single", "euclidean"), scipy_reference(X, "single", "euclidean"))
 
 
 @pytest.mark.parametrize("method, metric", [("single", "chebyshev"), ("ward", "euclidean"),
@@ -90,7 +70,7 @@ def test_same_tree_as_the_cpu_engine(rng, method, metric):
     X = rng.standard_normal((24, 4))
     Zg = _run(X, method, metric)
     Zc = _run(X, method, metric, backend="cpu")
-    _assert_equal(Zg, Zc, rtol=1e-12)
+    assert_same_linkage(Zg, Zc, rtol=1e-12)
 
 
 def test_float32_storage_is_valid_and_close(rng):
@@ -98,7 +78,7 @@ def test_float32_storage_is_valid_and_close(rng):
     for method, metric in [("single", "euclidean"), ("ward", "euclidean"), ("median", "euclidean")]:
         Z = _run(X, method, metric, dtype=np.float32)
         assert is_valid_linkage(Z, throw=True)
-        assert_allclose(Z[:, 2], _scipy(X, method, metric)[:, 2], rtol=1e-5)
+        assert_allclose(Z[:, 2], scipy_reference(X, method, metric)[:, 2], rtol=1e-5)
 
 
 @pytest.mark.parametrize("method, metric", [("single", "euclidean"), ("ward", "euclidean"),
@@ -115,7 +95,7 @@ def test_ties_give_a_valid_replayable_tree(rng, method, metric):
 def test_two_points(rng):
     X = np.array([[0.0, 1.0], [3.0, 5.0]])
     for method, metric in [("single", "euclidean"), ("ward", "euclidean"), ("median", "euclidean")]:
-        _assert_equal(_run(X, method, metric), _scipy(X, method, metric))
+        assert_same_linkage(_run(X, method, metric), scipy_reference(X, method, metric))
 
 
 def test_tpb_must_be_a_power_of_two(rng):
