@@ -16,6 +16,7 @@ from scipy.cluster.hierarchy import ClusterWarning
 from scipy.spatial import distance
 
 from ._backend import is_cupy_array, to_host
+from .kernels import cpu_post
 
 _LINKAGE_HINT = " Pass the matrix returned by linkage() (shape (n-1, 4), float64)."
 
@@ -426,10 +427,8 @@ def from_mlab_linkage(Z):
 
 
 def _mlab_cluster_sizes(ids, m):
-    """Cluster sizes from 0-based child ids, row by row (O(n) Python-free)."""
+    """Cluster sizes from 0-based child ids, row by row, as scipy sums them."""
     n = m + 1
-    from .kernels import cpu_post
-
     child = ids.astype(np.int64)  # truncation toward zero, as scipy's C casts
     bad = cpu_post.mlab_sizes_bad_row(child, n)
     if bad >= 0:
@@ -480,8 +479,6 @@ def linkage_tree(Zh):
     out of bounds. Here the truncated ids must form a tree (each id
     ``< n + row``, used once), else ValueError: the compiled walks rely on it.
     """
-    from .kernels import cpu_post
-
     n = Zh.shape[0] + 1
     left, right, bad = cpu_post.check_tree(Zh, n)
     if bad >= 0:

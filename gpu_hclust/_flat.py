@@ -10,6 +10,7 @@ import numbers
 
 import numpy as np
 
+from ._backend import is_cupy_array
 from ._checks import checked_linkage, host_array, is_valid_im, like_input, linkage_tree
 from .kernels import cpu_post
 
@@ -188,7 +189,7 @@ def fclusterdata(X, t, criterion="inconsistent", metric="euclidean", depth=2,
     from ._linkage import linkage
     from ._methods import get_method
 
-    is_cupy = type(X).__module__.split(".")[0] == "cupy"
+    is_cupy = is_cupy_array(X)
     ndim = X.ndim if is_cupy else np.ndim(X)
     if ndim != 2:
         raise TypeError("The observation matrix X must be an n by m array (n "

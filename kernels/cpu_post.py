@@ -583,6 +583,7 @@ _WINDOW = 2.0 ** -20
 _MAXCAND = 8
 _KCHUNK = 256
 _NEAR = 32
+_PREFIX = 128
 
 
 @_jit
@@ -626,8 +627,63 @@ def _exact_value(a32, b32, d):
 
 
 @_jit
-def _window_min(Dp, y, n, order, m0, nm, k0, k, b, limit, T, targ, tuniq,
-                arow, a_val, a_idx, dval):
+def _select_smallest(vals, count, p, out_val, out_idx):
+    """The p smallest of vals[:count] and their indices, ascending, in
+    out_val/out_idx[:p]: a bounded max-heap, then heapsort. O(count + p log p)
+    for typical inputs; every value left out is >= out_val[p - 1]."""
+    for i in range(count):
+        v = vals[i]
+        if i < p:
+            pos = i
+            while pos > 0:
+                up = (pos - 1) // 2
+                if out_val[up] >= v:
+                    break
+                out_val[pos] = out_val[up]
+                out_idx[pos] = out_idx[up]
+                pos = up
+        elif v < out_val[0]:
+            pos = 0
+            while True:
+                ch = 2 * pos + 1
+                if ch >= p:
+                    break
+                if ch + 1 < p and out_val[ch + 1] > out_val[ch]:
+                    ch += 1
+                if out_val[ch] <= v:
+                    break
+                out_val[pos] = out_val[ch]
+                out_idx[pos] = out_idx[ch]
+                pos = ch
+        else:
+            continue
+        out_val[pos] = v
+        out_idx[pos] = i
+    for end in range(p - 1, 0, -1):
+        top_v = out_val[0]
+        top_i = out_idx[0]
+        v = out_val[end]
+        iv = out_idx[end]
+        pos = 0
+        while True:
+            ch = 2 * pos + 1
+            if ch >= end:
+                break
+            if ch + 1 < end and out_val[ch + 1] > out_val[ch]:
+                ch += 1
+            if out_val[ch] <= v:
+                break
+            out_val[pos] = out_val[ch]
+            out_idx[pos] = out_idx[ch]
+            pos = ch
+        out_val[pos] = v
+        out_idx[pos] = iv
+        out_val[end] = top_v
+        out_idx[end] = top_i
+
+
+@_jit
+def _window_min(Dp, y, n, order, m0, nm, k0, k, b, limit, T, targ, tuniq, arow):
     """Smallest exact candidate with inner leaf k (M[k, w] = b) whose total
     stays within ``limit``; +inf if none."""
     best = np.float32(np.inf)
@@ -638,11 +694,8 @@ def _window_min(Dp, y, n, order, m0, nm, k0, k, b, limit, T, targ, tuniq,
         m = targ[k]
         d = y[_ci(n, order[m0 + m], order[k0 + k])]
         return _exact_value(np.float32(arow[m]), np.float32(b), d)
-    for t in range(nm):
-        a = a_val[t]
-        if a + dval[k, 0] + b > limit:
-            break
-        m = a_idx[t]
+    for m in range(nm):  # near-ties (rare): every m
+        a = arow[m]
         if a + np.float64(Dp[_ci(n, m0 + m, k0 + k)]) + b <= limit:
             d = y[_ci(n, order[m0 + m], order[k0 + k])]
             v = _exact_value(np.float32(a), np.float32(b), d)
@@ -653,7 +706,11 @@ def _window_min(Dp, y, n, order, m0, nm, k0, k, b, limit, T, targ, tuniq,
 
 def _olo_block_impl(M, Dp, y, n, order, u0, u1, m0, m1, w0, w1, k0, k1, chunk):
     """Fill M[u, w] for u in [u0, u1), w in [w0, w1) (all u < w): the best
-    over m in [m0, m1), k in [k0, k1) of M[u, m] + D[m, k] + M[k, w]."""
+    over m in [m0, m1), k in [k0, k1) of M[u, m] + D[m, k] + M[k, w].
+
+    Sorted lists are prefixes (the _PREFIX smallest) with a bound for the
+    rest; a search that runs past both prefixes falls back to a linear scan.
+    """
     nm = m1 - m0
     nk = k1 - k0
     nw = w1 - w0
@@ -706,25 +763,29 @@ def _olo_block_impl(M, Dp, y, n, order, u0, u1, m0, m1, w0, w1, k0, k1, chunk):
             si = didx[j][srt]
             dval[j, :] = sv
             didx[j, :] = si
-    # M[k, w] for every w, as a row and sorted (once, shared by all u).
-    bdense = np.empty((nw, nk), dtype=np.float32)
-    bval = np.empty((nw, nk), dtype=np.float32)
-    bidx = np.empty((nw, nk), dtype=np.int32)
+    # M[k, w] for every w as a row, and its _PREFIX smallest (shared by all u).
+    pb = min(_PREFIX, nk)
+    bdense = np.empty((nw, nk), dtype=np.float64)
+    bval = np.empty((nw, pb), dtype=np.float64)
+    bidx = np.empty((nw, pb), dtype=np.int64)
+    brest = np.full(nw, np.inf)
     for wi in numba.prange(nw):
         for j in range(nk):
             bdense[wi, j] = _mval(M, n, w0 + wi, k0 + j)
-        srt = np.argsort(bdense[wi])
-        for j in range(nk):
-            bval[wi, j] = bdense[wi, srt[j]]
-            bidx[wi, j] = srt[j]
+        _select_smallest(bdense[wi], nk, pb, bval[wi], bidx[wi])
+        if pb < nk:
+            brest[wi] = bval[wi, pb - 1]
     bmax = 0.0
     for wi in range(nw):
-        if bval[wi, nk - 1] > bmax:
-            bmax = np.float64(bval[wi, nk - 1])
-    # Stage 2 scans both sorted lists (threshold algorithm) when there are
-    # enough w to pay for sorting each u's T.
+        for j in range(nk):
+            if bdense[wi, j] > bmax:
+                bmax = bdense[wi, j]
+    # Stage 2 follows both lists (threshold algorithm) when there are enough
+    # w to pay for ordering each u's T.
     two_lists = nw >= 8
     u_before = u0 < m0
+    pa = min(_PREFIX, nm)
+    pt = min(_PREFIX, nk)
     for c in numba.prange((nu + chunk - 1) // chunk):
         ua = u0 + c * chunk
         ub = min(u1, ua + chunk)
@@ -739,6 +800,7 @@ def _olo_block_impl(M, Dp, y, n, order, u0, u1, m0, m1, w0, w1, k0, k1, chunk):
                 base = _ci(n, m0 + i, ua)
                 for u in range(ua, ub):
                     tile[u - ua, i] = M[base + u - ua]
+        # the _PREFIX smallest first; the full order only when a search needs it
         a_val = np.empty(nm, dtype=np.float64)
         a_idx = np.empty(nm, dtype=np.int64)
         T = np.empty(nk, dtype=np.float64)
@@ -749,26 +811,31 @@ def _olo_block_impl(M, Dp, y, n, order, u0, u1, m0, m1, w0, w1, k0, k1, chunk):
         tidx = np.empty(nk, dtype=np.int64)
         cand = np.empty(_MAXCAND, dtype=np.int64)
         for u in range(ua, ub):
-            srt = np.argsort(tile[u - ua])
-            for i in range(nm):
-                a_val[i] = tile[u - ua, srt[i]]
-                a_idx[i] = srt[i]
-            # Stage 1 by the threshold algorithm over m by increasing M[u, m]
-            # and m by increasing D[m, k] (the near list, then its bound),
-            # remembering whether a second m comes within the window.
             arow = tile[u - ua]
+            _select_smallest(arow, nm, pa, a_val, a_idx)
+            alen = pa
+            arest = a_val[pa - 1] if pa < nm else np.inf
+            # Stage 1 by the threshold algorithm over m by increasing M[u, m]
+            # and m by increasing D[m, k], remembering whether a second m comes
+            # within the window. When both lists run out, the A list is
+            # extended to the full order and walked again (seen m are skipped).
             tmin = np.inf
             for j in range(nk):
                 stamp = (u - ua) * nk + j
                 best = np.inf
                 second = np.inf
                 arg = 0
-                for d in range(nm):
-                    for side in range(2 if d < npre else 1):
+                d = 0
+                while True:
+                    for side in range(2):
                         if side == 0:
+                            if d >= alen:
+                                continue
                             m = a_idx[d]
                             v = a_val[d] + np.float64(Dp[_ci(n, m0 + m, k0 + j)])
                         else:
+                            if d >= npre:
+                                continue
                             m = didx[j, d]
                             v = arow[m] + dval[j, d]
                         if stamped[m] == stamp:
@@ -780,40 +847,53 @@ def _olo_block_impl(M, Dp, y, n, order, u0, u1, m0, m1, w0, w1, k0, k1, chunk):
                             arg = m
                         elif v < second:
                             second = v
-                    # every m not yet seen has rank > d in both orders
-                    if d + 1 >= nm:
+                    # every m not yet seen lies past position d in both lists
+                    a_next = a_val[d + 1] if d + 1 < alen else arest
+                    d_next = dval[j, d + 1] if d + 1 < npre else drest[j]
+                    if a_next + d_next > best + (best + bmax) * _WINDOW:
                         break
-                    if d + 1 < npre:
-                        bound = a_val[d + 1] + dval[j, d + 1]
-                    else:
-                        bound = a_val[d + 1] + drest[j]
-                    if bound > best + (best + bmax) * _WINDOW:
-                        break
+                    d += 1
+                    if d >= alen and d >= npre:
+                        srt = np.argsort(arow)
+                        for i in range(nm):
+                            a_idx[i] = srt[i]
+                            a_val[i] = arow[srt[i]]
+                        alen = nm
+                        arest = np.inf
+                        d = 0
                 T[j] = best
                 targ[j] = arg
                 tuniq[j] = second > best + (best + bmax) * _WINDOW
                 if best < tmin:
                     tmin = best
+            tlen = 0
+            trest = np.inf
             if two_lists:
-                tsrt = np.argsort(T)
-                for j in range(nk):
-                    tidx[j] = tsrt[j]
-                    tval[j] = T[tsrt[j]]
+                _select_smallest(T, nk, pt, tval, tidx)
+                tlen = pt
+                trest = tval[pt - 1] if pt < nk else np.inf
             row = _ci(n, u, w0)
             for wi in range(nw):
                 brow = bdense[wi]
                 best = np.inf
                 nc = 0
-                # Threshold algorithm over the two sorted lists (or the w list
-                # alone): an unseen k costs at least the sum of the values
-                # reached, so stop once that exceeds the window of the best.
-                # Inner leaves within the window are kept in `cand`; nc past
-                # _MAXCAND flags more near-ties than it holds.
-                for d in range(nk):
+                # Threshold algorithm over k by increasing M[k, w] and k by
+                # increasing T[u, k] (or M[k, w] alone, bounded by min T): an
+                # unseen k costs at least the values reached, so stop once
+                # that exceeds the window of the best. Inner leaves within the
+                # window are kept in `cand`; nc past _MAXCAND flags more
+                # near-ties than it holds. When both lists run out, the T list
+                # is extended to the full order (with one list only: every k).
+                d = 0
+                while True:
                     for side in range(2 if two_lists else 1):
                         if side == 0:
-                            k = np.int64(bidx[wi, d])
+                            if d >= pb:
+                                continue
+                            k = bidx[wi, d]
                         else:
+                            if d >= tlen:
+                                continue
                             k = tidx[d]
                         v = T[k] + brow[k]
                         if v > best * (1.0 + _WINDOW):
@@ -839,34 +919,48 @@ def _olo_block_impl(M, Dp, y, n, order, u0, u1, m0, m1, w0, w1, k0, k1, chunk):
                             nc += 1
                         else:
                             nc = _MAXCAND + 1
+                    b_next = bval[wi, d + 1] if d + 1 < pb else brest[wi]
                     if two_lists:
-                        bound = tval[d] + bval[wi, d]
-                    elif d + 1 < nk:
-                        bound = tmin + bval[wi, d + 1]
+                        t_next = tval[d + 1] if d + 1 < tlen else trest
                     else:
-                        bound = np.inf
-                    if bound > best * (1.0 + _WINDOW):
+                        t_next = tmin
+                    if b_next + t_next > best * (1.0 + _WINDOW):
                         break
+                    d += 1
+                    if d >= pb and d >= tlen:
+                        if two_lists:
+                            tsrt = np.argsort(T)
+                            for i in range(nk):
+                                tidx[i] = tsrt[i]
+                                tval[i] = T[tsrt[i]]
+                            tlen = nk
+                            trest = np.inf
+                            d = 0
+                        else:
+                            # the exact minimum over every k; the window is
+                            # then searched in full below
+                            for k in range(nk):
+                                v = T[k] + brow[k]
+                                if v < best:
+                                    best = v
+                            nc = _MAXCAND + 1
+                            break
                 limit = best * (1.0 + _WINDOW)
                 res = np.float32(np.inf)
                 if nc <= _MAXCAND:
                     for q in range(nc):
                         k = cand[q]
-                        v32 = _window_min(Dp, y, n, order, m0, nm, k0, k,
-                                          np.float64(brow[k]), limit, T, targ, tuniq,
-                                          arow, a_val, a_idx, dval)
+                        v32 = _window_min(Dp, y, n, order, m0, nm, k0, k, brow[k], limit,
+                                          T, targ, tuniq, arow)
                         if v32 < res:
                             res = v32
                 else:
-                    # more than _MAXCAND near-ties: every k within the window
-                    for d in range(nk):
-                        b = np.float64(bval[wi, d])
-                        if b + tmin > limit:
-                            break
-                        v32 = _window_min(Dp, y, n, order, m0, nm, k0, bidx[wi, d], b,
-                                          limit, T, targ, tuniq, arow, a_val, a_idx, dval)
-                        if v32 < res:
-                            res = v32
+                    for k in range(nk):
+                        if T[k] + brow[k] <= limit:
+                            v32 = _window_min(Dp, y, n, order, m0, nm, k0, k, brow[k],
+                                              limit, T, targ, tuniq, arow)
+                            if v32 < res:
+                                res = v32
                 M[row + wi] = res
 
 
