@@ -683,14 +683,14 @@ def _select_smallest(vals, count, p, out_val, out_idx):
 
 
 @_jit
-def _window_min(Dp, y, n, order, m0, nm, k0, k, b, limit, T, targ, tuniq, arow):
+def _window_min(Dp, y, n, order, m0, nm, k0, k, b, limit, T, targ, t2, arow):
     """Smallest exact candidate with inner leaf k (M[k, w] = b) whose total
     stays within ``limit``; +inf if none."""
     best = np.float32(np.inf)
     if T[k] + b > limit:
         return best
-    if tuniq[k]:
-        # no other m comes within the window of stage 1's minimum
+    if t2[k] + b > limit:
+        # no other m comes within the window
         m = targ[k]
         d = y[_ci(n, order[m0 + m], order[k0 + k])]
         return _exact_value(np.float32(arow[m]), np.float32(b), d)
@@ -805,7 +805,7 @@ def _olo_block_impl(M, Dp, y, n, order, u0, u1, m0, m1, w0, w1, k0, k1, chunk):
         a_idx = np.empty(nm, dtype=np.int64)
         T = np.empty(nk, dtype=np.float64)
         targ = np.empty(nk, dtype=np.int64)
-        tuniq = np.empty(nk, dtype=np.bool_)
+        t2 = np.empty(nk, dtype=np.float64)
         stamped = np.full(nm, -1, dtype=np.int64)
         tval = np.empty(nk, dtype=np.float64)
         tidx = np.empty(nk, dtype=np.int64)
@@ -824,6 +824,7 @@ def _olo_block_impl(M, Dp, y, n, order, u0, u1, m0, m1, w0, w1, k0, k1, chunk):
                 stamp = (u - ua) * nk + j
                 best = np.inf
                 second = np.inf
+                rest = np.inf
                 arg = 0
                 d = 0
                 while True:
@@ -850,7 +851,8 @@ def _olo_block_impl(M, Dp, y, n, order, u0, u1, m0, m1, w0, w1, k0, k1, chunk):
                     # every m not yet seen lies past position d in both lists
                     a_next = a_val[d + 1] if d + 1 < alen else arest
                     d_next = dval[j, d + 1] if d + 1 < npre else drest[j]
-                    if a_next + d_next > best + (best + bmax) * _WINDOW:
+                    rest = a_next + d_next
+                    if rest > best + (best + bmax) * _WINDOW:
                         break
                     d += 1
                     if d >= alen and d >= npre:
@@ -863,7 +865,8 @@ def _olo_block_impl(M, Dp, y, n, order, u0, u1, m0, m1, w0, w1, k0, k1, chunk):
                         d = 0
                 T[j] = best
                 targ[j] = arg
-                tuniq[j] = second > best + (best + bmax) * _WINDOW
+                # no m but targ[j] costs less than this (seen or bounded)
+                t2[j] = second if second < rest else rest
                 if best < tmin:
                     tmin = best
             tlen = 0
@@ -951,14 +954,14 @@ def _olo_block_impl(M, Dp, y, n, order, u0, u1, m0, m1, w0, w1, k0, k1, chunk):
                     for q in range(nc):
                         k = cand[q]
                         v32 = _window_min(Dp, y, n, order, m0, nm, k0, k, brow[k], limit,
-                                          T, targ, tuniq, arow)
+                                          T, targ, t2, arow)
                         if v32 < res:
                             res = v32
                 else:
                     for k in range(nk):
                         if T[k] + brow[k] <= limit:
                             v32 = _window_min(Dp, y, n, order, m0, nm, k0, k, brow[k],
-                                              limit, T, targ, tuniq, arow)
+                                              limit, T, targ, t2, arow)
                             if v32 < res:
                                 res = v32
                 M[row + wi] = res
