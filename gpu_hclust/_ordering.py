@@ -57,13 +57,18 @@ def optimal_leaf_ordering(Z, y, metric="euclidean"):
     -----
     The result equals scipy's: partial costs are float32 and accumulated as
     scipy accumulates them, and each merge orients its children by its own
-    best pair of end leaves, first in scipy's scan order. The minimum over
-    inner leaf pairs is found with exact pruning (candidates scanned by
-    increasing partial cost, stopped once a lower bound cannot win), with
-    each list sorted once per merge rather than once per pair, in parallel.
-    Memory: the float32 cost matrix, 2·n(n-1) bytes (0.8 GB at n = 20 000),
-    beside ``y``. Where a best ordering costs 2**30 or more, scipy's fixed
-    initial bound makes its result arbitrary; here it stays optimal.
+    best pair of end leaves, first in scipy's scan order. The inner minimum is
+    split into two min-plus stages, each searched by the threshold algorithm
+    over two sorted lists with exact lower bounds (never heuristic); scipy
+    instead re-sorts a list for every pair of end leaves. Parallel over end
+    leaves. Time grows with how well the data cluster: at n = 2000 on two
+    cores 0.15-0.4 s where scipy takes 4.5-49 s.
+
+    Memory: a float32 cost matrix and a float32 copy of the distances in leaf
+    order, 4·n(n-1) bytes together (1.6 GB at n = 20 000), plus at most 2n²
+    bytes for the largest merge, beside ``y``. Where a best ordering costs
+    2**30 or more, scipy's fixed initial bound makes its result arbitrary;
+    here it stays optimal.
     """
     Zh, was_cupy = checked_linkage(Z, cast=False)
     yh, y_cupy = host_array(y, np.float64)
