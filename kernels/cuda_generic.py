@@ -38,7 +38,7 @@ from numba import cuda, float64, int64
 
 from . import launch
 from ._config import NUMBA_CACHE
-from .cuda_reducible import MAX_TPB, cidx, empty_log, key_less, lw
+from .cuda_reducible import MAX_TPB, block_argmin, cidx, empty_log, key_less, lw
 
 # Most blocks of the cooperative grid (one partial each; shared copies of them).
 MAX_GRID = 1024
@@ -67,7 +67,7 @@ def init_upper(D, n, nn, bound):
                 bd = d
                 bk = k
             k += nt
-        bd, bk = launch.block_min(sd, sk, bd, bk)
+        bd, bk = block_argmin(sd, sk, bd, bk)
         if tid == 0:
             nn[r] = bk if bk < n else -1
             bound[r] = bd
@@ -88,7 +88,7 @@ def _min_entries(sd, sk, ad, ak, off, count, none):
             bd = ad[off + q]
             bk = ak[off + q]
         q += cuda.blockDim.x
-    return launch.block_min(sd, sk, bd, bk)
+    return block_argmin(sd, sk, bd, bk)
 
 
 @cuda.jit(device=True, cache=NUMBA_CACHE)
@@ -113,7 +113,7 @@ def _slice_min(sd, sk, bound, active, lo, hi, n, r, bdr, jp, bdj):
                 bd = v
                 bk = x
         x += cuda.blockDim.x
-    return launch.block_min(sd, sk, bd, bk)
+    return block_argmin(sd, sk, bd, bk)
 
 
 @cuda.jit(cache=NUMBA_CACHE)
@@ -195,7 +195,7 @@ def generic_loop(D, n, code, active, nn, bound, size, pd, pk, rd, rk, log_a, log
                         bd = d
                         bk = k
                 k += nt
-            bd, bk = launch.block_min(sd, sk, bd, bk)
+            bd, bk = block_argmin(sd, sk, bd, bk)
             par = 1 - par
             if tid == 0:
                 rd[par * MAX_GRID + b] = bd
@@ -263,8 +263,8 @@ def generic_loop(D, n, code, active, nn, bound, size, pd, pk, rd, rk, log_a, log
                         rbd = v
                         rbk = x
             x += nt
-        sbd, sbk = launch.block_min(sd, sk, sbd, sbk)
-        rbd, rbk = launch.block_min(sd, sk, rbd, rbk)
+        sbd, sbk = block_argmin(sd, sk, sbd, sbk)
+        rbd, rbk = block_argmin(sd, sk, rbd, rbk)
         par = 1 - par
         if tid == 0:
             pd[par * MAX_GRID + b] = sbd
@@ -277,7 +277,7 @@ def generic_loop(D, n, code, active, nn, bound, size, pd, pk, rd, rk, log_a, log
             gd[q] = pd[par * MAX_GRID + q]
             gk[q] = pk[par * MAX_GRID + q]
             q += nt
-        # Row j's new upper minimum (block_min's syncthreads also orders gd).
+        # Row j's new upper minimum (block_argmin's syncthreads also orders gd).
         bdj, nnj = _min_entries(sd, sk, rd, rk, par * MAX_GRID, ng, n)
         if nnj >= n:
             nnj = -1

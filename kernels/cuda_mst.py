@@ -54,6 +54,16 @@ NO_EDGE = np.iinfo(np.int64).max
 _condensed_index = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.condensed_index)
 
 
+@cuda.jit(device=True, cache=NUMBA_CACHE)
+def _better(wa, ja, wb, jb):
+    """(wa, ja) precedes (wb, jb) in the (weight, vertex) order; j < 0 is "none"."""
+    if ja < 0:
+        return False
+    if jb < 0:
+        return True
+    return wa < wb or (wa == wb and ja < jb)
+
+
 @cuda.jit(cache=NUMBA_CACHE)
 def init_state(comp, hook, comp_w, comp_code, edge_u, n):
     """Every vertex its own component; no edges logged."""
@@ -87,10 +97,20 @@ def row_best(D, comp, best_w, best_j, n):
                 if bj < 0 or w < bw:  # j grows per thread: strict < keeps the smallest
                     bw = w
                     bj = j
-        bw, bj = launch.block_min(sw, sj, bw, bj)
+        sw[t] = bw
+        sj[t] = bj
+        cuda.syncthreads()
+        s = bd // 2
+        while s > 0:
+            if t < s and _better(sw[t + s], sj[t + s], sw[t], sj[t]):
+                sw[t] = sw[t + s]
+                sj[t] = sj[t + s]
+            cuda.syncthreads()
+            s //= 2
         if t == 0:
-            best_w[i] = bw
-            best_j[i] = bj
+            best_w[i] = sw[0]
+            best_j[i] = sj[0]
+        cuda.syncthreads()  # sw/sj are reused by the next row
 
 
 @cuda.jit(cache=NUMBA_CACHE)
@@ -130,7 +150,7 @@ def vertex_best(comp, row_w, row_j, part_w, part_j, comp_w, best_w, best_j, n, c
         for c in range(nchunks):
             if np.int64(c) * chunk >= i:
                 break
-            if launch.precedes(part_w[c, i], part_j[c, i], bw, bj):
+            if _better(part_w[c, i], part_j[c, i], bw, bj):
                 bw = part_w[c, i]
                 bj = part_j[c, i]
         best_w[i] = bw

@@ -51,12 +51,36 @@ cidx = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.condensed_index)
 
 @cuda.jit(device=True, cache=NUMBA_CACHE)
 def key_less(d1, k1, d2, k2):
-    """(d1, k1) < (d2, k2) lexicographically: the one total order of candidates.
-
-    ``launch.precedes`` without its index < 0 ("none") branches, for the scan
-    loops: here "none" is index n, so the two orders agree.
-    """
+    """(d1, k1) < (d2, k2) lexicographically: the one total order of candidates."""
     return d1 < d2 or (d1 == d2 and k1 < k2)
+
+
+@cuda.jit(device=True, cache=NUMBA_CACHE)
+def block_argmin(sd, sk, d, k):
+    """Block-wide minimum of every thread's (d, k); all threads get the result.
+
+    ``sd``/``sk`` are shared scratch arrays of at least blockDim.x entries
+    (blockDim.x a power of two). The closing syncthreads lets the caller reuse
+    the scratch at once.
+    """
+    tid = cuda.threadIdx.x
+    sd[tid] = d
+    sk[tid] = k
+    cuda.syncthreads()
+    half = cuda.blockDim.x // 2
+    while half > 0:
+        if tid < half:
+            od = sd[tid + half]
+            ok = sk[tid + half]
+            if key_less(od, ok, sd[tid], sk[tid]):
+                sd[tid] = od
+                sk[tid] = ok
+        cuda.syncthreads()
+        half //= 2
+    rd = sd[0]
+    rk = sk[0]
+    cuda.syncthreads()
+    return rd, rk
 
 
 @cuda.jit(cache=NUMBA_CACHE)
@@ -91,7 +115,7 @@ def rescan_rows(D, n, alist, m, stale, cnt, nn, nnd):
                     bd = d
                     bk = k
             t += nt
-        bd, bk = launch.block_min(sd, sk, bd, bk)
+        bd, bk = block_argmin(sd, sk, bd, bk)
         if tid == 0:
             nn[i] = bk  # bk == n only if no column compares (NaN): find_pairs skips it
             nnd[i] = bd
