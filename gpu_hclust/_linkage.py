@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ._backend import resolve_backend
+from ._backend import resolve_backend, to_host
 from ._memory import (
     check_fits,
     condensed_bytes,
@@ -147,8 +147,7 @@ def linkage(y, method="single", metric="euclidean", optimal_ordering=False, *,
     if optimal_ordering:
         from ._ordering import optimal_leaf_ordering
 
-        Z = optimal_leaf_ordering(Z, _host(y) if inp.kind == "observations" else _host(inp.data),
-                                  metric=inp.metric)
+        Z = optimal_leaf_ordering(Z, to_host(inp.data), metric=inp.metric)
     if inp.is_cupy:
         import cupy
 
@@ -213,12 +212,6 @@ def _use_low_memory(low_memory, inp, spec, chosen, engine, work_dtype):
             "or low_memory=False."
         )
     return True
-
-
-def _host(x):
-    from ._backend import to_host
-
-    return to_host(x)
 
 
 def _alias(name):

@@ -48,6 +48,7 @@ tree is still a valid one, every merge at the current minimum).
 
 import numpy as np
 
+from ._backend import to_host
 from ._linkage import _working_dtype
 from ._methods import METHODS
 from .kernels import formulas, metrics
@@ -135,19 +136,13 @@ def _row_norms(XT, xp, metric):
     """Euclidean norms of the rows (columns of XT); zero rows make cosine undefined."""
     norms = xp.sqrt(xp.einsum("ij,ij->j", XT, XT))  # no n x d temporary (XT is float64 here)
     if bool((norms == 0).any()):
-        bad = np.flatnonzero(np.asarray(_to_host(norms)) == 0)[:5].tolist()
+        bad = np.flatnonzero(np.asarray(to_host(norms)) == 0)[:5].tolist()
         what = "constant" if metric == "correlation" else "all-zero"
         raise ValueError(
             f"metric={metric!r} is undefined for {what} observations (rows {bad} of `y`); "
             "remove them or choose another metric."
         )
     return norms
-
-
-def _to_host(x):
-    from ._backend import to_host
-
-    return to_host(x)
 
 
 def prepare(X, method, metric, dtype, xp=np):
