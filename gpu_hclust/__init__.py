@@ -11,8 +11,6 @@ GPU-only options are keyword-only: ``backend=`` ('auto', 'cpu', 'cuda') and
 imports neither CuPy nor numba.cuda.
 """
 
-from scipy.cluster.hierarchy import ClusterWarning, DisjointSet
-
 from ._analysis import (
     annotated_dendrogram,
     assign_to_clusters,
@@ -97,4 +95,14 @@ def __getattr__(name):
         from ._estimator import HierarchicalClustering
 
         return HierarchicalClustering
+    # scipy's own classes (so that isinstance checks and warning filters written
+    # for scipy match ours), imported on first use: scipy.cluster costs ~35 MiB.
+    if name == "ClusterWarning":
+        from ._warnings import cluster_warning_class
+
+        return cluster_warning_class()
+    if name == "DisjointSet":
+        from scipy.cluster.hierarchy import DisjointSet
+
+        return DisjointSet
     raise AttributeError(f"module 'gpu_hclust' has no attribute {name!r}")

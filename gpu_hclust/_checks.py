@@ -9,13 +9,10 @@ to the input's namespace. The helpers ``host_array``/``like_input`` and
 ``checked_linkage`` are shared by the other post-processing modules.
 """
 
-import warnings
-
 import numpy as np
-from scipy.cluster.hierarchy import ClusterWarning
-from scipy.spatial import distance
 
 from ._backend import is_cupy_array, to_host
+from ._warnings import warn_cluster
 from .kernels import cpu_post
 
 _LINKAGE_HINT = " Pass the matrix returned by linkage() (shape (n-1, 4), float64)."
@@ -58,7 +55,7 @@ def _report(msg, warning, throw, exc=ValueError, prefix=""):
     if throw:
         raise exc(msg)
     if warning:
-        warnings.warn(prefix + msg, ClusterWarning, stacklevel=3)
+        warn_cluster(prefix + msg, stacklevel=3)
     return False
 
 
@@ -320,6 +317,8 @@ def correspond(Z, Y):
     --------
     scipy.cluster.hierarchy.correspond : the reference implementation.
     """
+    from scipy.spatial import distance  # scipy.spatial costs ~35 MiB: imported on use
+
     Zh, _ = host_array(Z)
     Yh, _ = host_array(Y)
     is_valid_linkage(Zh, throw=True)

@@ -1,12 +1,10 @@
 """Optimal leaf ordering (Bar-Joseph et al. 2001), equal to scipy's result."""
 
-import warnings
-
 import numpy as np
-from scipy.cluster.hierarchy import ClusterWarning
-from scipy.spatial import distance
 
 from ._checks import checked_linkage, host_array, like_input, linkage_tree
+from ._validation import SQUARE_DISTANCES_WARNING
+from ._warnings import warn_cluster
 from .kernels import cpu_post
 
 # Rows of M handled per task in the parallel loop: large enough that buffer
@@ -70,6 +68,8 @@ def optimal_leaf_ordering(Z, y, metric="euclidean"):
     2**30 or more, scipy's fixed initial bound makes its result arbitrary;
     here it stays optimal.
     """
+    from scipy.spatial import distance  # scipy.spatial costs ~35 MiB: imported on use
+
     Zh, was_cupy = checked_linkage(Z, cast=False)
     yh, y_cupy = host_array(y, np.float64)
     if yh.ndim == 1:
@@ -77,10 +77,7 @@ def optimal_leaf_ordering(Z, y, metric="euclidean"):
     elif yh.ndim == 2:
         if (yh.shape[0] == yh.shape[1] and np.allclose(np.diag(yh), 0)
                 and np.all(yh >= 0) and np.allclose(yh, yh.T)):
-            warnings.warn("The symmetric non-negative hollow observation matrix looks "
-                          "suspiciously like an uncondensed distance matrix; pass "
-                          "scipy.spatial.distance.squareform(y) if it is one.",
-                          ClusterWarning, stacklevel=2)
+            warn_cluster(SQUARE_DISTANCES_WARNING, stacklevel=2)
         yh = distance.pdist(yh, metric)
     else:
         raise ValueError("`y` must be 1 or 2 dimensional (condensed distances or an "

@@ -6,7 +6,6 @@ million leaves is fine); CuPy input is answered with CuPy arrays.
 """
 
 import numpy as np
-from scipy.spatial import distance
 
 from ._checks import checked_linkage, host_array, is_valid_im, like_input, linkage_tree
 from .kernels import cpu_post
@@ -66,6 +65,8 @@ def cophenet(Z, Y=None):
     cpu_post.cophenetic_fill(left, right, n, np.ascontiguousarray(Zh[:, 2]), d)
     if Y is None:
         return like_input(d, was_cupy)
+    from scipy.spatial import distance  # scipy.spatial costs ~35 MiB: imported on use
+
     Yh, y_cupy = host_array(Y)
     distance.is_valid_y(Yh, throw=True, name="Y")
     if Yh.shape[0] != d.shape[0]:

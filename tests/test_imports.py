@@ -1,0 +1,64 @@
+"""What importing the package and running linkage pull in.
+
+The memory-saving path is judged by the process's peak resident memory, so
+the package must not import scipy.cluster / scipy.spatial (~35 MiB together),
+CuPy or numba.cuda until something needs them. The scipy classes the package
+re-exports must still be scipy's own (warning filters and isinstance checks
+written for scipy have to match).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+import scipy.cluster.hierarchy as sch
+
+import gpu_hclust
+
+HEAVY = ("scipy.cluster", "scipy.spatial", "cupy", "numba.cuda", "matplotlib", "sklearn")
+
+
+def _modules_after(code):
+    script = (
+        "import json, sys\n" + code + "\n"
+        f"print(json.dumps(sorted({{h for h in {HEAVY!r} if h in sys.modules}})))\n"
+    )
+    # The simulator (set by conftest when there is no GPU) is not what users run.
+    env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "0"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_import_pulls_in_nothing_heavy():
+    assert _modules_after("import gpu_hclust") == []
+
+
+@pytest.mark.parametrize("method,metric", [("single", "euclidean"), ("ward", "euclidean"),
+                                           ("average", "cosine"), ("average", "Cosine")])
+def test_memory_saving_linkage_needs_no_scipy_cluster_or_spatial(method, metric):
+    code = ("import numpy as np, gpu_hclust\n"
+            "X = np.random.default_rng(0).standard_normal((60, 3))\n"
+            f"gpu_hclust.linkage(X, {method!r}, metric={metric!r}, backend='cpu', low_memory=True)")
+    assert _modules_after(code) == []
+
+
+def test_reexported_classes_are_scipys():
+    assert gpu_hclust.ClusterWarning is sch.ClusterWarning
+    assert gpu_hclust.DisjointSet is sch.DisjointSet
+    from gpu_hclust import ClusterWarning  # noqa: F401  (from-import goes through __getattr__)
+
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        gpu_hclust.no_such_name  # noqa: B018
+
+
+def test_our_warnings_are_caught_by_scipy_filters():
+    bad = np.ones((2, 3))  # a linkage matrix has 4 columns
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", sch.ClusterWarning)
+        assert gpu_hclust.is_valid_linkage(bad, warning=True) is False
+    assert any(issubclass(w.category, sch.ClusterWarning) for w in caught)
