@@ -126,8 +126,11 @@ def linkage(y, method="single", metric="euclidean", optimal_ordering=False, *,
     show = progress_enabled(progress, n=inp.n)
 
     if _use_low_memory(low_memory, inp, spec, chosen, engine, work_dtype):
-        from ._lowmem import run_vector
+        from ._lowmem import predict_bytes, run_vector
 
+        available, where = _available(chosen, engine)
+        check_fits(predict_bytes(inp.n, inp.data.shape[1], spec, work_dtype), available, where,
+                   work_dtype, what="its working copy of the observations (memory-saving path)")
         with phase_bar(show, "merges (memory-saving)", inp.n - 1, unit="merge") as bar:
             a, b, h = _run_tracked(
                 lambda counter: run_vector(inp.data, spec, inp.metric, chosen, work_dtype,
@@ -176,10 +179,14 @@ def _available(chosen, engine):
     return host_available_bytes(), "host"
 
 
+def _dense_bytes(inp, where, work_dtype):
+    """Bytes the dense path holds: the condensed matrix and the engines' working arrays."""
+    return condensed_bytes(inp.n, work_dtype) + working_bytes(inp, where == "GPU")
+
+
 def _check_fits(inp, chosen, engine, work_dtype, extra_hint=""):
     available, where = _available(chosen, engine)
-    needed = condensed_bytes(inp.n, work_dtype) + working_bytes(inp, where == "GPU")
-    check_fits(needed, available, where, work_dtype, extra_hint)
+    check_fits(_dense_bytes(inp, where, work_dtype), available, where, work_dtype, extra_hint)
 
 
 def _low_memory_hint(inp, spec):
@@ -201,8 +208,8 @@ def _use_low_memory(low_memory, inp, spec, chosen, engine, work_dtype):
             return False
         if chosen == "cpu" and spec.family == "mst" and inp.n > _PRIM_ON_THE_FLY_MIN_N:
             return True  # faster as well as smaller (see _PRIM_ON_THE_FLY_MIN_N)
-        available, _ = _available(chosen, engine)
-        return available is not None and condensed_bytes(inp.n, work_dtype) > available
+        available, where = _available(chosen, engine)
+        return available is not None and _dense_bytes(inp, where, work_dtype) > available
     if low_memory is not True:
         raise ValueError(f"low_memory must be None, True or False; got {low_memory!r}")
     if inp.kind != "observations":

@@ -59,17 +59,20 @@ def device_available_bytes():
     return free + pool.free_bytes()
 
 
-def check_fits(needed, available, where, dtype, extra_hint=""):
-    """Raise MemoryError naming the size and the ways out if ``needed`` > ``available``."""
+def check_fits(needed, available, where, dtype, extra_hint="", what="its distance matrix"):
+    """Raise MemoryError naming the size and the ways out if ``needed`` > ``available``.
+
+    ``what`` names the dominant allocation (the one float32 halves).
+    """
     if available is None or needed <= available:
         return
     ways = [extra_hint] if extra_hint else []
     if np.dtype(dtype) != np.float32:
-        ways.append("dtype=np.float32 (halves the distance matrix)")
+        ways.append(f"dtype=np.float32 (halves {what.replace('its ', 'the ', 1)})")
     ways.append("fewer observations")
     if where == "GPU":
         ways.append('backend="cpu"')
     raise MemoryError(
-        f"linkage needs {_fmt(needed)} of {where} memory for its distance matrix but "
+        f"linkage needs {_fmt(needed)} of {where} memory for {what} but "
         f"only {_fmt(available)} is free. Ways out: {'; '.join(ways)}."
     )

@@ -51,7 +51,9 @@ def test_auto_takes_low_memory_when_the_matrix_does_not_fit(monkeypatch, rng):
     monkeypatch.setattr(gpu_hclust._lowmem, "run_vector", spy)
     gpu_hclust.linkage(X, "ward", backend="cpu")
     assert calls == []
-    monkeypatch.setattr(_linkage, "host_available_bytes", lambda: 100)
+    # dense: 780 distances x 8 B + 40 x 600 B scratch = 30 240 B; memory-saving:
+    # 40 x 3 x 8 B + 40 x 192 B = 8 640 B
+    monkeypatch.setattr(_linkage, "host_available_bytes", lambda: 20_000)
     Z = gpu_hclust.linkage(X, "ward", backend="cpu")
     assert calls == ["ward"]
     np.testing.assert_allclose(Z, sch.linkage(X, "ward"), rtol=1e-10)
@@ -60,6 +62,21 @@ def test_auto_takes_low_memory_when_the_matrix_does_not_fit(monkeypatch, rng):
         gpu_hclust.linkage(X, "complete", backend="cpu")
     with pytest.raises(MemoryError, match="low_memory=True"):
         gpu_hclust.linkage(X, "ward", backend="cpu", low_memory=False)
+
+
+@pytest.mark.parametrize("low_memory", [None, True])
+def test_memory_saving_path_refuses_before_allocating_when_even_it_does_not_fit(
+        monkeypatch, rng, low_memory):
+    X = rng.normal(size=(40, 3))
+    X0 = X.copy()
+    monkeypatch.setattr(_linkage, "host_available_bytes", lambda: 1000)
+    with pytest.raises(MemoryError, match=r"needs 8\.4 KiB of host memory for its working copy "
+                                          r"of the observations.*dtype=np\.float32 \(halves the "
+                                          r"working copy"):
+        gpu_hclust.linkage(X, "ward", backend="cpu", low_memory=low_memory)
+    np.testing.assert_array_equal(X, X0)
+    with pytest.raises(MemoryError, match="fewer observations"):
+        gpu_hclust.linkage(X, "ward", backend="cpu", low_memory=low_memory, dtype=np.float32)
 
 
 def test_progress_bars_drawn_when_forced_and_silent_by_default(capsys, rng):
