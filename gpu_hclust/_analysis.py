@@ -17,21 +17,6 @@ import numpy as np
 
 from ._checks import checked_linkage
 
-__all__ = [
-    "ClusterProfiles",
-    "Elbow",
-    "InconsistencyReport",
-    "annotated_dendrogram",
-    "assign_to_clusters",
-    "cluster_profiles",
-    "elbow",
-    "inconsistency_report",
-    "indices_to_labels",
-    "labels_to_indices",
-    "plot_elbow",
-    "scatter_clusters",
-]
-
 
 def _axes(ax):
     if ax is not None:
@@ -371,11 +356,16 @@ def inconsistency_report(Z, depth=2, last=10, thresholds=()):
 # scatter
 # --------------------------------------------------------------------------
 
-def _labels_for(labels, n, what="X"):
+def _labels_1d(labels):
     lab = np.asarray(labels)
     if lab.ndim != 1:
         raise ValueError(f"labels must be 1-D (one cluster id per sample); got shape "
                          f"{lab.shape}")
+    return lab
+
+
+def _labels_for(labels, n, what="X"):
+    lab = _labels_1d(labels)
     if lab.shape[0] != n:
         hint = ""
         if lab.shape[0] == n + 1:
@@ -384,6 +374,15 @@ def _labels_for(labels, n, what="X"):
         raise ValueError(f"labels has {lab.shape[0]} entries but {what} has {n} rows; "
                          f"pass one cluster id per row of {what}.{hint}")
     return lab
+
+
+def _cluster_means(arr, lab):
+    """Cluster ids (ascending), their sizes and the mean row of each."""
+    keys, inverse = np.unique(lab, return_inverse=True)
+    sizes = np.bincount(inverse, minlength=keys.size)
+    sums = np.zeros((keys.size, arr.shape[1]))
+    np.add.at(sums, inverse, arr)
+    return keys, sizes, sums / sizes[:, None]
 
 
 def _data(X, name="X"):
@@ -491,10 +490,7 @@ def labels_to_indices(labels, ids=None):
     >>> hierarchy.labels_to_indices([2, 1, 2], ids=['a', 'b', 'c'])[2].tolist()
     ['a', 'c']
     """
-    lab = np.asarray(labels)
-    if lab.ndim != 1:
-        raise ValueError(f"labels must be 1-D (one cluster id per sample); got shape "
-                         f"{lab.shape}")
+    lab = _labels_1d(labels)
     source = None
     if ids is not None:
         source = np.asarray(ids)
@@ -626,10 +622,7 @@ def assign_to_clusters(X_new, X, labels, method="centroid", metric="euclidean"):
     if arr.shape[0] == 0:
         raise ValueError("X is empty: there are no clusters to assign to.")
     if method == "centroid":
-        keys, inverse = np.unique(lab, return_inverse=True)
-        sums = np.zeros((keys.size, arr.shape[1]))
-        np.add.at(sums, inverse, arr)
-        centroids = sums / np.bincount(inverse, minlength=keys.size)[:, None]
+        keys, _, centroids = _cluster_means(arr, lab)
         return keys[np.argmin(cdist(new, centroids, metric=metric), axis=1)]
     if method == "nearest":
         out = np.empty(new.shape[0], dtype=lab.dtype)
@@ -729,11 +722,7 @@ def cluster_profiles(X, labels, feature_names=None, n_top=3):
         raise ValueError(f"feature_names has {len(names)} names but X has {m} features.")
     if arr.shape[0] == 0:
         raise ValueError("X is empty: there are no clusters to profile.")
-    keys, inverse = np.unique(lab, return_inverse=True)
-    sizes = np.bincount(inverse, minlength=keys.size)
-    sums = np.zeros((keys.size, m))
-    np.add.at(sums, inverse, arr)
-    means = sums / sizes[:, None]
+    keys, sizes, means = _cluster_means(arr, lab)
     mu = arr.mean(axis=0)
     sd = arr.std(axis=0)
     scores = np.divide(means - mu, sd, out=np.zeros_like(means), where=sd > 0)
