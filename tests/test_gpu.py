@@ -156,11 +156,13 @@ def test_memory_error_before_allocating(cp):
     X = cp.zeros((n, 1))
     X[:, 0] = cp.arange(n, dtype=cp.float64)
     used = pool.used_bytes()
+    # complete has no memory-saving path; single does, so it is forced dense here
+    # (low_memory=None would take the memory-saving path: tests/test_gpu_lowmem.py).
     with pytest.raises(MemoryError, match=r"needs .* of GPU memory .* only .* is free.*backend=\"cpu\""):
-        gpu_hclust.linkage(X, "single", backend="cuda", dtype=np.float32)
+        gpu_hclust.linkage(X, "complete", backend="cuda", dtype=np.float32)
     assert pool.used_bytes() <= used + 16 * n  # O(n) validation scratch at most, never the matrix
-    with pytest.raises(MemoryError, match=r"dtype=np\.float32"):
-        gpu_hclust.linkage(X, "single", backend="cuda")
+    with pytest.raises(MemoryError, match=r"low_memory=True.*dtype=np\.float32"):
+        gpu_hclust.linkage(X, "single", backend="cuda", low_memory=False)
 
 
 def test_errors(cp, rng):
