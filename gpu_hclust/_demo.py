@@ -10,6 +10,7 @@ Figures are drawn on ``matplotlib.figure.Figure`` objects, not pyplot: no
 GUI backend, no global state, safe on headless machines.
 """
 
+import contextlib
 import os
 
 import numpy as np
@@ -20,6 +21,7 @@ MAX_D = 50  # the cut-off read off the dendrogram
 MAX_D_4 = 16  # "Say we choose a cut-off of max_d = 16, we'd get 4 final clusters"
 MAX_D_X2 = 170  # cut line of the second data set's dendrogram
 HIGHLIGHT = {"r": [33, 68, 62], "y": [15, 69, 41]}
+DENDROGRAM_TITLE = "Hierarchical Clustering Dendrogram"
 
 
 def tutorial_data():
@@ -60,16 +62,20 @@ class _Figures:
         self.out_dir = out_dir
         self.paths = []
 
-    def new(self, figsize=(10, 8)):
-        fig = self._Figure(figsize=figsize)
-        return fig, fig.add_subplot()
+    @contextlib.contextmanager
+    def figure(self, name, figsize=(10, 8), **labels):
+        """Axes of a new figure, saved as the next numbered PNG when the block ends.
 
-    def save(self, fig, name):
+        ``labels`` (title=, xlabel=, ylabel=) are set after the block has drawn.
+        """
+        fig = self._Figure(figsize=figsize)
+        ax = fig.add_subplot()
+        yield ax
+        ax.set(**labels)
         path = os.path.join(self.out_dir, f"{len(self.paths) + 1:02d}_{name}.png")
         fig.tight_layout()
         fig.savefig(path, dpi=80)
         self.paths.append(path)
-        return path
 
 
 def run_demo(out_dir, backend=None, echo=None):
@@ -119,10 +125,8 @@ def run_demo(out_dir, backend=None, echo=None):
     X, X2 = tutorial_data()
     out["X_shape"] = X.shape
     show("X.shape (150 samples with 2 dimensions)", X.shape)
-    fig, ax = figs.new()
-    ax.scatter(X[:, 0], X[:, 1])
-    ax.set_title("Sample data: two clusters (100 and 50 points)")
-    figs.save(fig, "data")
+    with figs.figure("data", title="Sample data: two clusters (100 and 50 points)") as ax:
+        ax.scatter(X[:, 0], X[:, 1])
 
     # -- clustering -------------------------------------------------------
     Z = hierarchy.linkage(X, "ward", backend=backend)
@@ -136,50 +140,37 @@ def run_demo(out_dir, backend=None, echo=None):
     show("Z[:20], the first 20 merges", Z[:20])
     out["X_33_68_62"] = X[[33, 68, 62]].copy()
     show("X[[33, 68, 62]] (merged in iterations 2 and 13)", X[[33, 68, 62]])
-    fig, ax = figs.new()
-    hierarchy.scatter_clusters(X, None, ax=ax, highlight=HIGHLIGHT,
-                               title="Merged early: 33, 68, 62 (red) and 15, 69, 41 (yellow)")
-    figs.save(fig, "early_merges")
+    with figs.figure("early_merges") as ax:
+        hierarchy.scatter_clusters(
+            X, None, ax=ax, highlight=HIGHLIGHT,
+            title="Merged early: 33, 68, 62 (red) and 15, 69, 41 (yellow)")
 
     # -- dendrograms ------------------------------------------------------
-    fig, ax = figs.new(figsize=(25, 10))
-    hierarchy.dendrogram(Z, leaf_rotation=90.0, leaf_font_size=8.0, ax=ax)
-    ax.set_title("Hierarchical Clustering Dendrogram")
-    ax.set_xlabel("sample index")
-    ax.set_ylabel("distance")
-    figs.save(fig, "dendrogram_full")
+    with figs.figure("dendrogram_full", (25, 10), title=DENDROGRAM_TITLE,
+                     xlabel="sample index", ylabel="distance") as ax:
+        hierarchy.dendrogram(Z, leaf_rotation=90.0, leaf_font_size=8.0, ax=ax)
     out["last_4_heights"] = Z[-4:, 2].copy()
     show("distances of the last 4 merges", Z[-4:, 2])
 
-    fig, ax = figs.new(figsize=(10, 6))
-    hierarchy.dendrogram(Z, truncate_mode="lastp", p=12, show_leaf_counts=False,
-                         leaf_rotation=90.0, leaf_font_size=12.0, show_contracted=True,
-                         ax=ax)
-    ax.set_title("Hierarchical Clustering Dendrogram (truncated)")
-    ax.set_xlabel("sample index")
-    ax.set_ylabel("distance")
-    figs.save(fig, "dendrogram_truncated")
-
-    fig, ax = figs.new(figsize=(10, 6))
-    R = hierarchy.dendrogram(Z, truncate_mode="lastp", p=12, leaf_rotation=90.0,
-                             leaf_font_size=12.0, show_contracted=True, ax=ax)
-    ax.set_title("Hierarchical Clustering Dendrogram (truncated)")
-    ax.set_xlabel("sample index or (cluster size)")
-    ax.set_ylabel("distance")
-    figs.save(fig, "dendrogram_truncated_counts")
+    # The tutorial's truncated view, the same in every later dendrogram of Z.
+    fancy = dict(truncate_mode="lastp", p=12, leaf_rotation=90.0, leaf_font_size=12.0,
+                 show_contracted=True)
+    with figs.figure("dendrogram_truncated", (10, 6), title=DENDROGRAM_TITLE + " (truncated)",
+                     xlabel="sample index", ylabel="distance") as ax:
+        hierarchy.dendrogram(Z, show_leaf_counts=False, ax=ax, **fancy)
+    with figs.figure("dendrogram_truncated_counts", (10, 6),
+                     title=DENDROGRAM_TITLE + " (truncated)",
+                     xlabel="sample index or (cluster size)", ylabel="distance") as ax:
+        R = hierarchy.dendrogram(Z, ax=ax, **fancy)
     out["truncated_leaf_labels"] = list(R["ivl"])
     show("leaves of the truncated dendrogram", " ".join(R["ivl"]))
 
-    fancy = dict(truncate_mode="lastp", p=12, leaf_rotation=90.0, leaf_font_size=12.0,
-                 show_contracted=True)
-    fig, ax = figs.new(figsize=(10, 6))
-    hierarchy.annotated_dendrogram(Z, annotate_above=10, ax=ax, **fancy)
-    figs.save(fig, "dendrogram_annotated")
+    with figs.figure("dendrogram_annotated", (10, 6)) as ax:
+        hierarchy.annotated_dendrogram(Z, annotate_above=10, ax=ax, **fancy)
 
     for max_d in (MAX_D, MAX_D_4):
-        fig, ax = figs.new(figsize=(10, 6))
-        R = hierarchy.annotated_dendrogram(Z, annotate_above=10, max_d=max_d, ax=ax, **fancy)
-        figs.save(fig, f"cut_at_{max_d}")
+        with figs.figure(f"cut_at_{max_d}", (10, 6)) as ax:
+            hierarchy.annotated_dendrogram(Z, annotate_above=10, max_d=max_d, ax=ax, **fancy)
         k = int(np.unique(hierarchy.fcluster(Z, max_d, criterion="distance")).size)
         out[f"n_clusters_at_{max_d}"] = k
         show(f"clusters below the cut at max_d = {max_d}", k)
@@ -191,28 +182,22 @@ def run_demo(out_dir, backend=None, echo=None):
         show(f"inconsistent(Z, {depth})[-10:] (mean, std, count, inconsistency)", rep.R)
 
     # -- elbow ------------------------------------------------------------
-    fig, ax = figs.new()
-    result = hierarchy.plot_elbow(Z, last=10, ax=ax)
-    figs.save(fig, "elbow")
+    with figs.figure("elbow") as ax:
+        result = hierarchy.plot_elbow(Z, last=10, ax=ax)
     out["elbow_k"] = result.k
     out["elbow_heights"] = result.heights
     show("elbow method: clusters", result.k)
 
     # -- the 4-cluster variant --------------------------------------------
-    fig, ax = figs.new()
-    ax.scatter(X2[:, 0], X2[:, 1])
-    ax.set_title("Second data set: clusters of increasing variance")
-    figs.save(fig, "data_x2")
+    with figs.figure("data_x2", title="Second data set: clusters of increasing variance") as ax:
+        ax.scatter(X2[:, 0], X2[:, 1])
     Z2 = hierarchy.linkage(X2, "ward", backend=backend)
     out["Z2"] = Z2
-    fig, ax = figs.new(figsize=(12, 7))
-    hierarchy.annotated_dendrogram(Z2, truncate_mode="lastp", p=30, leaf_rotation=90.0,
-                                   leaf_font_size=12.0, show_contracted=True,
-                                   annotate_above=40, max_d=MAX_D_X2, ax=ax)
-    figs.save(fig, "dendrogram_x2")
-    fig, ax = figs.new()
-    result2 = hierarchy.plot_elbow(Z2, last=10, ax=ax)
-    figs.save(fig, "elbow_x2")
+    with figs.figure("dendrogram_x2", (12, 7)) as ax:
+        hierarchy.annotated_dendrogram(Z2, annotate_above=40, max_d=MAX_D_X2, ax=ax,
+                                       **dict(fancy, p=30))
+    with figs.figure("elbow_x2") as ax:
+        result2 = hierarchy.plot_elbow(Z2, last=10, ax=ax)
     out["elbow_k_x2"] = result2.k
     out["last_10_heights_x2"] = Z2[-10:, 2].copy()
     show("second data set, elbow method: clusters", result2.k)
@@ -230,10 +215,9 @@ def run_demo(out_dir, backend=None, echo=None):
     out["clusters_inconsistent"] = hierarchy.fcluster(Z, 8, depth=10)
     show("fcluster(Z, 8, depth=10)", out["clusters_inconsistent"])
 
-    fig, ax = figs.new()
-    hierarchy.scatter_clusters(X, clusters, ax=ax, cmap="prism",
-                               title=f"fcluster(Z, {MAX_D}, 'distance'): 2 clusters")
-    figs.save(fig, "clusters")
+    with figs.figure("clusters") as ax:
+        hierarchy.scatter_clusters(X, clusters, ax=ax, cmap="prism",
+                                   title=f"fcluster(Z, {MAX_D}, 'distance'): 2 clusters")
 
     # -- what the readers asked for ----------------------------------------
     members = hierarchy.labels_to_indices(clusters)
