@@ -43,48 +43,9 @@ from scipy.cluster import hierarchy as sch
 from scipy.spatial.distance import pdist
 
 import gpu_hclust as hc
+from gpu_hclust._synthetic import caterpillar, random_tree
 
 FAILURES = []
-
-
-def random_tree(rng, n):
-    """Valid Z: two random current clusters merge at each step."""
-    active = list(range(n))
-    rows = np.empty((n - 1, 2))
-    pick = rng.random((n - 1, 2))
-    for k in range(n - 1):
-        m = len(active)
-        i = int(pick[k, 0] * m)
-        j = int(pick[k, 1] * (m - 1))
-        j += j >= i
-        a, b = active[i], active[j]
-        rows[k] = (a, b) if a < b else (b, a)
-        active[i] = n + k
-        active[j] = active[m - 1]
-        active.pop()
-    return _finish(rows, rng, n)
-
-
-def caterpillar(rng, n):
-    """Each merge joins the previous cluster and a new leaf."""
-    leaves = rng.permutation(n).astype(np.float64)
-    rows = np.empty((n - 1, 2))
-    rows[:, 0] = leaves[1:]
-    rows[0, 1] = leaves[0]
-    rows[1:, 1] = np.arange(n, 2 * n - 2)
-    return _finish(np.sort(rows, axis=1), rng, n)
-
-
-def _finish(rows, rng, n):
-    Z = np.empty((n - 1, 4))
-    Z[:, :2] = rows
-    Z[:, 2] = np.cumsum(rng.random(n - 1) + 0.01)
-    size = np.ones(2 * n - 1)
-    ids = rows.astype(np.int64)
-    for k in range(n - 1):
-        size[n + k] = size[ids[k, 0]] + size[ids[k, 1]]
-    Z[:, 3] = size[n:]
-    return Z
 
 
 def timed(fn, repeat):

@@ -11,49 +11,9 @@ import pytest
 from scipy.cluster import hierarchy as sch
 
 import gpu_hclust as hc
+from gpu_hclust._synthetic import caterpillar, random_tree
 
 SIZES = [100_000, pytest.param(1_000_000, marks=pytest.mark.slow)]
-
-
-def random_tree(rng, n):
-    """A valid Z merging two random current clusters at each step, with
-    strictly increasing heights."""
-    active = list(range(n))
-    rows = np.empty((n - 1, 2), dtype=np.float64)
-    pick = rng.random((n - 1, 2))
-    for k in range(n - 1):
-        m = len(active)
-        i = int(pick[k, 0] * m)
-        j = int(pick[k, 1] * (m - 1))
-        j += j >= i
-        a, b = active[i], active[j]
-        rows[k] = (a, b) if a < b else (b, a)
-        active[i] = n + k
-        active[j] = active[m - 1]
-        active.pop()
-    return _finish(rows, rng, n)
-
-
-def caterpillar(rng, n):
-    """Each merge joins the previous cluster and a new leaf (random order)."""
-    leaves = rng.permutation(n).astype(np.float64)
-    rows = np.empty((n - 1, 2))
-    rows[:, 0] = leaves[1:]
-    rows[0, 1] = leaves[0]
-    rows[1:, 1] = np.arange(n, 2 * n - 2)
-    return _finish(np.sort(rows, axis=1), rng, n)
-
-
-def _finish(rows, rng, n):
-    Z = np.empty((n - 1, 4))
-    Z[:, :2] = rows
-    Z[:, 2] = np.cumsum(rng.random(n - 1) + 0.01)
-    size = np.ones(2 * n - 1)
-    ids = rows.astype(np.int64)
-    for k in range(n - 1):  # children come before parents: one pass
-        size[n + k] = size[ids[k, 0]] + size[ids[k, 1]]
-    Z[:, 3] = size[n:]
-    return Z
 
 
 @pytest.fixture(params=["random", "caterpillar"])
@@ -63,6 +23,20 @@ def shape(request):
 
 def _tree(rng, shape, n):
     return random_tree(rng, n) if shape == "random" else caterpillar(rng, n)
+
+
+@pytest.mark.parametrize("n", [2, 3, 17, 1000])
+def test_synthetic_trees_are_valid_and_monotonic(rng, shape, n):
+    # The generators every test here (and benchmarks/bench_post.py) relies on.
+    Z = _tree(rng, shape, n)
+    assert Z.shape == (n - 1, 4) and Z.dtype == np.float64
+    assert hc.is_valid_linkage(Z, throw=True)
+    assert hc.is_monotonic(Z)
+    assert np.all(np.diff(Z[:, 2]) > 0)
+    assert Z[-1, 3] == n
+    if shape == "caterpillar":
+        np.testing.assert_array_equal(Z[:, 3], np.arange(2, n + 1))
+        np.testing.assert_array_equal(Z[1:, 1], np.arange(n, 2 * n - 2))
 
 
 @pytest.mark.parametrize("n", SIZES)
