@@ -141,6 +141,15 @@ def is_valid_linkage(Z, warning=False, throw=False, name=None):
     -----
     Like scipy, a single-row ``Z`` (two observations) is only checked for its
     shape and dtype.
+
+    Examples
+    --------
+    >>> from gpu_hclust import is_valid_linkage, linkage
+    >>> Z = linkage([[0], [2], [6], [13], [14]], "single")  # five points on a line
+    >>> is_valid_linkage(Z)
+    True
+    >>> is_valid_linkage([[0.0, 1.0, 1.0, 2.0], [0.0, 2.0, 3.0, 3.0]])  # joins 0 twice
+    False
     """
     Zh, _ = host_array(Z)
     problems = _linkage_problems(Zh, name)
@@ -204,6 +213,17 @@ def is_valid_im(R, warning=False, throw=False, name=None):
     See Also
     --------
     scipy.cluster.hierarchy.is_valid_im : the reference implementation.
+
+    Examples
+    --------
+    >>> from gpu_hclust import inconsistent, is_valid_im, linkage
+    >>> R = inconsistent(linkage([[0], [2], [6], [13], [14]], "single"))
+    >>> is_valid_im(R)
+    True
+    >>> is_valid_im(R[:, :3], throw=True)
+    Traceback (most recent call last):
+        ...
+    ValueError: Inconsistency matrix must have 4 columns. Pass the matrix returned by inconsistent(Z) ...
     """
     Rh, _ = host_array(R)
     name_str = f"{name!r} " if name else ""
@@ -261,6 +281,17 @@ def is_monotonic(Z):
     See Also
     --------
     scipy.cluster.hierarchy.is_monotonic : the reference implementation.
+
+    Examples
+    --------
+    centroid linkage can merge at a lower height than the merge before:
+
+    >>> from gpu_hclust import is_monotonic, linkage
+    >>> Z = linkage([[0, 0], [1, 0], [0.5, 0.9]], "centroid")
+    >>> Z[:, 2]
+    array([1. , 0.9])
+    >>> is_monotonic(Z)
+    np.False_
     """
     Zh, was_cupy = checked_linkage(Z, cast=False)
     return like_input(np.all(Zh[1:, 2] >= Zh[:-1, 2]), was_cupy)
@@ -287,6 +318,13 @@ def num_obs_linkage(Z):
     See Also
     --------
     scipy.cluster.hierarchy.num_obs_linkage : the reference implementation.
+
+    Examples
+    --------
+    >>> from gpu_hclust import linkage, num_obs_linkage
+    >>> Z = linkage([[0], [2], [6], [13], [14]], "single")
+    >>> num_obs_linkage(Z)
+    5
     """
     Zh, _ = checked_linkage(Z, cast=False)
     return Zh.shape[0] + 1
@@ -316,6 +354,17 @@ def correspond(Z, Y):
     See Also
     --------
     scipy.cluster.hierarchy.correspond : the reference implementation.
+
+    Examples
+    --------
+    >>> from scipy.spatial.distance import pdist
+    >>> from gpu_hclust import correspond, linkage
+    >>> y = pdist([[0], [2], [6], [13], [14]])
+    >>> Z = linkage(y, "single")
+    >>> correspond(Z, y)
+    True
+    >>> correspond(Z, y[:6])  # 6 distances: 4 observations
+    False
     """
     from scipy.spatial import distance  # scipy.spatial costs ~35 MiB: imported on use
 
@@ -355,6 +404,14 @@ def is_isomorphic(T1, T2):
     answer True for some non-isomorphic pairs where two ``T1`` clusters share a
     ``T2`` label but are not neighbours in ``T1``'s label order, e.g.
     ``[1, 2, 3, 4]`` vs ``[5, 6, 5, 7]``; kept so results equal scipy's.
+
+    Examples
+    --------
+    >>> from gpu_hclust import is_isomorphic
+    >>> is_isomorphic([1, 1, 2, 3], [2, 2, 3, 1])  # same groups, other numbers
+    np.True_
+    >>> is_isomorphic([1, 1, 2, 3], [1, 2, 2, 3])
+    np.False_
     """
     A, was_cupy = host_array(T1)
     B, was_cupy2 = host_array(T2)
@@ -403,6 +460,15 @@ def from_mlab_linkage(Z):
     --------
     to_mlab_linkage : the inverse conversion.
     scipy.cluster.hierarchy.from_mlab_linkage : the reference implementation.
+
+    Examples
+    --------
+    >>> from gpu_hclust import from_mlab_linkage
+    >>> from_mlab_linkage([[4, 5, 1.0], [1, 2, 2.0], [3, 7, 4.0], [6, 8, 7.0]])
+    array([[3., 4., 1., 2.],
+           [0., 1., 2., 2.],
+           [2., 6., 4., 3.],
+           [5., 7., 7., 5.]])
     """
     Zh, was_cupy = host_array(Z, np.float64)
     if Zh.shape in ((), (0,)):
@@ -462,6 +528,16 @@ def to_mlab_linkage(Z):
     --------
     from_mlab_linkage : the inverse conversion.
     scipy.cluster.hierarchy.to_mlab_linkage : the reference implementation.
+
+    Examples
+    --------
+    >>> from gpu_hclust import linkage, to_mlab_linkage
+    >>> Z = linkage([[0], [2], [6], [13], [14]], "single")
+    >>> to_mlab_linkage(Z)
+    array([[4., 5., 1.],
+           [1., 2., 2.],
+           [3., 7., 4.],
+           [6., 8., 7.]])
     """
     Zh, was_cupy = host_array(Z, np.float64)
     if Zh.shape in ((), (0,)):

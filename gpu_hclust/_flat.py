@@ -101,6 +101,15 @@ def fcluster(Z, t, criterion="inconsistent", depth=2, R=None, monocrit=None):
     iterative, so a caterpillar tree of 10^6 leaves takes well under a second.
     With ``t < 1`` for the maxclust criteria scipy reads past its array; here
     every observation is then its own cluster.
+
+    Examples
+    --------
+    >>> from gpu_hclust import fcluster, linkage
+    >>> Z = linkage([[0], [2], [6], [13], [14]], "single")  # five points on a line
+    >>> fcluster(Z, 2, criterion="maxclust")  # at most two clusters
+    array([2, 2, 2, 1, 1], dtype=int32)
+    >>> fcluster(Z, 3, criterion="distance")  # no merge above height 3
+    array([2, 2, 3, 1, 1], dtype=int32)
     """
     Zh, was_cupy = checked_linkage(Z)
     n = Zh.shape[0] + 1
@@ -185,6 +194,13 @@ def fclusterdata(X, t, criterion="inconsistent", metric="euclidean", depth=2,
     -----
     Like scipy, ward/centroid/median accept any metric here: the distances
     are computed first and clustered as a condensed matrix.
+
+    Examples
+    --------
+    >>> from gpu_hclust import fclusterdata
+    >>> X = [[0, 0], [0, 1], [2, 0], [6, 5], [7, 8], [13, 1]]
+    >>> fclusterdata(X, 3, criterion="maxclust", method="average")
+    array([1, 1, 1, 2, 2, 3], dtype=int32)
     """
     from ._linkage import linkage
     from ._methods import get_method
@@ -242,6 +258,16 @@ def leaders(Z, T):
     --------
     fcluster : makes ``T``.
     scipy.cluster.hierarchy.leaders : the reference implementation.
+
+    Examples
+    --------
+    >>> from gpu_hclust import fcluster, leaders, linkage
+    >>> Z = linkage([[0], [2], [6], [13], [14]], "single")
+    >>> T = fcluster(Z, 2, criterion="maxclust")
+    >>> T
+    array([2, 2, 2, 1, 1], dtype=int32)
+    >>> leaders(Z, T)  # cluster 1 is node 5 (row 0 of Z), cluster 2 node 7
+    (array([5, 7], dtype=int32), array([1, 2], dtype=int32))
     """
     Zh, was_cupy = checked_linkage(Z)
     Th, t_cupy = host_array(T)
@@ -322,6 +348,17 @@ def cut_tree(Z, n_clusters=None, height=None):
     O(n·k). When a merge precedes one of its own children in that order (an
     inversion of a centroid/median tree), scipy's relabelling is replayed step
     by step instead (O(n) per merge), reproducing its output.
+
+    Examples
+    --------
+    >>> from gpu_hclust import cut_tree, linkage
+    >>> Z = linkage([[0], [2], [6], [13], [14]], "single")
+    >>> cut_tree(Z, n_clusters=[2, 3])  # one column per cut
+    array([[0, 0],
+           [0, 0],
+           [0, 1],
+           [1, 2],
+           [1, 2]])
     """
     Zh, was_cupy = checked_linkage(Z, cast=False)
     left, right = linkage_tree(Zh)

@@ -67,6 +67,16 @@ def optimal_leaf_ordering(Z, y, metric="euclidean"):
     bytes for the largest merge, beside ``y``. Where a best ordering costs
     2**30 or more, scipy's fixed initial bound makes its result arbitrary;
     here it stays optimal.
+
+    Examples
+    --------
+    >>> from gpu_hclust import leaves_list, linkage, optimal_leaf_ordering
+    >>> X = [[0], [2], [6], [13], [14]]  # five points on a line
+    >>> Z = linkage(X, "single")
+    >>> leaves_list(Z)  # neighbours 1 + 7 + 6 + 2 = 16 apart in all
+    array([3, 4, 2, 0, 1], dtype=int32)
+    >>> leaves_list(optimal_leaf_ordering(Z, X))  # 1 + 7 + 4 + 2 = 14
+    array([4, 3, 2, 1, 0], dtype=int32)
     """
     from scipy.spatial import distance  # scipy.spatial costs ~35 MiB: imported on use
 

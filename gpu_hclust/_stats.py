@@ -58,6 +58,18 @@ def cophenet(Z, Y=None):
     Memory is the output (8 bytes per pair: 4 GB at n = 32 000) plus O(n);
     the correlation is reduced in chunks without n(n-1)/2-sized temporaries.
     The rows of ``d`` are filled in parallel.
+
+    Examples
+    --------
+    >>> from scipy.spatial.distance import pdist
+    >>> from gpu_hclust import cophenet, linkage
+    >>> X = [[0], [2], [6], [13], [14]]  # five points on a line
+    >>> Z = linkage(X, "single")
+    >>> cophenet(Z)
+    array([2., 4., 7., 7., 4., 7., 7., 7., 7., 1.])
+    >>> c, d = cophenet(Z, pdist(X))
+    >>> print(round(c, 4))
+    0.8839
     """
     Zh, was_cupy, left, right = _tree(Z)
     n = Zh.shape[0] + 1
@@ -126,6 +138,16 @@ def inconsistent(Z, d=2):
     -----
     Sums are taken in scipy's order, so ``R`` equals scipy's bit for bit.
     Cost O(n · nodes within ``d`` levels); no recursion.
+
+    Examples
+    --------
+    >>> from gpu_hclust import inconsistent, linkage
+    >>> Z = linkage([[0], [2], [6], [13], [14]], "single")
+    >>> inconsistent(Z)
+    array([[1.        , 0.        , 1.        , 0.        ],
+           [2.        , 0.        , 1.        , 0.        ],
+           [3.        , 1.41421356, 2.        , 0.70710678],
+           [4.        , 3.        , 3.        , 1.        ]])
     """
     Zh, was_cupy, left, right = _tree(Z)
     if d != np.floor(d) or d < 0:
@@ -159,6 +181,15 @@ def maxdists(Z):
     See Also
     --------
     scipy.cluster.hierarchy.maxdists : the reference implementation.
+
+    Examples
+    --------
+    >>> from gpu_hclust import linkage, maxdists
+    >>> Z = linkage([[0, 0], [1, 0], [0.5, 0.9]], "centroid")  # an inversion
+    >>> Z[:, 2]
+    array([1. , 0.9])
+    >>> maxdists(Z)
+    array([1., 1.])
     """
     Zh, was_cupy, left, right = _tree(Z)
     n = Zh.shape[0] + 1
@@ -204,6 +235,16 @@ def maxinconsts(Z, R):
     See Also
     --------
     scipy.cluster.hierarchy.maxinconsts : the reference implementation.
+
+    Examples
+    --------
+    >>> from gpu_hclust import inconsistent, linkage, maxinconsts
+    >>> Z = linkage([[0], [1], [5], [6.5], [20]], "single")
+    >>> R = inconsistent(Z)
+    >>> R[:, 3]  # the root is less inconsistent than the merge below it
+    array([0.        , 0.        , 1.14064686, 0.70710678])
+    >>> maxinconsts(Z, R)
+    array([0.        , 0.        , 1.14064686, 1.14064686])
     """
     Zh, was_cupy, left, right = _tree(Z)
     Rh, r_cupy = _checked_im(R)
@@ -242,6 +283,14 @@ def maxRstat(Z, R, i):
     See Also
     --------
     scipy.cluster.hierarchy.maxRstat : the reference implementation.
+
+    Examples
+    --------
+    >>> from gpu_hclust import inconsistent, linkage, maxRstat
+    >>> Z = linkage([[0], [2], [6], [13], [14]], "single")
+    >>> R = inconsistent(Z)
+    >>> maxRstat(Z, R, 1)  # largest standard deviation below each merge
+    array([0.        , 0.        , 1.41421356, 3.        ])
     """
     Zh, was_cupy, left, right = _tree(Z)
     Rh, r_cupy = _checked_im(R)

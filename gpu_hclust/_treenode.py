@@ -47,6 +47,15 @@ class ClusterNode:
     -----
     Nodes compare (``<``, ``>``, ``==``) by ``dist``, as in scipy, and are
     therefore unhashable. Extra attributes may be set on a node.
+
+    Examples
+    --------
+    >>> from gpu_hclust import ClusterNode
+    >>> root = ClusterNode(2, ClusterNode(0), ClusterNode(1), dist=1.5)
+    >>> root.get_count(), root.is_leaf(), root.get_left().get_id()
+    (2, False, 0)
+    >>> root.get_left() < root  # nodes compare by dist
+    True
     """
 
     # '__dict__' and '__weakref__' keep arbitrary attributes and weak references
@@ -150,6 +159,15 @@ class ClusterNode:
         -------
         L : list
             ``func(leaf)`` for each leaf in pre-order.
+
+        Examples
+        --------
+        >>> from gpu_hclust import linkage, to_tree
+        >>> root = to_tree(linkage([[0], [2], [6], [13], [14]], "single"))
+        >>> root.pre_order()
+        [3, 4, 2, 0, 1]
+        >>> root.get_right().pre_order(lambda leaf: leaf.count)
+        [1, 1, 1]
         """
         out = []
         append = out.append
@@ -196,6 +214,16 @@ def to_tree(Z, rd=False):
     -----
     Iterative; at n = 10^6 it builds 2·10^6 nodes (a few hundred MB of
     Python objects, about a second). ``dist`` is a Python float.
+
+    Examples
+    --------
+    >>> from gpu_hclust import linkage, to_tree
+    >>> Z = linkage([[0], [2], [6], [13], [14]], "single")  # five points on a line
+    >>> root, nodes = to_tree(Z, rd=True)
+    >>> root.get_id(), root.get_count(), root.dist
+    (8, 5, 7.0)
+    >>> root.get_left().pre_order(), len(nodes)
+    ([3, 4], 9)
     """
     Zh, _ = checked_linkage(Z, cast=False)
     left, right = linkage_tree(Zh)
@@ -267,6 +295,13 @@ def leaves_list(Z):
     -----
     Two linear passes over the rows (subtree sizes, then offsets): O(n), no
     stack, no recursion.
+
+    Examples
+    --------
+    >>> from gpu_hclust import leaves_list, linkage
+    >>> Z = linkage([[0], [2], [6], [13], [14]], "single")
+    >>> leaves_list(Z)
+    array([3, 4, 2, 0, 1], dtype=int32)
     """
     Zh, was_cupy = checked_linkage(Z, cast=False)
     left, right = linkage_tree(Zh)

@@ -51,16 +51,6 @@ def _public_modules():
 MODULES = _module_names()
 PUBLIC_MODULES = _public_modules()
 
-# Public modules without a single docstring example yet. Strict xfail: the test
-# fails (XPASS) as soon as a module gains examples, so this list only shrinks.
-MISSING_EXAMPLES = {
-    "gpu_hclust._checks",
-    "gpu_hclust._flat",
-    "gpu_hclust._ordering",
-    "gpu_hclust._stats",
-    "gpu_hclust._treenode",
-}
-
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
@@ -105,20 +95,7 @@ def test_docstring_examples(name, sandbox, capsys):
     )
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                strict=True, reason=f"{name} has no docstring example yet (public functions)"
-            ),
-        )
-        if name in MISSING_EXAMPLES
-        else name
-        for name in PUBLIC_MODULES
-    ],
-)
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
 def test_public_module_has_examples(name):
     module = importlib.import_module(name)
     assert _examples(module) > 0, f"{name} defines public functions but has no docstring example"
