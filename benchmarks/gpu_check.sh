@@ -14,12 +14,16 @@
 # Every stage is time-boxed so the whole run ends inside GPU_CHECK_BUDGET_S
 # seconds (default 480); a stage that fails is logged and the next one runs.
 # GPU_CHECK_K="expr" narrows the tests (pytest -k) for a partial check.
+# GPU_CHECK_PHASES="tests,A,B,C,D" (the default) picks the stages after the
+# install, e.g. GPU_CHECK_PHASES=tests,D for the memory-saving path only.
 set -uo pipefail
 
 OUT="${OUT:-$PWD/out/gpu_check}"
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 BUDGET="${GPU_CHECK_BUDGET_S:-480}"
+PHASES=",${GPU_CHECK_PHASES:-tests,A,B,C,D},"
+want() { [[ "$PHASES" == *",$1,"* ]]; }
 T0=$(date +%s)
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 SUMMARY="$OUT/summary.txt"
@@ -46,11 +50,13 @@ else
 fi
 
 # --- 2. GPU tests -------------------------------------------------------------
-TEST_S=$(( $(left) / 2 ))
-timeout "$TEST_S" python3 -m pytest -m gpu -x -q -p no:cacheprovider --durations=15 \
-  ${GPU_CHECK_K:+-k "$GPU_CHECK_K"} tests >"$OUT/pytest_gpu.log" 2>&1
-rc=$?
-note "pytest -m gpu (rc=$rc, limit ${TEST_S}s): $(grep -E '(passed|failed|error|skipped)' "$OUT/pytest_gpu.log" | tail -1)"
+if want tests; then
+  TEST_S=$(( $(left) / 2 ))
+  timeout "$TEST_S" python3 -m pytest -m gpu -x -q -p no:cacheprovider --durations=15 \
+    ${GPU_CHECK_K:+-k "$GPU_CHECK_K"} tests >"$OUT/pytest_gpu.log" 2>&1
+  rc=$?
+  note "pytest -m gpu (rc=$rc, limit ${TEST_S}s): $(grep -E '(passed|failed|error|skipped)' "$OUT/pytest_gpu.log" | tail -1)"
+fi
 
 # --- 3. benchmark (benchmarks/bench_linkage.py) ----------------------------------
 # Three phases, most important first, each time-boxed to a share of what is left:
@@ -61,6 +67,7 @@ note "pytest -m gpu (rc=$rc, limit ${TEST_S}s): $(grep -E '(passed|failed|error|
 BENCH="python3 benchmarks/bench_linkage.py --repeat 1"
 bench_phase() {  # name share-of-remaining-percent args...
   local name=$1 share=$2; shift 2
+  want "$name" || return 0
   local limit=$(( ($(left) - 15) * share / 100 ))
   if [ "$limit" -lt 20 ]; then note "bench $name: skipped (no time left)"; return; fi
   echo "=== phase $name: $* (limit ${limit}s)" >>"$OUT/bench.log"
@@ -77,13 +84,20 @@ else
 fi
 # D  the memory-saving path on the GPU (issue 7 targets: single/ward 1e6 x 32,
 #    average-cosine 1e6 x 384), not yet measured on a GPU.
-if [ -f benchmarks/bench_lowmem.py ]; then
-  limit=$(( $(left) - 15 ))
-  if [ "$limit" -ge 30 ]; then
-    timeout -k 5 "$limit" python3 benchmarks/bench_lowmem.py --impls cuda --sizes 100000,1000000 \
-      --dims 32 --pairs single:euclidean,ward:euclidean --out "$OUT/bench_D.json" >>"$OUT/bench.log" 2>&1
-    note "bench D rc=$? (limit ${limit}s): memory-saving single/ward"
-  fi
+#    Two runs, each writing its JSON after every case: d = 32 (single, ward at
+#    1e5 then 1e6), then average-cosine at d = 384 with what time is left.
+lowmem_phase() {  # name share-of-remaining-percent args...
+  local name=$1 share=$2; shift 2
+  local limit=$(( ($(left) - 15) * share / 100 ))
+  if [ "$limit" -lt 30 ]; then note "bench $name: skipped (no time left)"; return; fi
+  echo "=== phase $name: $* (limit ${limit}s)" >>"$OUT/bench.log"
+  timeout -k 5 "$limit" python3 benchmarks/bench_lowmem.py --impls cuda "$@" \
+    --out "$OUT/bench_$name.json" >>"$OUT/bench.log" 2>&1
+  note "bench $name rc=$? (limit ${limit}s): memory-saving $*"
+}
+if want D && [ -f benchmarks/bench_lowmem.py ]; then
+  lowmem_phase D 60 --sizes 100000,1000000 --dims 32 --pairs single:euclidean,ward:euclidean
+  lowmem_phase D384 100 --sizes 100000,1000000 --dims 384 --pairs average:cosine
 fi
 
 # --- 4. summary ------------------------------------------------------------------
