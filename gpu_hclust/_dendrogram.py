@@ -402,6 +402,20 @@ def _first_at_least(table, count):
     return table[-1][1]
 
 
+def _label_leaves(axis, ticks, ivl, no_labels, font, rotation, position):
+    """Ticks and labels of the leaf axis (``ax.xaxis`` or ``ax.yaxis``)."""
+    if no_labels:
+        axis.set_ticks([])
+        axis.set_ticklabels([])
+        return
+    axis.set_ticks(ticks)
+    axis.set_ticks_position(position)
+    for line in axis.get_ticklines():  # tick marks would cover the links
+        line.set_visible(False)
+    rotated = {} if rotation is None else {"rotation": rotation}
+    axis.set_ticklabels(ivl, size=font, **rotated)
+
+
 def _plot(icoord, dcoord, ivl, max_height, orientation, no_labels, color_list,
           leaf_font_size, leaf_rotation, marks, ax, above_threshold_color):
     """Draw the layout as scipy does: one LineCollection per colour."""
@@ -430,32 +444,15 @@ def _plot(icoord, dcoord, ivl, max_height, orientation, no_labels, color_list,
     if vertical:
         ax.set_ylim([0, top] if orientation == "top" else [top, 0])
         ax.set_xlim([0, width])
-        if no_labels:
-            ax.set_xticks([])
-            ax.set_xticklabels([])
-        else:
-            ax.set_xticks(ticks)
-            ax.xaxis.set_ticks_position("bottom" if orientation == "top" else "top")
-            for line in ax.get_xticklines():  # tick marks would cover the links
-                line.set_visible(False)
-            rotation = float(_first_at_least(_ROTATIONS, len(ivl))) \
-                if leaf_rotation is None else leaf_rotation
-            ax.set_xticklabels(ivl, rotation=rotation, size=font)
+        if leaf_rotation is None:  # scipy's default rotation is for the x axis only
+            leaf_rotation = float(_first_at_least(_ROTATIONS, len(ivl)))
+        _label_leaves(ax.xaxis, ticks, ivl, no_labels, font, leaf_rotation,
+                      "bottom" if orientation == "top" else "top")
     else:
         ax.set_xlim([top, 0] if orientation == "left" else [0, top])
         ax.set_ylim([0, width])
-        if no_labels:
-            ax.set_yticks([])
-            ax.set_yticklabels([])
-        else:
-            ax.set_yticks(ticks)
-            ax.yaxis.set_ticks_position("right" if orientation == "left" else "left")
-            for line in ax.get_yticklines():
-                line.set_visible(False)
-            if leaf_rotation is not None:
-                ax.set_yticklabels(ivl, rotation=leaf_rotation, size=font)
-            else:
-                ax.set_yticklabels(ivl, size=font)
+        _label_leaves(ax.yaxis, ticks, ivl, no_labels, font, leaf_rotation,
+                      "right" if orientation == "left" else "left")
 
     # One collection per colour (one legend entry per group, not per link);
     # the above-threshold group is added last so it draws on top.
