@@ -148,6 +148,14 @@ class HierarchicalClustering(_ClusterMixin, _Base):
         worthwhile).
     dtype : {None, np.float32, np.float64}, default=None
         Precision of the working distance matrix (float32 halves its memory).
+    low_memory : {None, True, False}, default=None
+        Memory-saving path of :func:`gpu_hclust.linkage` (no distance matrix,
+        O(n_samples * n_features) memory) for the (method, metric) pairs that
+        have one: single with a compiled metric, ward, centroid, median, and
+        average with 'sqeuclidean', 'cosine' or 'correlation'. None takes it
+        when the matrix would not fit (and for single linkage on the CPU);
+        True always (ValueError for other pairs and for 'precomputed');
+        False never.
     compute_full_tree : 'auto' or bool, default='auto'
         Accepted for scikit-learn compatibility; the full tree is always
         computed (the algorithms gain nothing from stopping early). False is
@@ -204,13 +212,15 @@ class HierarchicalClustering(_ClusterMixin, _Base):
     """
 
     def __init__(self, n_clusters=2, *, distance_threshold=None, method="ward",
-                 metric="euclidean", backend=None, dtype=None, compute_full_tree="auto"):
+                 metric="euclidean", backend=None, dtype=None, low_memory=None,
+                 compute_full_tree="auto"):
         self.n_clusters = n_clusters
         self.distance_threshold = distance_threshold
         self.method = method
         self.metric = metric
         self.backend = backend
         self.dtype = dtype
+        self.low_memory = low_memory
         self.compute_full_tree = compute_full_tree
 
     # -- validation -------------------------------------------------------------
@@ -328,7 +338,8 @@ class HierarchicalClustering(_ClusterMixin, _Base):
                 f"were given for a tree with {n} leaves."
             )
         Z = gpu_hclust.linkage(y_in, method=self.method, metric=metric,
-                               backend=self.backend, dtype=self.dtype)
+                               backend=self.backend, dtype=self.dtype,
+                               low_memory=self.low_memory)
         Z = np.asarray(to_host(Z), dtype=np.float64)
 
         if self.n_clusters is not None:

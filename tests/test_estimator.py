@@ -152,6 +152,33 @@ def test_metric_and_dtype_reach_linkage(X):
     assert_array_equal(model32.labels_, np.repeat([0, 1], 40))
 
 
+def test_low_memory_reaches_linkage(X, monkeypatch):
+    from gpu_hclust import _lowmem
+
+    calls = []
+    real = _lowmem.run_vector
+
+    def spy(*args, **kwargs):
+        calls.append(args[1].name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_lowmem, "run_vector", spy)
+    model = HierarchicalClustering(n_clusters=3, method="average", metric="cosine",
+                                   low_memory=True, backend="cpu").fit(X)
+    assert calls == ["average"]
+    assert_allclose(model.linkage_[:, 2], sch.linkage(X, "average", "cosine")[:, 2], rtol=1e-10)
+    HierarchicalClustering(n_clusters=3, method="ward", low_memory=False, backend="cpu").fit(X)
+    assert calls == ["average"]
+    with pytest.raises(ValueError, match="low_memory=True cannot compute method='complete'"):
+        HierarchicalClustering(method="complete", low_memory=True, backend="cpu").fit(X)
+    D = squareform(pdist(X))
+    with pytest.raises(ValueError, match="low_memory=True needs an \\(n, d\\) observation matrix"):
+        HierarchicalClustering(metric="precomputed", method="average", low_memory=True,
+                               backend="cpu").fit(D)
+    with pytest.raises(ValueError, match="low_memory must be None, True or False"):
+        HierarchicalClustering(low_memory="yes", backend="cpu").fit(X)
+
+
 def test_lists_and_input_not_mutated(X):
     before = X.copy()
     a = HierarchicalClustering(n_clusters=3, backend="cpu").fit(X).labels_
@@ -171,7 +198,7 @@ def test_get_and_set_params():
     model = HierarchicalClustering()
     assert model.get_params() == {
         "n_clusters": 2, "distance_threshold": None, "method": "ward", "metric": "euclidean",
-        "backend": None, "dtype": None, "compute_full_tree": "auto",
+        "backend": None, "dtype": None, "low_memory": None, "compute_full_tree": "auto",
     }
     assert model.set_params(method="single", n_clusters=4) is model
     assert (model.method, model.n_clusters) == ("single", 4)
