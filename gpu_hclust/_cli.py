@@ -104,6 +104,13 @@ def _add_input_options(p):
                         "(default: auto = when it is not all numbers)")
 
 
+def _add_command(sub, debug, name, func, *, help, description):
+    """A subcommand that accepts --debug and runs ``func(args)``."""
+    p = sub.add_parser(name, parents=[debug], help=help, description=description)
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser():
     """The argument parser of ``gpu-hclust`` (all subcommands).
 
@@ -133,8 +140,8 @@ def build_parser():
                        help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser(
-        "cluster", parents=[debug], help="cluster a data file: flat labels and/or Z",
+    p = _add_command(
+        sub, debug, "cluster", cmd_cluster, help="cluster a data file: flat labels and/or Z",
         description="Cluster the rows of INPUT (.npy, .npz, .csv, .tsv or whitespace text; "
                     "a 1-D .npy is read as condensed distances). Writes flat cluster labels "
                     "(1..k, as scipy's fcluster numbers them) and/or the linkage matrix Z. "
@@ -160,10 +167,9 @@ def build_parser():
                      help="write the linkage matrix Z to PATH (.npy; or .csv/.tsv/.txt)")
     out.add_argument("-q", "--quiet", action="store_true", help="no summary line on stderr")
     _add_input_options(p)
-    p.set_defaults(func=cmd_cluster)
 
-    p = sub.add_parser(
-        "plot", parents=[debug], help="draw a dendrogram (PNG, SVG, PDF)",
+    p = _add_command(
+        sub, debug, "plot", cmd_plot, help="draw a dendrogram (PNG, SVG, PDF)",
         description="Draw the dendrogram of a linkage matrix (Z.npy, as written by "
                     "`cluster --linkage`) or of a data file (clustered first).",
     )
@@ -190,10 +196,9 @@ def build_parser():
     look.add_argument("--dpi", type=_positive_int, default=150, help="resolution of PNG output")
     _add_linkage_options(p)
     _add_input_options(p)
-    p.set_defaults(func=cmd_plot)
 
-    p = sub.add_parser(
-        "demo", parents=[debug], help="the tutorial's walk-through, figures into --out",
+    p = _add_command(
+        sub, debug, "demo", cmd_demo, help="the tutorial's walk-through, figures into --out",
         description="Run the scipy hierarchical clustering tutorial's walk-through on its "
                     "embedded data and save its figures (PNG) into a folder.",
     )
@@ -203,19 +208,17 @@ def build_parser():
                    help="where linkage runs (default: auto)")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="do not print the walk-through's numbers")
-    p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser(
-        "info", parents=[debug], help="versions, CUDA devices, usable backends, size limits",
+    p = _add_command(
+        sub, debug, "info", cmd_info, help="versions, CUDA devices, usable backends, size limits",
         description="Report package versions, CUDA devices and their memory, which backends "
                     "can run here (and why not), and the largest n that fits per method and "
                     "dtype.",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser(
-        "bench", parents=[debug], help="quick benchmark against scipy",
+    p = _add_command(
+        sub, debug, "bench", cmd_bench, help="quick benchmark against scipy",
         description="Run the repository's benchmark in --quick mode when it is available "
                     "(a source checkout), else a small built-in timing of gpu_hclust.linkage "
                     "against scipy, checking the results agree.",
@@ -231,7 +234,6 @@ def build_parser():
                    help="built-in: warm runs per case, median reported (default 3)")
     p.add_argument("--backend", default="all", choices=["all", "cpu", "cuda"],
                    help="built-in: backends to time (default: every usable one)")
-    p.set_defaults(func=cmd_bench)
     return parser
 
 
@@ -447,15 +449,14 @@ def cmd_plot(args):
 # -- demo ------------------------------------------------------------------------
 def cmd_demo(args):
     """``gpu-hclust demo``: the tutorial's figures into a folder."""
+    # run_demo creates the folder; a file in the way gets a one-line error here.
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise InputError(f"{args.out}: exists and is not a folder")
-    os.makedirs(args.out, exist_ok=True)
     from ._demo import run_demo
 
-    echo = None if args.quiet else print
     result = run_demo(args.out, backend=None if args.backend == "auto" else args.backend,
-                      echo=echo)
-    figures = result.get("figures", []) if isinstance(result, dict) else list(result or ())
+                      echo=None if args.quiet else print)
+    figures = result["figures"]  # the paths run_demo wrote, in order
     _say(f"wrote {len(figures)} figures into {args.out}:")
     for path in figures:
         _say(f"  {path}")
