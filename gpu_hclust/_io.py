@@ -172,15 +172,16 @@ def read_data(path, *, key=None, header="auto", allow_condensed=True):
 
     Examples
     --------
-    >>> import os, tempfile
-    >>> d = tempfile.mkdtemp()
-    >>> p = os.path.join(d, "points.csv")
-    >>> with open(p, "w") as f:
-    ...     _ = f.write("x,y\\n0,0\\n0,1\\n5,5\\n")
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> p = Path(tmp.name) / "points.csv"
+    >>> _ = p.write_text("x,y\\n0,0\\n0,1\\n5,5\\n")  # a header line, then rows
     >>> read_data(p)
     array([[0., 0.],
            [0., 1.],
            [5., 5.]])
+    >>> tmp.cleanup()
     """
     path = os.fspath(path)
     if header not in ("auto", "yes", "no"):
@@ -235,12 +236,15 @@ def read_linkage(path):
 
     Examples
     --------
-    >>> import os, tempfile
+    >>> import tempfile
+    >>> from pathlib import Path
     >>> import numpy as np
-    >>> p = os.path.join(tempfile.mkdtemp(), "Z.npy")
-    >>> save_linkage(p, np.array([[0.0, 1.0, 1.0, 2.0]]))
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> p = Path(tmp.name) / "Z.npy"
+    >>> save_linkage(p, np.array([[0.0, 1.0, 1.5, 2.0]]))
     >>> read_linkage(p)
-    array([[0., 1., 1., 2.]])
+    array([[0. , 1. , 1.5, 2. ]])
+    >>> tmp.cleanup()
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -292,11 +296,14 @@ def write_atomic(path, write):
 
     Examples
     --------
-    >>> import os, tempfile
-    >>> p = os.path.join(tempfile.mkdtemp(), "hello.txt")
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> p = Path(tmp.name) / "hello.txt"
     >>> write_atomic(p, lambda f: f.write(b"hi\\n"))
-    >>> open(p).read()
+    >>> p.read_text()
     'hi\\n'
+    >>> tmp.cleanup()
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -337,15 +344,17 @@ def save_labels(path, labels):
 
     Examples
     --------
-    >>> import os, tempfile
-    >>> p = os.path.join(tempfile.mkdtemp(), "labels.csv")
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> p = Path(tmp.name) / "labels.csv"
     >>> save_labels(p, [1, 1, 2])
-    >>> print(open(p).read())
+    >>> print(p.read_text(), end="")
     label
     1
     1
     2
-    <BLANKLINE>
+    >>> tmp.cleanup()
     """
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
@@ -374,12 +383,17 @@ def save_linkage(path, Z):
 
     Examples
     --------
-    >>> import os, tempfile
+    Text keeps 17 significant digits, so reading it back gives the same floats:
+
+    >>> import tempfile
+    >>> from pathlib import Path
     >>> import numpy as np
-    >>> p = os.path.join(tempfile.mkdtemp(), "Z.npy")
-    >>> save_linkage(p, np.array([[0.0, 1.0, 1.0, 2.0]]))
-    >>> np.load(p)
-    array([[0., 1., 1., 2.]])
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> p = Path(tmp.name) / "Z.csv"
+    >>> save_linkage(p, np.array([[0.0, 1.0, 0.1, 2.0]]))
+    >>> print(p.read_text(), end="")
+    0,1,0.10000000000000001,2
+    >>> tmp.cleanup()
     """
     path = os.fspath(path)
     ext = os.path.splitext(path)[1].lower()
