@@ -36,9 +36,8 @@ def test_simulator_is_active():
     assert isinstance(cuda_vector.point_best, FakeCUDAKernel)
 
 
-PAIRS = [("single", "euclidean"), ("single", "cosine"), ("single", "cityblock"),
-         ("single", "correlation"), ("ward", "euclidean"), ("centroid", "euclidean"),
-         ("median", "euclidean"), ("average", "sqeuclidean"), ("average", "cosine")]
+# Every pair of the support table, so a pair added there is simulated here too.
+PAIRS = sorted((m, k) for m, ks in _lowmem.SUPPORT.items() for k in ks)
 
 
 @pytest.mark.parametrize("method, metric", PAIRS)
