@@ -12,7 +12,6 @@ subcommand that needs them.
 """
 
 import argparse
-import inspect
 import json
 import os
 import platform
@@ -90,6 +89,10 @@ def _add_linkage_options(p):
     g.add_argument("--dtype", default="float64", choices=["float64", "float32"],
                    help="precision of the distance matrix; float32 halves its memory "
                         "(default: float64)")
+    g.add_argument("--low-memory", default="auto", choices=["auto", "on", "off"],
+                   help="memory-saving path without the distance matrix, O(n d) memory, for "
+                        "single, ward, centroid, median and average with sqeuclidean/cosine/"
+                        "correlation (default: auto = when the matrix would not fit)")
     g.add_argument("--optimal-ordering", action="store_true",
                    help="reorder leaves so neighbours are close (slow for large inputs)")
     g.add_argument("--progress", default="auto", choices=["auto", "on", "off"],
@@ -256,19 +259,18 @@ def _check_output_path(path, what, exts):
         raise InputError(f"{path}: folder {folder} is not writable")
 
 
-def _progress_value(choice):
+def _tristate(choice):
+    """The value of an auto/on/off option for linkage's None/True/False keywords."""
     return {"auto": None, "on": True, "off": False}[choice]
 
 
 def _run_linkage(data, args):
     import gpu_hclust
 
-    kwargs = dict(backend=args.backend, dtype=np.dtype(args.dtype))
-    # Passed only once linkage accepts it (the keyword is being wired in).
-    if "progress" in inspect.signature(gpu_hclust.linkage).parameters:
-        kwargs["progress"] = _progress_value(args.progress)
     Z = gpu_hclust.linkage(data, method=args.method, metric=args.metric,
-                           optimal_ordering=args.optimal_ordering, **kwargs)
+                           optimal_ordering=args.optimal_ordering, backend=args.backend,
+                           dtype=np.dtype(args.dtype), low_memory=_tristate(args.low_memory),
+                           progress=_tristate(args.progress))
     from ._backend import to_host
 
     return np.asarray(to_host(Z), dtype=np.float64)

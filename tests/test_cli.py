@@ -488,15 +488,38 @@ def test_info_lists_cuda_devices_from_cupy(monkeypatch):
 
 
 def test_cluster_progress_flag(tut, capsys):
-    import inspect
-
-    import gpu_hclust
-
-    if "progress" not in inspect.signature(gpu_hclust.linkage).parameters:
-        pytest.skip("linkage has no progress= keyword yet")
     _, path = tut
     code, _, err = run(["cluster", path, "--maxclust", 2, "--progress", "on", "-q"], capsys)
     assert code == 0
     assert "merges" in err
     code, _, err = run(["cluster", path, "--maxclust", 2, "--progress", "off", "-q"], capsys)
     assert code == 0 and err == ""
+
+
+def test_cluster_low_memory_flag(small, tmp_path, capsys, monkeypatch):
+    from gpu_hclust import _lowmem
+
+    X, path = small
+    calls = []
+    real = _lowmem.run_vector
+
+    def spy(*args, **kwargs):
+        calls.append(args[1].name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_lowmem, "run_vector", spy)
+    z_path = tmp_path / "Z.npy"
+    code, _, err = run(["cluster", path, "--method", "average", "--metric", "cosine",
+                        "--low-memory", "on", "--backend", "cpu", "-z", z_path, "-q"], capsys)
+    assert code == 0, err
+    assert calls == ["average"]
+    assert_allclose(np.load(z_path), sch.linkage(X, "average", "cosine"), rtol=1e-10)
+    code, _, err = run(["cluster", path, "--method", "ward", "--low-memory", "off",
+                        "--backend", "cpu", "--maxclust", 2, "-q"], capsys)
+    assert code == 0, err
+    assert calls == ["average"]
+    code, out, err = run(["cluster", path, "--method", "complete", "--low-memory", "on",
+                          "--backend", "cpu", "--maxclust", 2, "-q"], capsys)
+    assert code != 0 and out == ""
+    assert "low_memory=True cannot compute method='complete'" in err
+    assert len(err.strip().splitlines()) == 1
