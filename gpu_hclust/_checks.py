@@ -6,7 +6,8 @@ code matching scipy's messages keeps working, and then says how to fix it).
 
 CuPy input is fetched to the host once (``Z`` is O(n)); array results go back
 to the input's namespace. The helpers ``host_array``/``like_input`` and
-``checked_linkage`` are shared by the other post-processing modules.
+``checked_linkage``/``checked_tree``/``checked_im`` are shared by the other
+post-processing modules.
 """
 
 import numpy as np
@@ -47,35 +48,48 @@ def like_input(result, was_cupy):
 # is_valid_linkage / is_valid_im
 # --------------------------------------------------------------------------
 
-def _report(msg, warning, throw, exc=ValueError, prefix=""):
-    """Raise, warn or stay silent about an invalid matrix (scipy's policy).
+def _verdict(problems, warning, throw):
+    """Raise, warn or stay silent about ``(exc_type, message, prefix)`` problems
+    (scipy's policy: one warning per problem); True when there is none.
 
     Warnings point at the caller of the public check (stacklevel 3).
     """
-    if throw:
-        raise exc(msg)
-    if warning:
-        warn_cluster(prefix + msg, stacklevel=3)
-    return False
+    for exc, msg, prefix in problems:
+        if throw:
+            raise exc(msg)
+        if warning:
+            warn_cluster(prefix + msg, stacklevel=3)
+    return not problems
+
+
+def _form_problems(arr, what, doubles, hint):
+    """scipy's dtype and shape checks of a 4-column float64 matrix, in its order.
+
+    ``what`` starts the message ("Linkage matrix 'Z'"), ``doubles`` is scipy's
+    wording of the dtype. A problem found here is reported alone, with scipy's
+    warning prefix.
+    """
+    if arr.dtype != np.float64:
+        return [(TypeError, f"{what}must contain {doubles}." + hint, "gpu_hclust: ")]
+    if arr.ndim != 2:
+        return [(ValueError, f"{what}must have shape=2 (i.e. be two-dimensional)."
+                 + hint, "gpu_hclust: ")]
+    if arr.shape[1] != 4:
+        return [(ValueError, f"{what}must have 4 columns." + hint, "gpu_hclust: ")]
+    return []
 
 
 def _linkage_problems(Z, name):
     """Problems scipy would report for ``Z``: a list of ``(exc_type, message, prefix)``.
 
     ``Z`` is a NumPy array that has not been cast. Empty when valid. A shape or
-    dtype problem is reported alone, with scipy's warning prefix; content
-    problems are all reported (scipy warns once per failed check).
+    dtype problem is reported alone; content problems are all reported (scipy
+    warns once per failed check).
     """
     name_str = f"{name!r} " if name else ""
-    if Z.dtype != np.float64:
-        return [(TypeError, f"Linkage matrix {name_str}must contain doubles."
-                 + _LINKAGE_HINT, "gpu_hclust: ")]
-    if Z.ndim != 2:
-        return [(ValueError, f"Linkage matrix {name_str}must have shape=2 (i.e. be "
-                 "two-dimensional)." + _LINKAGE_HINT, "gpu_hclust: ")]
-    if Z.shape[1] != 4:
-        return [(ValueError, f"Linkage matrix {name_str}must have 4 columns."
-                 + _LINKAGE_HINT, "gpu_hclust: ")]
+    problems = _form_problems(Z, f"Linkage matrix {name_str}", "doubles", _LINKAGE_HINT)
+    if problems:
+        return problems
     if Z.shape[0] == 0:
         return [(ValueError, "Linkage must be computed on at least two observations."
                  " A linkage matrix has n-1 rows for n observations.", "gpu_hclust: ")]
@@ -152,10 +166,7 @@ def is_valid_linkage(Z, warning=False, throw=False, name=None):
     False
     """
     Zh, _ = host_array(Z)
-    problems = _linkage_problems(Zh, name)
-    for exc, msg, prefix in problems:
-        _report(msg, warning, throw, exc, prefix)
-    return not problems
+    return _verdict(_linkage_problems(Zh, name), warning, throw)
 
 
 def checked_linkage(Z, cast=True):
@@ -178,6 +189,26 @@ def checked_linkage(Z, cast=True):
     Zh, was_cupy = host_array(Z, np.float64 if cast else None)
     is_valid_linkage(Zh, throw=True, name="Z")
     return np.ascontiguousarray(Zh), was_cupy
+
+
+def _im_problems(R, name):
+    """Problems scipy would report for the inconsistency matrix ``R`` (see
+    ``_linkage_problems``)."""
+    name_str = f"{name!r} " if name else ""
+    hint = " Pass the matrix returned by inconsistent(Z) (shape (n-1, 4), float64)."
+    what = f"Inconsistency matrix {name_str}"
+    problems = _form_problems(R, what, "doubles (double)", hint)
+    if problems:
+        return problems
+    if R.shape[0] < 1:
+        return [(ValueError, f"{what}must have at least one row." + hint, "gpu_hclust: ")]
+    # scipy's content messages have a double space after the name; kept verbatim.
+    # Every failed check is reported (one warning each), as scipy does.
+    return [(ValueError, f"{what} contains negative {col_name}." + hint, "")
+            for col, col_name in ((0, "link height means"),
+                                  (1, "link height standard deviations"),
+                                  (2, "link counts"))
+            if np.any(R[:, col] < 0)]
 
 
 def is_valid_im(R, warning=False, throw=False, name=None):
@@ -226,31 +257,16 @@ def is_valid_im(R, warning=False, throw=False, name=None):
     ValueError: Inconsistency matrix must have 4 columns. Pass the matrix returned by inconsistent(Z) ...
     """
     Rh, _ = host_array(R)
-    name_str = f"{name!r} " if name else ""
-    hint = " Pass the matrix returned by inconsistent(Z) (shape (n-1, 4), float64)."
-    if Rh.dtype != np.float64:
-        return _report(f"Inconsistency matrix {name_str}must contain doubles "
-                       "(double)." + hint, warning, throw, TypeError, "gpu_hclust: ")
-    if Rh.ndim != 2:
-        return _report(f"Inconsistency matrix {name_str}must have shape=2 (i.e. "
-                       "be two-dimensional)." + hint, warning, throw, ValueError,
-                       "gpu_hclust: ")
-    if Rh.shape[1] != 4:
-        return _report(f"Inconsistency matrix {name_str}must have 4 columns." + hint,
-                       warning, throw, ValueError, "gpu_hclust: ")
-    if Rh.shape[0] < 1:
-        return _report(f"Inconsistency matrix {name_str}must have at least one row."
-                       + hint, warning, throw, ValueError, "gpu_hclust: ")
-    # scipy's content messages have a double space after the name; kept verbatim.
-    # Every failed check is reported (one warning each), as scipy does.
-    valid = True
-    for col, what in ((0, "link height means"),
-                      (1, "link height standard deviations"),
-                      (2, "link counts")):
-        if np.any(Rh[:, col] < 0):
-            valid = _report(f"Inconsistency matrix {name_str} contains negative {what}."
-                            + hint, warning, throw)
-    return valid
+    return _verdict(_im_problems(Rh, name), warning, throw)
+
+
+def checked_im(R):
+    """Validate the inconsistency matrix ``R`` (cast to float64) and return
+    ``(Rh, was_cupy)``, ``Rh`` C-contiguous on the host."""
+    Rh, was_cupy = host_array(R, np.float64)
+    Rh = np.ascontiguousarray(Rh)
+    is_valid_im(Rh, throw=True, name="R")
+    return Rh, was_cupy
 
 
 # --------------------------------------------------------------------------
@@ -546,6 +562,10 @@ def to_mlab_linkage(Z):
     return like_input(np.concatenate((Zh[:, :2] + 1.0, Zh[:, 2:3]), axis=1), was_cupy)
 
 
+# --------------------------------------------------------------------------
+# the tree of a validated Z (shared by _stats, _flat, _treenode, _ordering)
+# --------------------------------------------------------------------------
+
 def linkage_tree(Zh):
     """Child ids ``(left, right)`` (int64) of a validated host ``Z``.
 
@@ -564,3 +584,19 @@ def linkage_tree(Zh):
             "returned by linkage()."
         )
     return left, right
+
+
+def checked_tree(Z, cast=True):
+    """:func:`checked_linkage`, then :func:`linkage_tree`: ``(Zh, was_cupy, left, right)``."""
+    Zh, was_cupy = checked_linkage(Z, cast)
+    left, right = linkage_tree(Zh)
+    return Zh, was_cupy, left, right
+
+
+def check_counts(Zh, left, right):
+    """Raise scipy's ValueError when a count ``Z[i, 3]`` is not the number of
+    observations below merge i (``to_tree`` and ``cut_tree`` check this)."""
+    bad = cpu_post.first_bad_count(left, right, Zh.shape[0] + 1, Zh[:, 3].copy())
+    if bad >= 0:
+        raise ValueError(f"Corrupt matrix Z. The count Z[{bad},3] is incorrect: it "
+                         "must equal the number of observations below that merge.")

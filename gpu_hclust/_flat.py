@@ -11,7 +11,8 @@ import numbers
 import numpy as np
 
 from ._backend import is_cupy_array
-from ._checks import checked_linkage, host_array, is_valid_im, like_input, linkage_tree
+from ._checks import (check_counts, checked_im, checked_linkage, checked_tree, host_array,
+                      like_input, linkage_tree)
 from .kernels import cpu_post
 
 CRITERIA = ("inconsistent", "distance", "maxclust", "monocrit", "maxclust_monocrit")
@@ -111,11 +112,10 @@ def fcluster(Z, t, criterion="inconsistent", depth=2, R=None, monocrit=None):
     >>> fcluster(Z, 3, criterion="distance")  # no merge above height 3
     array([2, 2, 3, 1, 1], dtype=int32)
     """
-    Zh, was_cupy = checked_linkage(Z)
+    Zh, was_cupy, left, right = checked_tree(Z)
     n = Zh.shape[0] + 1
     if monocrit is not None:
         monocrit, _ = host_array(monocrit, np.float64)
-    left, right = linkage_tree(Zh)
     heights = np.ascontiguousarray(Zh[:, 2])
     if criterion == "inconsistent":
         if R is None:
@@ -123,9 +123,7 @@ def fcluster(Z, t, criterion="inconsistent", depth=2, R=None, monocrit=None):
 
             Rh = inconsistent(Zh, depth)
         else:
-            Rh, _ = host_array(R, np.float64)
-            Rh = np.ascontiguousarray(Rh)
-            is_valid_im(Rh, throw=True, name="R")
+            Rh, _ = checked_im(R)
             if Rh.shape[0] != n - 1:
                 raise ValueError(f"'R' has {Rh.shape[0]} rows but 'Z' has {n - 1}: "
                                  "pass R = inconsistent(Z, depth).")
@@ -280,7 +278,7 @@ def leaders(Z, T):
     if Th.shape[0] != n:
         raise ValueError(f"Mismatch: len(T)!=Z.shape[0] + 1 ({Th.shape[0]} labels for "
                          f"{n} observations).")
-    left, right = linkage_tree(Zh)
+    left, right = linkage_tree(Zh)  # our extra check, after scipy's checks of T
     nc = int(np.unique(Th).size)
     L, M, err = cpu_post.leaders(left, right, n, np.ascontiguousarray(Th), nc)
     if err >= 0:
@@ -360,13 +358,9 @@ def cut_tree(Z, n_clusters=None, height=None):
            [1, 2],
            [1, 2]])
     """
-    Zh, was_cupy = checked_linkage(Z, cast=False)
-    left, right = linkage_tree(Zh)
+    Zh, was_cupy, left, right = checked_tree(Z, cast=False)
+    check_counts(Zh, left, right)
     nobs = Zh.shape[0] + 1
-    bad = cpu_post.first_bad_count(left, right, nobs, Zh[:, 3].copy())
-    if bad >= 0:
-        raise ValueError(f"Corrupt matrix Z. The count Z[{bad},3] is incorrect: it "
-                         "must equal the number of observations below that merge.")
     if height is not None and n_clusters is not None:
         raise ValueError("At least one of either height or n_clusters must be None: "
                          "pass only one of them.")

@@ -7,18 +7,12 @@ million leaves is fine); CuPy input is answered with CuPy arrays.
 
 import numpy as np
 
-from ._checks import checked_linkage, host_array, is_valid_im, like_input, linkage_tree
+from ._checks import checked_im, checked_tree, host_array, like_input
 from .kernels import cpu_post
 
 # Elements per chunk when reducing over the condensed matrices: bounds the
 # temporaries of the correlation to a few MB whatever n is.
 _CHUNK = 1 << 20
-
-
-def _tree(Z):
-    Zh, was_cupy = checked_linkage(Z)
-    left, right = linkage_tree(Zh)
-    return Zh, was_cupy, left, right
 
 
 def cophenet(Z, Y=None):
@@ -71,7 +65,7 @@ def cophenet(Z, Y=None):
     >>> print(round(c, 4))
     0.8839
     """
-    Zh, was_cupy, left, right = _tree(Z)
+    Zh, was_cupy, left, right = checked_tree(Z)
     n = Zh.shape[0] + 1
     d = np.zeros(n * (n - 1) // 2, dtype=np.float64)
     cpu_post.cophenetic_fill(left, right, n, np.ascontiguousarray(Zh[:, 2]), d)
@@ -149,7 +143,7 @@ def inconsistent(Z, d=2):
            [3.        , 1.41421356, 2.        , 0.70710678],
            [4.        , 3.        , 3.        , 1.        ]])
     """
-    Zh, was_cupy, left, right = _tree(Z)
+    Zh, was_cupy, left, right = checked_tree(Z)
     if d != np.floor(d) or d < 0:
         raise ValueError("The second argument d must be a nonnegative integer value "
                          f"(the number of levels); got d={d!r}.")
@@ -191,28 +185,16 @@ def maxdists(Z):
     >>> maxdists(Z)
     array([1., 1.])
     """
-    Zh, was_cupy, left, right = _tree(Z)
+    Zh, was_cupy, left, right = checked_tree(Z)
     n = Zh.shape[0] + 1
     MD = cpu_post.max_over_subtree(left, right, n, np.ascontiguousarray(Zh[:, 2]))
     return like_input(MD, was_cupy)
 
 
-def _checked_im(R):
-    Rh, r_cupy = host_array(R, np.float64)
-    Rh = np.ascontiguousarray(Rh)
-    is_valid_im(Rh, throw=True, name="R")
-    return Rh, r_cupy
-
-
-def _same_rows(Rh, Zh):
-    if Rh.shape[0] != Zh.shape[0]:
-        raise ValueError("The inconsistency matrix and linkage matrix each have a "
-                         f"different number of rows ({Rh.shape[0]} and {Zh.shape[0]}): "
-                         "pass R = inconsistent(Z).")
-
-
 def maxinconsts(Z, R):
     """Maximum inconsistency coefficient in the subtree of each merge.
+
+    The same as ``maxRstat(Z, R, 3)``.
 
     Parameters
     ----------
@@ -234,6 +216,7 @@ def maxinconsts(Z, R):
 
     See Also
     --------
+    maxRstat : the maximum of any column of ``R``.
     scipy.cluster.hierarchy.maxinconsts : the reference implementation.
 
     Examples
@@ -246,12 +229,7 @@ def maxinconsts(Z, R):
     >>> maxinconsts(Z, R)
     array([0.        , 0.        , 1.14064686, 1.14064686])
     """
-    Zh, was_cupy, left, right = _tree(Z)
-    Rh, r_cupy = _checked_im(R)
-    _same_rows(Rh, Zh)
-    n = Zh.shape[0] + 1
-    MI = cpu_post.max_over_subtree(left, right, n, np.ascontiguousarray(Rh[:, 3]))
-    return like_input(MI, was_cupy or r_cupy)
+    return maxRstat(Z, R, 3)  # same checks, in the same order, as scipy's
 
 
 def maxRstat(Z, R, i):
@@ -292,14 +270,17 @@ def maxRstat(Z, R, i):
     >>> maxRstat(Z, R, 1)  # largest standard deviation below each merge
     array([0.        , 0.        , 1.41421356, 3.        ])
     """
-    Zh, was_cupy, left, right = _tree(Z)
-    Rh, r_cupy = _checked_im(R)
+    Zh, was_cupy, left, right = checked_tree(Z)
+    Rh, r_cupy = checked_im(R)
     if not isinstance(i, int):
         raise TypeError("The third argument must be an integer (the column of R, "
                         f"0..3, as a Python int); got {type(i).__name__}.")
     if i < 0 or i > 3:
         raise ValueError(f"i must be an integer between 0 and 3 inclusive; got {i}.")
-    _same_rows(Rh, Zh)
+    if Rh.shape[0] != Zh.shape[0]:
+        raise ValueError("The inconsistency matrix and linkage matrix each have a "
+                         f"different number of rows ({Rh.shape[0]} and {Zh.shape[0]}): "
+                         "pass R = inconsistent(Z).")
     n = Zh.shape[0] + 1
     MR = cpu_post.max_over_subtree(left, right, n, np.ascontiguousarray(Rh[:, i]))
     return like_input(MR, was_cupy or r_cupy)

@@ -8,7 +8,7 @@ was validated as a whole first), with the garbage collector paused meanwhile.
 
 import gc
 
-from ._checks import checked_linkage, like_input, linkage_tree
+from ._checks import check_counts, checked_tree, like_input
 from .kernels import cpu_post
 
 
@@ -225,13 +225,9 @@ def to_tree(Z, rd=False):
     >>> root.get_left().pre_order(), len(nodes)
     ([3, 4], 9)
     """
-    Zh, _ = checked_linkage(Z, cast=False)
-    left, right = linkage_tree(Zh)
+    Zh, _, left, right = checked_tree(Z, cast=False)
+    check_counts(Zh, left, right)
     n = Zh.shape[0] + 1
-    bad = cpu_post.first_bad_count(left, right, n, Zh[:, 3].copy())
-    if bad >= 0:
-        raise ValueError(f"Corrupt matrix Z. The count Z[{bad},3] is incorrect: "
-                         "it must equal the number of observations below that merge.")
     sizes = cpu_post.subtree_sizes(left, right, n)[n:].tolist()
     lefts = left.tolist()
     rights = right.tolist()
@@ -303,7 +299,6 @@ def leaves_list(Z):
     >>> leaves_list(Z)
     array([3, 4, 2, 0, 1], dtype=int32)
     """
-    Zh, was_cupy = checked_linkage(Z, cast=False)
-    left, right = linkage_tree(Zh)
+    Zh, was_cupy, left, right = checked_tree(Z, cast=False)
     order, _, _ = cpu_post.leaf_layout(left, right, Zh.shape[0] + 1)
     return like_input(order, was_cupy)
