@@ -242,6 +242,15 @@ def _alias(name):
     See Also
     --------
     linkage : the general function, with ``metric``, ``backend`` and ``dtype``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gpu_hclust import linkage, {name}
+    >>> X = np.array([[0.0, 0.0], [0.0, 1.0], [4.0, 0.0], [4.0, 2.0]])
+    >>> Z = {name}(X)
+    >>> Z.shape, bool(np.array_equal(Z, linkage(X, method="{name}")))
+    ((3, 4), True)
     """
     return method_alias
 
