@@ -11,7 +11,9 @@ so a pass over rows in index order is bottom-up and in reverse order top-down.
 
 Traversal orders that decide scipy's outputs (flat cluster numbers, leader
 order, accumulation order of the inconsistency sums) follow scipy's depth-first
-walks: left child first, leaves handled when their parent is finished.
+walks: left child first, leaves handled when their parent is finished. They
+all use one explicit-stack walk, ``_subtree_reverse_postorder``, read backwards
+(post-order) or forwards (parents before children).
 """
 
 import numba
@@ -109,6 +111,66 @@ def parents(left, right, n):
     return parent
 
 
+@_jit_inline
+def _subtree_reverse_postorder(left, right, n, root, depth, stack, level, out):
+    """The one depth-first walk of the merge tree: rows of ``root``'s subtree
+    fewer than ``depth`` levels below it, written to ``out`` in the reverse of
+    scipy's post-order (node, right subtree, left subtree); returns their count.
+
+    ``out[count-1], ..., out[0]`` is scipy's post-order (left subtree, right
+    subtree, node); read forwards, every row comes before its descendants. An
+    explicit stack (capacity ``min(max(depth, 1), n - 1)``) and one pass:
+    popping a row emits it and pushes its left then its right child, so the
+    right subtree is emitted first. ``level`` (same capacity) is used only
+    when ``depth < n - 1`` limits the walk; with ``depth >= n - 1`` it may be
+    empty.
+    """
+    limited = depth < n - 1
+    count = 0
+    top = 1
+    stack[0] = root
+    if limited:
+        level[0] = 0
+    while top > 0:
+        top -= 1
+        r = stack[top]
+        out[count] = r
+        count += 1
+        lv = 0
+        if limited:
+            lv = level[top] + 1
+            if lv >= depth:
+                continue
+        a = left[r]
+        b = right[r]
+        if a >= n:
+            stack[top] = a - n
+            if limited:
+                level[top] = lv
+            top += 1
+        if b >= n:
+            stack[top] = b - n
+            if limited:
+                level[top] = lv
+            top += 1
+    return count
+
+
+@_jit
+def reverse_postorder(left, right, n):
+    """All n-1 rows in the reverse of scipy's depth-first post-order.
+
+    Read backwards: left subtree, right subtree, node (scipy's order for
+    leaders and flat cluster numbers); read forwards: parents before children.
+    """
+    m = n - 1
+    stack = np.empty(m, dtype=np.int64)
+    out = np.empty(m, dtype=np.int64)
+    _subtree_reverse_postorder(left, right, n, m - 1, n, stack,
+                               np.empty(0, dtype=np.int64), out)
+    return out
+
+
 # --------------------------------------------------------------------------
 # statistics
 # --------------------------------------------------------------------------
@@ -146,40 +208,23 @@ def inconsistency(left, right, n, heights, d):
     """
     m = n - 1
     R = np.zeros((m, 4), dtype=np.float64)
-    depth_cap = d if d < m else m
-    if depth_cap < 1:
-        depth_cap = 1
-    stack = np.empty(depth_cap, dtype=np.int64)
-    phase = np.empty(depth_cap, dtype=np.int8)
+    dd = d if d > 1 else 1
+    stack_cap = dd if dd < m else m
+    # at most 2^d - 1 rows lie fewer than d levels down (and never more than m)
+    rows_cap = m
+    if dd < 62 and (np.int64(1) << dd) - 1 < m:
+        rows_cap = (np.int64(1) << dd) - 1
+    stack = np.empty(stack_cap, dtype=np.int64)
+    level = np.empty(stack_cap, dtype=np.int64)
+    rows = np.empty(rows_cap, dtype=np.int64)
     for i in range(m):
-        k = 0
-        stack[0] = i
-        phase[0] = 0
-        count = 0
+        count = _subtree_reverse_postorder(left, right, n, i, d, stack, level, rows)
         total = 0.0
         total_sq = 0.0
-        while k >= 0:
-            r = stack[k]
-            if k < d - 1:
-                if phase[k] == 0:
-                    phase[k] = 1
-                    if left[r] >= n:
-                        k += 1
-                        stack[k] = left[r] - n
-                        phase[k] = 0
-                        continue
-                if phase[k] == 1:
-                    phase[k] = 2
-                    if right[r] >= n:
-                        k += 1
-                        stack[k] = right[r] - n
-                        phase[k] = 0
-                        continue
-            h = heights[r]
-            count += 1
+        for p in range(count - 1, -1, -1):
+            h = heights[rows[p]]
             total += h
             total_sq += h * h
-            k -= 1
         mean = total / count
         R[i, 0] = mean
         R[i, 2] = count
@@ -238,46 +283,46 @@ def monocrit_labels(left, right, n, mc, cutoff):
     Numbers follow scipy's depth-first walk: a cluster is numbered when its top
     node is first reached, a singleton leaf when its parent is finished (left
     leaf before right leaf). int32, starting at 1.
+
+    Nothing inside a cluster's top node is numbered, so numbering that node
+    when it is finished gives the same numbers; every number is then taken at
+    a finished node, in post-order. The walk runs that order backwards
+    (parents first, so whether a row lies under a cluster top passes down),
+    counting -1, -2, ... from the last number; one pass shifts them at the end.
     """
     m = n - 1
-    T = np.zeros(n, dtype=np.int32)
-    stack = np.empty(m, dtype=np.int64)
-    phase = np.empty(m, dtype=np.int8)
-    k = 0
-    stack[0] = m - 1
-    phase[0] = 0
-    n_cluster = 0
-    leader = -1
-    while k >= 0:
-        r = stack[k]
-        if phase[k] == 0:
-            if leader == -1 and mc[r] <= cutoff:
-                leader = r
-                n_cluster += 1
-            phase[k] = 1
-            if left[r] >= n:
-                k += 1
-                stack[k] = left[r] - n
-                phase[k] = 0
-                continue
-        if phase[k] == 1:
-            phase[k] = 2
-            if right[r] >= n:
-                k += 1
-                stack[k] = right[r] - n
-                phase[k] = 0
-                continue
-        if left[r] < n:
-            if leader == -1:
-                n_cluster += 1
-            T[left[r]] = n_cluster
-        if right[r] < n:
-            if leader == -1:
-                n_cluster += 1
-            T[right[r]] = n_cluster
-        if leader == r:
-            leader = -1
-        k -= 1
+    rows = reverse_postorder(left, right, n)
+    T = np.empty(n, dtype=np.int32)
+    # per row: the (negative) number of the cluster whose top is above it, or 0
+    under = np.empty(m, dtype=np.int32)
+    under[m - 1] = 0
+    c = 0
+    for p in range(m):
+        r = rows[p]
+        g = under[r]
+        if g == 0 and mc[r] <= cutoff:
+            c -= 1
+            g = c
+        # right before left: the post-order numbers the left leaf first
+        b = right[r]
+        if b >= n:
+            under[b - n] = g
+        elif g == 0:
+            c -= 1
+            T[b] = c
+        else:
+            T[b] = g
+        a = left[r]
+        if a >= n:
+            under[a - n] = g
+        elif g == 0:
+            c -= 1
+            T[a] = c
+        else:
+            T[a] = g
+    shift = 1 - c  # -1 (the last number) becomes -c, the number of clusters
+    for i in range(n):
+        T[i] += shift
     return T
 
 
@@ -345,28 +390,10 @@ def leaders(left, right, n, T, nc):
         cid[i] = -1
     L = np.zeros(nc, dtype=np.int32)
     M = np.zeros(nc, dtype=np.int32)
-    stack = np.empty(m, dtype=np.int64)
-    phase = np.empty(m, dtype=np.int8)
-    k = 0
-    stack[0] = m - 1
-    phase[0] = 0
+    rows = reverse_postorder(left, right, n)
     li = 0
-    while k >= 0:
-        r = stack[k]
-        if phase[k] == 0:
-            phase[k] = 1
-            if left[r] >= n:
-                k += 1
-                stack[k] = left[r] - n
-                phase[k] = 0
-                continue
-        if phase[k] == 1:
-            phase[k] = 2
-            if right[r] >= n:
-                k += 1
-                stack[k] = right[r] - n
-                phase[k] = 0
-                continue
+    for p in range(m - 1, -1, -1):
+        r = rows[p]
         cl = cid[left[r]]
         cr = cid[right[r]]
         if cl == cr:
@@ -385,7 +412,6 @@ def leaders(left, right, n, T, nc):
                 M[li] = cr
                 li += 1
             cid[n + r] = -1
-        k -= 1
     cl = cid[left[m - 1]]
     cr = cid[right[m - 1]]
     if cl == cr and cl != -1:
