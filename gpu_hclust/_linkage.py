@@ -77,10 +77,11 @@ def linkage(y, method="single", metric="euclidean", optimal_ordering=False, *,
         memory) for the (method, metric) pairs that allow it exactly: single
         with a compiled metric, ward/centroid/median (euclidean), average with
         sqeuclidean, cosine or correlation (see ``gpu_hclust._lowmem``). None
-        takes this path when the matrix would not fit in memory, and for
-        single linkage on the CPU (n > 256), where it is also faster; True
-        requires it (ValueError for other pairs or condensed input); False
-        never takes it.
+        takes this path when the matrix would not fit in memory, and on the
+        CPU where it is also faster: single linkage (n > 256), and ward or
+        average (sqeuclidean, cosine, correlation) from n >= 20 000 *
+        max(1, d / 32); True requires it (ValueError for other pairs or
+        condensed input); False never takes it.
     progress : {None, True, False}, keyword-only
         Progress bars per phase (distances, merges, canonicalisation) on
         stderr. None: only at a terminal, outside CI, for n >= 5000.
@@ -164,6 +165,29 @@ def linkage(y, method="single", metric="euclidean", optimal_ordering=False, *,
 # both take milliseconds.
 _PRIM_ON_THE_FLY_MIN_N = 256
 
+# Reducible linkages from cluster summaries on the CPU (ward; average with
+# sqeuclidean, cosine or correlation): the memory-saving chain costs about
+# n^2 d, the dense path pdist (n^2 d / 2) plus a chain over an n^2/2 matrix
+# that stops fitting in cache as n grows. Memory-saving / dense time, 2 cores:
+# d = 32: 0.86-1.04 at n = 10 000, 0.57-0.73 at 20 000, 0.47-0.53 at 40 000;
+# n = 20 000: 1.1-1.2 at d = 64, 1.5-1.9 at d = 128. Hence n >= 20 000 * max(1, d/32).
+# Provisional (measured on one 2-core machine only); centroid and median are
+# slower this way (1.7-1.9x at n = 20 000) and only take it when they must.
+_SUMMARY_CHAIN_MIN_N = 20_000
+_SUMMARY_CHAIN_REF_D = 32
+
+
+def _memory_saving_is_faster(inp, spec, chosen):
+    """True where the memory-saving path was measured faster than the dense one."""
+    if chosen != "cpu":
+        return False  # GPU crossover not measured: only when the matrix does not fit
+    if spec.family == "mst":
+        return inp.n > _PRIM_ON_THE_FLY_MIN_N
+    if spec.family == "reducible":
+        d = inp.data.shape[1]
+        return inp.n >= _SUMMARY_CHAIN_MIN_N * max(1.0, d / _SUMMARY_CHAIN_REF_D)
+    return False
+
 
 def _run_tracked(run, show, bar):
     """Call ``run(counter)``; with bars on, mirror its merge counter into ``bar``."""
@@ -206,8 +230,8 @@ def _use_low_memory(low_memory, inp, spec, chosen, engine, work_dtype):
 
         if not supports(spec.name, inp.metric):
             return False
-        if chosen == "cpu" and spec.family == "mst" and inp.n > _PRIM_ON_THE_FLY_MIN_N:
-            return True  # faster as well as smaller (see _PRIM_ON_THE_FLY_MIN_N)
+        if _memory_saving_is_faster(inp, spec, chosen):
+            return True
         available, where = _available(chosen, engine)
         return available is not None and _dense_bytes(inp, where, work_dtype) > available
     if low_memory is not True:

@@ -64,6 +64,35 @@ def test_auto_takes_low_memory_when_the_matrix_does_not_fit(monkeypatch, rng):
         gpu_hclust.linkage(X, "ward", backend="cpu", low_memory=False)
 
 
+def test_auto_takes_low_memory_where_it_is_faster_on_the_cpu(monkeypatch, rng):
+    """None: single above 256 points, ward/average above the size rule; never generic."""
+    calls = []
+    real = gpu_hclust._lowmem.run_vector
+
+    def spy(*args, **kwargs):
+        calls.append(args[1].name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gpu_hclust._lowmem, "run_vector", spy)
+    monkeypatch.setattr(_linkage, "_SUMMARY_CHAIN_MIN_N", 30)
+    X = rng.normal(size=(40, 3))  # n = 40 >= 30 * max(1, 3 / 32)
+    for method, metric in [("ward", "euclidean"), ("average", "cosine"),
+                           ("average", "sqeuclidean"), ("centroid", "euclidean"),
+                           ("complete", "euclidean"), ("average", "euclidean"),
+                           ("single", "euclidean")]:
+        Z = gpu_hclust.linkage(X, method, metric=metric, backend="cpu")
+        np.testing.assert_allclose(Z, sch.linkage(X, method, metric=metric), rtol=1e-10)
+    assert calls == ["ward", "average", "average"]  # single: n <= 256
+    calls.clear()
+    wide = rng.normal(size=(40, 64))  # needs n >= 30 * 64 / 32 = 60
+    gpu_hclust.linkage(wide, "ward", backend="cpu")
+    gpu_hclust.linkage(X, "ward", backend="cpu", low_memory=False)
+    gpu_hclust.linkage(rng.normal(size=(300, 2)), "single", backend="cpu", low_memory=False)
+    assert calls == []
+    gpu_hclust.linkage(rng.normal(size=(300, 2)), "single", backend="cpu")
+    assert calls == ["single"]
+
+
 @pytest.mark.parametrize("low_memory", [None, True])
 def test_memory_saving_path_refuses_before_allocating_when_even_it_does_not_fit(
         monkeypatch, rng, low_memory):
