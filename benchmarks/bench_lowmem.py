@@ -13,6 +13,8 @@ Implementations (same seeded float64 standard-normal n x d data for all):
 * ``cuda``         the same on the GPU, CuPy in and out, synchronised
 * ``fastcluster``  ``fastcluster.linkage_vector`` (pairs it has: single with its
   metrics, ward/centroid/median with euclidean)
+* ``dense``        our dense path on the CPU (``low_memory=False``, ``backend='cpu'``),
+  for the crossover behind ``linkage(low_memory=None)``'s choice
 
 Every case runs in a fresh worker process: a first call on 500 points pays the
 Numba compilation or cache load (reported as ``warmup_s``), then one timed call
@@ -47,7 +49,7 @@ import numpy as np
 from _common import cpu_model, git, measure, version
 
 RESULT_TAG = "@@RESULT "
-ALL_IMPLS = ["cpu", "cuda", "fastcluster"]
+ALL_IMPLS = ["cpu", "cuda", "fastcluster", "dense"]
 DEFAULT_PAIRS = "single:euclidean,ward:euclidean,centroid:euclidean,median:euclidean,average:cosine"
 FASTCLUSTER_SINGLE_METRICS = {"euclidean", "sqeuclidean", "cityblock", "chebyshev", "minkowski",
                               "cosine", "correlation"}
@@ -70,10 +72,12 @@ def _ours(impl, method, metric):
     import gpu_hclust
 
     backend = "cuda" if impl == "cuda" else "cpu"
+    low_memory = impl != "dense"
     if "low_memory" in inspect.signature(gpu_hclust.linkage).parameters:
         def run(X):
-            return gpu_hclust.linkage(X, method, metric=metric, backend=backend, low_memory=True)
-        return run, "gpu_hclust.linkage(low_memory=True)"
+            return gpu_hclust.linkage(X, method, metric=metric, backend=backend,
+                                      low_memory=low_memory)
+        return run, f"gpu_hclust.linkage(low_memory={low_memory})"
     from gpu_hclust import _lowmem
     from gpu_hclust._methods import METHODS
     from gpu_hclust._tree import merge_log_to_linkage
@@ -163,6 +167,8 @@ def _meta(args):
 
 
 def _supported(impl, method, metric):
+    if impl == "dense":
+        return True
     if impl == "fastcluster":
         if method == "single":
             return metric in FASTCLUSTER_SINGLE_METRICS
@@ -285,8 +291,9 @@ def main(argv=None):
 
 
 def _summary(rows):
-    print("\n| n | d | method | metric | ours cpu s | ours cuda s | fastcluster s | cpu / fastcluster | peak RSS cpu MiB | peak RSS fastcluster MiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| n | d | method | metric | ours cpu s | ours cuda s | fastcluster s | ours dense s "
+          "| cpu / fastcluster | cpu / dense | peak RSS cpu MiB | peak RSS fastcluster MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     keys = sorted({(r["n"], r["d"], r["method"], r["metric"]) for r in rows})
     for key in keys:
         got = {r["impl"]: r for r in rows if (r["n"], r["d"], r["method"], r["metric"]) == key}
@@ -294,12 +301,13 @@ def _summary(rows):
         def s(impl, field="seconds", scale=1.0):
             v = got.get(impl, {}).get(field)
             return f"{v / scale:.2f}" if v is not None else "-"
-        ratio = "-"
-        if "seconds" in got.get("cpu", {}) and "seconds" in got.get("fastcluster", {}):
-            ratio = f"{got['cpu']['seconds'] / got['fastcluster']['seconds']:.2f}"
+        def ratio(other):
+            if "seconds" in got.get("cpu", {}) and "seconds" in got.get(other, {}):
+                return f"{got['cpu']['seconds'] / got[other]['seconds']:.2f}"
+            return "-"
         print(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {s('cpu')} | {s('cuda')} | "
-              f"{s('fastcluster')} | {ratio} | {s('cpu', 'peak_rss_bytes', 2**20)} | "
-              f"{s('fastcluster', 'peak_rss_bytes', 2**20)} |")
+              f"{s('fastcluster')} | {s('dense')} | {ratio('fastcluster')} | {ratio('dense')} | "
+              f"{s('cpu', 'peak_rss_bytes', 2**20)} | {s('fastcluster', 'peak_rss_bytes', 2**20)} |")
 
 
 def _write(path, meta, rows):
