@@ -38,3 +38,22 @@ def pytest_collection_modifyitems(config, items):
 def rng():
     """A seeded generator per test: reproducible, independent of test order."""
     return np.random.default_rng(20261125)
+
+
+@pytest.fixture
+def lowmem_calls(monkeypatch):
+    """Method names that reached the memory-saving path, in call order.
+
+    ``gpu_hclust._lowmem.run_vector`` is wrapped (not replaced): results stay real.
+    """
+    from gpu_hclust import _lowmem
+
+    calls = []
+    real = _lowmem.run_vector
+
+    def spy(*args, **kwargs):
+        calls.append(args[1].name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_lowmem, "run_vector", spy)
+    return calls

@@ -496,18 +496,9 @@ def test_cluster_progress_flag(tut, capsys):
     assert code == 0 and err == ""
 
 
-def test_cluster_low_memory_flag(small, tmp_path, capsys, monkeypatch):
-    from gpu_hclust import _lowmem
-
+def test_cluster_low_memory_flag(small, tmp_path, capsys, lowmem_calls):
     X, path = small
-    calls = []
-    real = _lowmem.run_vector
-
-    def spy(*args, **kwargs):
-        calls.append(args[1].name)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(_lowmem, "run_vector", spy)
+    calls = lowmem_calls
     z_path = tmp_path / "Z.npy"
     code, _, err = run(["cluster", path, "--method", "average", "--metric", "cosine",
                         "--low-memory", "on", "--backend", "cpu", "-z", z_path, "-q"], capsys)

@@ -152,17 +152,8 @@ def test_metric_and_dtype_reach_linkage(X):
     assert_array_equal(model32.labels_, np.repeat([0, 1], 40))
 
 
-def test_low_memory_reaches_linkage(X, monkeypatch):
-    from gpu_hclust import _lowmem
-
-    calls = []
-    real = _lowmem.run_vector
-
-    def spy(*args, **kwargs):
-        calls.append(args[1].name)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(_lowmem, "run_vector", spy)
+def test_low_memory_reaches_linkage(X, lowmem_calls):
+    calls = lowmem_calls
     model = HierarchicalClustering(n_clusters=3, method="average", metric="cosine",
                                    low_memory=True, backend="cpu").fit(X)
     assert calls == ["average"]

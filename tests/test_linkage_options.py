@@ -38,17 +38,10 @@ def test_low_memory_rejects_non_bool(rng):
         gpu_hclust.linkage(rng.normal(size=(8, 2)), low_memory="yes", backend="cpu")
 
 
-def test_auto_takes_low_memory_when_the_matrix_does_not_fit(monkeypatch, rng):
+def test_auto_takes_low_memory_when_the_matrix_does_not_fit(monkeypatch, rng, lowmem_calls):
     """None: dense when it fits, memory-saving when it does not (supported pair)."""
     X = rng.normal(size=(40, 3))
-    calls = []
-    real = gpu_hclust._lowmem.run_vector
-
-    def spy(*args, **kwargs):
-        calls.append(args[1].name)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(gpu_hclust._lowmem, "run_vector", spy)
+    calls = lowmem_calls
     gpu_hclust.linkage(X, "ward", backend="cpu")
     assert calls == []
     # dense: 780 distances x 8 B + 40 x 600 B scratch = 30 240 B; memory-saving:
@@ -64,16 +57,9 @@ def test_auto_takes_low_memory_when_the_matrix_does_not_fit(monkeypatch, rng):
         gpu_hclust.linkage(X, "ward", backend="cpu", low_memory=False)
 
 
-def test_auto_takes_low_memory_where_it_is_faster_on_the_cpu(monkeypatch, rng):
+def test_auto_takes_low_memory_where_it_is_faster_on_the_cpu(monkeypatch, rng, lowmem_calls):
     """None: single above 256 points, ward/average above the size rule; never generic."""
-    calls = []
-    real = gpu_hclust._lowmem.run_vector
-
-    def spy(*args, **kwargs):
-        calls.append(args[1].name)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(gpu_hclust._lowmem, "run_vector", spy)
+    calls = lowmem_calls
     monkeypatch.setattr(_linkage, "_SUMMARY_CHAIN_MIN_N", 30)
     X = rng.normal(size=(40, 3))  # n = 40 >= 30 * max(1, 3 / 32)
     for method, metric in [("ward", "euclidean"), ("average", "cosine"),
