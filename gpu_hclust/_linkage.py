@@ -168,11 +168,13 @@ _PRIM_ON_THE_FLY_MIN_N = 256
 # Reducible linkages from cluster summaries on the CPU (ward; average with
 # sqeuclidean, cosine or correlation): the memory-saving chain costs about
 # n^2 d, the dense path pdist (n^2 d / 2) plus a chain over an n^2/2 matrix
-# that stops fitting in cache as n grows. Memory-saving / dense time, 2 cores:
-# d = 32: 0.86-1.04 at n = 10 000, 0.57-0.73 at 20 000, 0.47-0.53 at 40 000;
-# n = 20 000: 1.1-1.2 at d = 64, 1.5-1.9 at d = 128. Hence n >= 20 000 * max(1, d/32).
-# Provisional (measured on one 2-core machine only); centroid and median are
-# slower this way (1.7-1.9x at n = 20 000) and only take it when they must.
+# that stops fitting in cache as n grows. Memory-saving / dense time of one call
+# in a fresh process, 2 cores (benchmarks/results/lowmem-crossover-cpu-*.json):
+# d = 32: 0.61-0.91 at n = 10 000, 0.54-0.62 at 20 000, 0.31-0.41 at 40 000;
+# d = 64: 1.4-1.6 at 10 000, 0.82 at 20 000; d = 128: 1.9-2.0 at 10 000,
+# 1.1-1.4 at 20 000. Hence n >= 20 000 * max(1, d/32), on the safe side.
+# Provisional (one 2-core machine). Centroid (0.70 at 20 000, d = 32, but
+# 1.7x slower in a run under load) and median stay memory-driven.
 _SUMMARY_CHAIN_MIN_N = 20_000
 _SUMMARY_CHAIN_REF_D = 32
 
