@@ -22,8 +22,31 @@ def status_kib(field):
     return None
 
 
+# Largest VmHWM seen before a reset_peak(): with it, process_peak_bytes() is the
+# process's lifetime peak although measure() resets the mark before each call.
+_hwm_before_resets_kib = 0
+
+
+def process_peak_bytes():
+    """This process's lifetime peak resident set, in bytes.
+
+    Linux: the largest ``VmHWM`` seen, resets included. Not ``ru_maxrss``: on
+    Linux it carries the parent's high-water mark across fork/exec, so a worker
+    spawned by a large driver would report the driver's memory. Elsewhere
+    ``ru_maxrss`` is all there is.
+    """
+    hwm = status_kib("VmHWM")
+    if hwm is None:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return max(hwm, _hwm_before_resets_kib) * 1024
+
+
 def reset_peak():
     """Reset VmHWM to the current RSS; False where the kernel does not allow it."""
+    global _hwm_before_resets_kib
+    _hwm_before_resets_kib = max(_hwm_before_resets_kib, status_kib("VmHWM") or 0)
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")

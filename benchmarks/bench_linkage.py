@@ -25,7 +25,7 @@ median of ``--repeat`` warm calls.
 Memory: host peak per call = the process's peak resident set during the call
 minus its resident set just before (Linux: ``/proc/self/clear_refs`` resets the
 high-water mark ``VmHWM`` before each call, so it covers every allocator:
-NumPy, Numba's NRT, C++). The worker's lifetime ``ru_maxrss`` is recorded
+NumPy, Numba's NRT, C++). The worker's lifetime peak (``_common.process_peak_bytes``) is recorded
 too. GPU: bytes held by CuPy's default memory pool after the call, the pool
 emptied before it.
 
@@ -44,7 +44,6 @@ import json
 import os
 import platform
 import re
-import resource
 import subprocess
 import sys
 import tempfile
@@ -52,7 +51,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import cpu_model, git, measure, version
+from _common import cpu_model, git, measure, process_peak_bytes, version
 
 ALL_METHODS = ["single", "complete", "average", "weighted", "ward", "centroid", "median"]
 ALL_IMPLS = ["cpu", "cuda", "cuda-device", "scipy", "fastcluster"]
@@ -157,7 +156,7 @@ def run_worker(spec):
             )
         except Exception as exc:  # recorded, never hidden: the table shows ERROR
             row["error"] = f"{type(exc).__name__}: {exc}"[:500]
-        row["process_maxrss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        row["process_maxrss_bytes"] = process_peak_bytes()
         row.update(_worker_info(impl))
         print(RESULT_TAG + json.dumps(row), flush=True)
 

@@ -20,7 +20,7 @@ Every case runs in a fresh worker process: a first call on 500 points pays the
 Numba compilation or cache load (reported as ``warmup_s``), then one timed call
 on the full data. Memory: ``peak_rss_bytes`` is the worker's lifetime peak
 resident set (interpreter, imports, data and run together, the figure a user
-sees; Linux ``VmHWM``, see ``run_worker``); ``call_peak_bytes`` is the increase
+sees; ``_common.process_peak_bytes``); ``call_peak_bytes`` is the increase
 of the resident-set high-water mark during the timed call (Linux ``/proc/self/clear_refs`` resets
 it first). GPU: bytes held by CuPy's default memory pool after the call.
 
@@ -38,7 +38,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -46,7 +45,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import cpu_model, git, measure, status_kib, version
+from _common import cpu_model, git, measure, process_peak_bytes, version
 
 RESULT_TAG = "@@RESULT "
 ALL_IMPLS = ["cpu", "cuda", "fastcluster", "dense"]
@@ -122,19 +121,10 @@ def run_worker(spec):
         Z = fn(Xin)
         sync()
         return Z
-    # Lifetime peak of this process: VmHWM before the timed call (imports, data,
-    # warm-up; measure() resets the mark) and after it. Not ru_maxrss: on Linux
-    # it carries the parent's high-water mark across fork/exec, so a worker
-    # spawned by a large driver would report the driver's memory.
-    hwm_before = status_kib("VmHWM")
     row["seconds"], Z, host, gpu_bytes = measure(call, gpu)
     if host is not None:
         row["call_peak_bytes"] = max(0, host)
-    hwm_after = status_kib("VmHWM")
-    if hwm_before is not None and hwm_after is not None:
-        row["peak_rss_bytes"] = max(hwm_before, hwm_after) * 1024
-    else:  # not Linux: the OS's figure, possibly including the parent's
-        row["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    row["peak_rss_bytes"] = process_peak_bytes()  # imports, data, warm-up and run
     if gpu:
         row["gpu_pool_bytes"] = gpu_bytes
         Z = cupy.asnumpy(Z)
