@@ -536,6 +536,10 @@ def run_bytes(n, method, dtype):
     return condensed_bytes(n, dtype)
 
 
+# Feature counts for which `info` reports the memory-saving path's largest n.
+MEMORY_SAVING_DIMS = (32, 384, 1024)
+
+
 def largest_n(available, method, dtype):
     """Largest n whose run fits in ``available`` bytes (None when unknown).
 
@@ -584,7 +588,14 @@ def collect_info():
         threads = int(numba.config.NUMBA_NUM_THREADS)
     except Exception:  # numba is a dependency; a broken install still gets a report
         threads = None
+    from . import _lowmem
+
     limits = {"cpu": {}, "cuda": {}}
+    saving = {"cpu": {}, "cuda": {}}
+    for d in MEMORY_SAVING_DIMS:
+        saving["cpu"][str(d)] = _lowmem.largest_n(host_free, d)
+        if devices and reason is None:
+            saving["cuda"][str(d)] = _lowmem.largest_n(devices[0]["memory_free"], d)
     for method in METHODS:
         for dt in ("float64", "float32"):
             limits["cpu"].setdefault(method, {})[dt] = largest_n(host_free, method, dt)
@@ -605,6 +616,7 @@ def collect_info():
             "auto_cuda_min_n": _backend.AUTO_CUDA_MIN_N,
         },
         "largest_n": limits,
+        "largest_n_memory_saving": saving,
     }
 
 
@@ -649,6 +661,13 @@ def cmd_info(args):
             value = info["largest_n"][b][method][dt]
             row += f"{value:>15,}" if value is not None else f"{'unknown':>15}"
         lines.append(row)
+    lines.append("largest n, memory-saving path (low_memory=True; float64; single, ward, centroid, "
+                 "median, average with sqeuclidean/cosine/correlation):")
+    for where, per_d in info["largest_n_memory_saving"].items():
+        if per_d:
+            lines.append(f"  {where:<5} " + ", ".join(
+                f"d = {d}: {n:,}" if n is not None else f"d = {d}: unknown"
+                for d, n in per_d.items()))
     print("\n".join(lines))
     return 0
 

@@ -120,6 +120,32 @@ def predict_bytes(n, d, method, dtype=None):
     return int(n) * int(d) * itemsize + int(n) * _PER_OBSERVATION_BYTES
 
 
+def largest_n(available, d, dtype=None):
+    """Most observations of ``d`` features a memory-saving run fits in ``available`` bytes.
+
+    Parameters
+    ----------
+    available : int or None
+        Free bytes (None: unknown, returns None).
+    d : int
+        Features per observation.
+    dtype : {None, np.float32, np.float64}
+        Working precision (None: float64).
+
+    Returns
+    -------
+    int or None
+
+    Examples
+    --------
+    >>> largest_n(16 * 2**30, 384)  # a 16 GiB GPU, 384-dimensional embeddings
+    5263440
+    """
+    if available is None:
+        return None
+    return int(available) // predict_bytes(1, d, None, dtype)  # linear in n
+
+
 def _check_supported(method, metric):
     if not supports(method, metric):
         name = _method_name(method)

@@ -377,6 +377,14 @@ def test_info_json_and_largest_n(capsys):
         for dt in ("float64", "float32"):
             n = info["largest_n"]["cpu"][method][dt]
             assert run_bytes(n, method, dt) <= avail < run_bytes(n + 1, method, dt)
+    from gpu_hclust import _lowmem
+
+    saving = info["largest_n_memory_saving"]["cpu"]
+    assert list(saving) == ["32", "384", "1024"]
+    for d, n in saving.items():
+        assert _lowmem.predict_bytes(n, int(d), "ward") <= avail
+        assert _lowmem.predict_bytes(n + 1, int(d), "ward") > avail
+    assert saving["32"] > 100 * info["largest_n"]["cpu"]["ward"]["float64"]
 
 
 def test_largest_n():
