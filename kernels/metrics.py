@@ -13,6 +13,8 @@ product of the row norms, which the caller precomputes once per row.
 
 import math
 
+import numpy as np
+
 EUCLIDEAN = 0
 SQEUCLIDEAN = 1
 CITYBLOCK = 2
@@ -35,7 +37,15 @@ METRIC_CODES = {
 
 
 def metric_accumulate(code, acc, u, v, p):
-    """Fold one coordinate pair (u, v) into the running accumulator."""
+    """Fold one coordinate pair (u, v) into the running accumulator.
+
+    In float64 whatever the storage: the difference (and product) of two
+    float32 coordinates is then exact or nearly so, so float32 storage (the
+    memory-saving path's ``dtype=np.float32``) rounds the data once, not every
+    term. A no-op for float64 inputs.
+    """
+    u = np.float64(u)
+    v = np.float64(v)
     if code == COSINE or code == CORRELATION:
         return acc + u * v
     diff = u - v
