@@ -1,0 +1,752 @@
+#!/usr/bin/env python
+"""Count the work of the GPU memory-saving engine (``kernels/cuda_vector.py``) on the CPU.
+
+A NumPy emulation of the host drivers of ``cuda_vector``, run round by round
+with the same rules, so that the number of pair distances the device would
+compute can be counted without a GPU::
+
+    PYTHONPATH=$PWD python benchmarks/count_gpu_work.py --sizes 5000,20000 --dims 32 \\
+        --engines ward,average-cosine,single,ward-topk --out counts.json
+    PYTHONPATH=$PWD python benchmarks/count_gpu_work.py --verify     # fidelity checks only
+
+Engines emulated (what ``gpu_hclust.linkage(X, method, metric, low_memory=True)``
+runs on a GPU):
+
+``ward`` / ``average-cosine``: ``_rnn_rounds``
+    Each round: ``cluster_best`` + ``combine_best`` (mode 0) give every stale
+    row its nearest active slot (key (distance, slot), the row itself skipped);
+    ``find_pairs`` takes every reciprocal pair i < nn[i]; ``merge_pairs`` merges
+    each into slot i (``cpu_vector.merged_coordinate``); rows whose neighbour
+    merged, and the new clusters, become stale for the next round; every other
+    active row is offered the new clusters (``cluster_best`` rows = kept,
+    columns = new clusters, ``combine_best`` mode 1: taken only where the key
+    precedes the stored one).
+``single``: ``_single`` (Borůvka rounds on points, euclidean)
+    ``point_carry`` (first candidate still outside the component, else the
+    list's bound), ``point_select`` (no bid and a bound not above the
+    component's minimum bid: rescan), ``point_best`` + ``point_combine`` (the
+    ``TOP_K`` nearest other-component points of each selected row, against all
+    n points), then ``cuda_mst``'s ``vertex_code`` / ``hook`` / ``jump`` /
+    ``relabel`` (edge order (w, min(u, v), max(u, v)); a mutual pick leaves the
+    smaller root in place).
+``ward-topk`` (a PROPOSED design, not what the engine does)
+    The review's per-row candidate lists for the RNN rounds
+    (``/work/notes/review_cuda_vector.md``, section 5, fix 1): each row keeps
+    the ``--topk`` nearest (distance, slot) of its last scan plus a bound (the
+    next distance, lowered when an offered entry is pushed out); entries of
+    merged slots are dropped, the new clusters get a full scan and are offered
+    to every other row, and a row is rescanned only when its first live entry
+    does not precede its bound.
+
+What is counted: one pair = one (row, column) distance given to ``cluster_best``
+or ``point_best`` (the column list includes the row itself, which the kernel
+computes and then skips; the first pass therefore counts n^2, each unordered
+pair twice). ``padded_pairs`` also counts the lanes the kernels run on padding:
+rows up to a multiple of threads per block, each column share up to a multiple
+of ``TILE_C`` (shares as ``cuda_vector._splits`` chooses them). Rounds are the
+driver's loop iterations; host syncs are its blocking reads per round (RNN: the
+active list, ``npairs`` and, except in the last round, the stale and kept lists,
+each a CuPy ``flatnonzero``; single: ``nrows`` and ``count``), not counting the
+three reads of the merge log at the end.
+
+Distances: every candidate set is found with the Gram form (BLAS) and a
+rigorous rounding-error bound, then the candidates within the bound are
+recomputed exactly as the engines do (direct differences summed in coordinate
+order, ``kernels.metrics.metric_accumulate``, ``cpu_vector.cluster_distance``,
+``metrics.metric_finalize``) and ordered by (distance, index). The emulated keys
+are those of the CPU engine bitwise (the GPU's fused multiply-adds differ by
+ulps, which changes no merge on generic data), so which rows are scanned against
+which columns is the engine's.
+
+``--verify`` checks that: (1) the emulated merge heights equal those of
+``gpu_hclust.linkage(X, method, metric, low_memory=True, backend="cpu")`` to
+rtol 1e-9 (sorted), for every engine including ``ward-topk``, at n = 300-2000;
+(2) the real ``cuda_vector`` driver, run in numba-cuda's simulator on small
+data (n <= 40), launches ``cluster_best`` / ``point_best`` with the same
+(rows, columns) sequence as the emulation.
+
+Projected H100 time: ``pairs x 3 d / 1.67e13 s``, i.e. three FP64 operations per
+pair and coordinate at the H100 SXM's FP64 peak (132 SMs x 64 lanes x 1.98 GHz).
+It is a PROJECTION from counted work, not a measurement: it ignores the per-pair
+tail (ward's division, sqrt, list inserts), padding, memory and occupancy limits,
+and launch/sync overheads. ``projected_h100_s_n1e6`` scales it to n = 1e6
+assuming the same pairs/n^2, which grows slowly with n.
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+try:
+    import gpu_hclust  # noqa: F401
+except ImportError:  # run from a checkout without PYTHONPATH
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gpu_hclust import _lowmem  # noqa: E402
+from gpu_hclust._methods import METHODS  # noqa: E402
+from gpu_hclust.kernels import cpu_vector, cuda_vector, formulas, metrics  # noqa: E402
+
+EPS = np.finfo(np.float64).eps
+H100_FP64_OPS_PER_S = 1.67e13  # 132 SM x 64 FP64 lanes x 1.98 GHz
+OPS_PER_PAIR_COORD = 3  # the projection's cost of one pair and one coordinate
+GPU_TPB = 256  # the driver's default threads per block (launch.default_tpb on a GPU)
+NO_SLOT = -1
+
+# engine name -> (method, metric) of gpu_hclust.linkage
+ENGINES = {
+    "ward": ("ward", "euclidean"),
+    "average-cosine": ("average", "cosine"),
+    "single": ("single", "euclidean"),
+    "ward-topk": ("ward", "euclidean"),
+}
+PROPOSED = {"ward-topk"}
+
+# One source for each formula: the engines' scalar functions, applied elementwise.
+_cluster_distance = np.vectorize(cpu_vector.cluster_distance, otypes=[np.float64])
+_finalize = np.vectorize(metrics.metric_finalize, otypes=[np.float64])
+
+
+# --------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------
+
+def make_data(kind, n, d, seed):
+    """The benchmark data: ``gaussian`` as ``bench_lowmem.make_data``; ``blobs``:
+    groups of 10 points (spread 0.01) around centres uniform in [-1000, 1000]^d."""
+    rng = np.random.default_rng(seed)
+    if kind == "gaussian":
+        return rng.standard_normal((n, d))
+    if kind == "blobs":
+        centres = rng.uniform(-1000.0, 1000.0, size=(-(-n // 10), d))
+        return np.repeat(centres, 10, axis=0)[:n] + 0.01 * rng.standard_normal((n, d))
+    raise ValueError(f"--data must be 'gaussian' or 'blobs'; got {kind!r}")
+
+
+# --------------------------------------------------------------------------
+# Exact nearest candidates: Gram-form filter, exact recheck
+# --------------------------------------------------------------------------
+
+def _precedes(wa, ja, wb, jb):
+    """Vectorised ``launch.precedes``: (wa, ja) before (wb, jb); index < 0 comes last."""
+    return (ja >= 0) & ((jb < 0) | (wa < wb) | ((wa == wb) & (ja < jb)))
+
+
+class Summaries:
+    """What the engine keeps per slot, with both a BLAS layout and the engine's.
+
+    ``CT`` (d, n) is the engine's working array (``_lowmem.prepare``): points
+    for single, centroids (ward) or mean unit vectors (average-cosine) per slot,
+    updated by merges. ``X`` is its row-major copy for the Gram filter.
+
+    key kinds: ``ward`` / ``average-cosine`` give ``cpu_vector.cluster_distance``
+    (squared for ward); ``single`` gives the euclidean point distance.
+    """
+
+    def __init__(self, CT, code, mcode):
+        self.CT = np.array(CT, dtype=np.float64, order="C")
+        self.X = np.ascontiguousarray(self.CT.T)
+        self.d, self.n = self.CT.shape
+        self.code, self.mcode = code, mcode
+        # coordinate term summed by the kernels
+        self.cmetric = (cpu_vector.coordinate_metric(code, mcode) if code != formulas.SINGLE
+                        else mcode)
+        self.size = np.ones(self.n)
+        self.sq = np.einsum("ij,ij->i", self.X, self.X)
+
+    def approx(self, rows, cols):
+        """Gram-form keys (len(rows), len(cols)) and a per-row bound on their error.
+
+        The bound covers BLAS's dot products (|error| <= d eps |a||b| in any
+        summation order), the norms, and the engine's own sequential sum, with a
+        factor 2 to spare; keys are increasing functions of these terms.
+        """
+        R, C = self.X[rows], self.X[cols]
+        G = R @ C.T
+        gam = (4 * self.d + 16) * EPS
+        if self.cmetric == metrics.COSINE:  # average-cosine: 1 - ua.ub, clamped at 0
+            np.subtract(1.0, G, out=G)
+            np.maximum(G, 0.0, out=G)
+            cmax = math.sqrt(self.sq[cols].max())
+            return G, 2.0 * gam * (np.sqrt(self.sq[rows]) * cmax + 1.0)
+        G *= -2.0
+        G += self.sq[rows][:, None]
+        G += self.sq[cols][None, :]
+        np.maximum(G, 0.0, out=G)
+        tol = 2.0 * gam * (self.sq[rows] + self.sq[cols].max())
+        if self.code == formulas.WARD:
+            sa, sb = self.size[rows], self.size[cols]
+            if sa.max() > 1.0 or sb.max() > 1.0:
+                G *= 2.0 / (1.0 / sa[:, None] + 1.0 / sb[None, :])
+            smax = sb.max()
+            tol = tol * (2.0 * sa * smax / (sa + smax))
+        return G, tol  # single: squared distance (sqrt is monotone)
+
+    def exact(self, ri, cj):
+        """The engine's key of each pair (ri[k], cj[k]), computed as the kernels do."""
+        acc = np.zeros(len(ri))
+        for k in range(self.d):
+            row = self.CT[k]
+            acc = metrics.metric_accumulate(self.cmetric, acc, row[ri], row[cj], 0.0)
+        if self.code == formulas.SINGLE:
+            return _finalize(self.mcode, acc, 2.0, 1.0, 1.0)
+        zero = np.zeros(len(ri))
+        return _cluster_distance(self.code, self.mcode, acc, self.size[ri], self.size[cj],
+                                 zero, zero)
+
+    def merge(self, lo, hi):
+        """``merge_pairs``: slot lo becomes the union of lo and hi (extra stays 0 here)."""
+        sa, sb = self.size[lo], self.size[hi]
+        self.CT[:, lo] = cpu_vector.merged_coordinate(self.code, self.CT[:, lo], self.CT[:, hi],
+                                                      sa, sb)
+        self.size[lo] = sa + sb
+        self.X[lo] = self.CT[:, lo].T
+        self.sq[lo] = np.einsum("ij,ij->i", self.X[lo], self.X[lo])
+
+
+def smallest(S, rows, cols, k, excluded, block_elems=1 << 22):
+    """The k first (key, column) of each row among ``cols``, exactly, in (key, index) order.
+
+    ``excluded(r, cols)`` is a boolean mask of the pairs the kernel skips.
+    Returns W (len(rows), k) and J (len(rows), k); J = -1, W = inf where fewer
+    than k columns qualify.
+    """
+    nr = len(rows)
+    W = np.full((nr, k), np.inf)
+    J = np.full((nr, k), NO_SLOT, dtype=np.int64)
+    step = max(1, block_elems // max(1, len(cols)))
+    for s in range(0, nr, step):
+        r = rows[s:s + step]
+        A, tol = S.approx(r, cols)
+        A[excluded(r, cols)] = np.inf
+        if k == 1 or A.shape[1] <= k:
+            kth = A.min(axis=1) if k == 1 else A.max(axis=1)
+        else:
+            kth = np.partition(A, k - 1, axis=1)[:, k - 1]
+        # every pair that can be among the exact k first lies within the bound
+        thr = kth + 2.0 * tol + 8.0 * EPS * np.abs(kth)
+        ri, ci = np.nonzero((A <= thr[:, None]) & np.isfinite(A))
+        w = S.exact(r[ri], cols[ci])
+        j = cols[ci]
+        order = np.lexsort((j, w, ri))
+        ri, w, j = ri[order], w[order], j[order]
+        start = np.searchsorted(ri, ri, side="left")
+        rank = np.arange(len(ri)) - start
+        take = rank < k
+        W[s + ri[take], rank[take]] = w[take]
+        J[s + ri[take], rank[take]] = j[take]
+    return W, J
+
+
+def _not_self(r, cols):
+    return r[:, None] == cols[None, :]
+
+
+def _padded(nrows, ncols, tpb):
+    """Lanes a tile kernel runs for nrows x ncols: rows to whole blocks, each share to TILE_C."""
+    ns = cuda_vector._splits(nrows, ncols, tpb)
+    tile = cuda_vector.TILE_C
+    share = -(-ncols // ns)
+    share = -(-share // tile) * tile
+    cols = 0
+    for y in range(ns):
+        lo, hi = y * share, min(ncols, (y + 1) * share)
+        if hi > lo:
+            cols += -(-(hi - lo) // tile) * tile
+    return -(-nrows // tpb) * tpb * cols
+
+
+class Tally:
+    """Pairs given to the tile kernels, launch by launch."""
+
+    def __init__(self, tpb):
+        self.tpb = tpb
+        self.launches = []  # (rows, cols) in launch order
+        self.pairs = 0
+        self.padded = 0
+
+    def add(self, nrows, ncols):
+        if nrows == 0 or ncols == 0:  # the drivers skip empty launches
+            return 0
+        self.launches.append((int(nrows), int(ncols)))
+        self.pairs += nrows * ncols
+        self.padded += _padded(nrows, ncols, self.tpb)
+        return nrows * ncols
+
+
+# --------------------------------------------------------------------------
+# Engines
+# --------------------------------------------------------------------------
+
+def emulate_rnn(S, tally):
+    """``cuda_vector._rnn_rounds`` (ward, average-cosine). Returns heights and rounds."""
+    n = S.n
+    active = np.ones(n, dtype=bool)
+    nn = np.zeros(n, dtype=np.int64)
+    nnd = np.full(n, np.inf)
+    heights, rounds = [], []
+
+    def best(rows, cols, mode):  # _Nearest: cluster_best + combine_best
+        pairs = tally.add(len(rows), len(cols))
+        if pairs == 0:
+            return 0
+        W, J = smallest(S, rows, cols, 1, _not_self)
+        w, j = W[:, 0], J[:, 0]
+        take = j >= 0
+        if mode == 1:
+            take &= _precedes(w, j, nnd[rows], nn[rows])
+        nn[rows[take]] = j[take]
+        nnd[rows[take]] = w[take]
+        return pairs
+
+    stale = np.arange(n)
+    m = n
+    while m > 1:
+        act = np.flatnonzero(active)
+        scan = best(stale, act, 0)
+        j = nn[act]
+        pr = act[(act < j) & (nn[j] == act)]  # find_pairs
+        p = len(pr)
+        if p == 0:
+            raise RuntimeError(f"no reciprocal pair with {m} clusters left")
+        pj = nn[pr]
+        heights.append(nnd[pr].copy())
+        flag = np.zeros(n, dtype=np.int8)
+        flag[pr], flag[pj] = 1, 2
+        S.merge(pr, pj)  # merge_pairs
+        active[pj] = False
+        m -= p
+        rnd = {"active": len(act), "rescanned": len(stale), "merged": p, "scan_pairs": scan,
+               "kept": 0, "offer_pairs": 0, "syncs": 2}
+        rounds.append(rnd)
+        if m <= 1:
+            break
+        is_stale = active & ((flag[nn] != 0) | (flag == 1))
+        stale = np.flatnonzero(is_stale)
+        keep = np.flatnonzero(active & ~is_stale)
+        rnd.update(kept=len(keep), offer_pairs=best(keep, pr, 1), syncs=4)
+    return np.concatenate(heights), rounds
+
+
+def _sort_lists(W, J):
+    """Rows of (W, J) in (distance, index) order, empty entries (J < 0) last."""
+    jj = np.where(J < 0, np.iinfo(np.int64).max, J)
+    order = np.lexsort((jj, W), axis=-1)
+    return np.take_along_axis(W, order, -1), np.take_along_axis(J, order, -1)
+
+
+def emulate_rnn_topk(S, tally, K):
+    """PROPOSED per-row top-K candidate lists for the RNN rounds (not in the engine)."""
+    n = S.n
+    active = np.ones(n, dtype=bool)
+    LW = np.full((n, K), np.inf)
+    LJ = np.full((n, K), NO_SLOT, dtype=np.int64)
+    bound = np.full(n, np.inf)
+    heights, rounds = [], []
+
+    def full_scan(rows, cols):
+        pairs = tally.add(len(rows), len(cols))
+        if pairs:
+            W, J = smallest(S, rows, cols, K + 1, _not_self)
+            LW[rows], LJ[rows] = W[:, :K], J[:, :K]
+            bound[rows] = np.where(J[:, K] >= 0, W[:, K], np.inf)
+        return pairs
+
+    def offer(rows, cols):
+        pairs = tally.add(len(rows), len(cols))
+        if pairs:
+            W, J = smallest(S, rows, cols, K + 1, _not_self)
+            UW, UJ = _sort_lists(np.hstack([LW[rows], W]), np.hstack([LJ[rows], J]))
+            LW[rows], LJ[rows] = UW[:, :K], UJ[:, :K]
+            pushed = UJ[:, K] >= 0  # an entry fell off: nothing unlisted is nearer than it
+            bound[rows] = np.where(pushed, np.minimum(bound[rows], UW[:, K]), bound[rows])
+        return pairs
+
+    full_scan(np.arange(n), np.arange(n))
+    m = n
+    while m > 1:
+        act = np.flatnonzero(active)
+        good = (LJ[act, 0] >= 0) & (LW[act, 0] < bound[act])
+        need = act[~good]
+        scan = full_scan(need, act)
+        nn, nnd = LJ[:, 0], LW[:, 0]
+        j = nn[act]
+        pr = act[(act < j) & (nn[np.maximum(j, 0)] == act)]
+        p = len(pr)
+        if p == 0:
+            raise RuntimeError(f"no reciprocal pair with {m} clusters left")
+        pj = nn[pr]
+        heights.append(nnd[pr].copy())
+        S.merge(pr, pj)
+        active[pj] = False
+        m -= p
+        rnd = {"active": len(act), "rescanned": len(need), "merged": p, "scan_pairs": scan,
+               "new_pairs": 0, "offer_pairs": 0}
+        rounds.append(rnd)
+        if m <= 1:
+            break
+        dead = np.zeros(n, dtype=bool)
+        dead[pr] = dead[pj] = True
+        gone = (LJ >= 0) & dead[np.maximum(LJ, 0)]
+        LJ[gone], LW[gone] = NO_SLOT, np.inf
+        LW[:], LJ[:] = _sort_lists(LW, LJ)
+        act = np.flatnonzero(active)
+        rnd["new_pairs"] = full_scan(pr, act)
+        rnd["offer_pairs"] = offer(act[~dead[act]], pr)
+    return np.concatenate(heights), rounds
+
+
+def emulate_single(S, tally, K):
+    """``cuda_vector._single`` (Borůvka rounds with TOP_K candidate lists)."""
+    n = S.n
+    no_edge = np.iinfo(np.int64).max
+    comp = np.arange(n)
+    cand_w = np.full((K, n), np.inf)
+    cand_j = np.full((K, n), NO_SLOT, dtype=np.int64)
+    cand_j[0] = -2  # never scanned
+    heights, rounds = [], []
+    components, logged = n, 0
+    everyone = np.arange(n)
+    while components > 1:
+        # point_carry: first candidate still outside the component, else the bound
+        scanned = cand_j[0] != -2
+        cur_w = np.where(scanned, np.where(cand_j[K - 1] >= 0, cand_w[K - 1], np.inf), -np.inf)
+        cur_j = np.full(n, NO_SLOT, dtype=np.int64)
+        for k in range(K):
+            jk = cand_j[k]
+            hit = scanned & (cur_j < 0) & (jk >= 0) & (comp[np.maximum(jk, 0)] != comp)
+            cur_w[hit], cur_j[hit] = cand_w[k, hit], jk[hit]
+        comp_w = np.full(n, np.inf)
+        bid = cur_j >= 0
+        np.minimum.at(comp_w, comp[bid], cur_w[bid])
+        # point_select
+        rows = np.flatnonzero((cur_j < 0) & ~(cur_w > comp_w[comp]))
+        pairs = tally.add(len(rows), n)
+        if len(rows):  # point_best + point_combine
+            W, J = smallest(S, rows, everyone, K,
+                            lambda r, cols: comp[r][:, None] == comp[cols][None, :])
+            cand_w[:, rows], cand_j[:, rows] = W.T, J.T
+            cur_w[rows], cur_j[rows] = W[:, 0], J[:, 0]
+            ok = J[:, 0] >= 0
+            np.minimum.at(comp_w, comp[rows[ok]], W[ok, 0])
+        # vertex_code: lightest bid's edge code (u * n + v, u < v) per component
+        holds = (cur_j >= 0) & (cur_w == comp_w[comp])
+        idx = np.flatnonzero(holds)
+        comp_code = np.full(n, no_edge, dtype=np.int64)
+        u, v = np.minimum(idx, cur_j[idx]), np.maximum(idx, cur_j[idx])
+        np.minimum.at(comp_code, comp[idx], u * n + v)
+        # hook: every root onto the component across its edge (mutual: smaller root stays)
+        roots = np.flatnonzero(comp == everyone)
+        code = comp_code[roots]
+        has = code != no_edge
+        r, code = roots[has], code[has]
+        u = code // n
+        cu = comp[u]
+        s = np.where(cu == r, comp[code - u * n], cu)
+        hooks = ~((comp_code[s] == code) & (r < s))
+        hook_to = everyone.copy()
+        hook_to[r[hooks]] = s[hooks]
+        heights.append(comp_w[r[hooks]])
+        logged += int(hooks.sum())
+        while True:  # jump (to its fixed point), relabel
+            nxt = hook_to[hook_to]
+            if np.array_equal(nxt, hook_to):
+                break
+            hook_to = nxt
+        comp = hook_to[comp]
+        if n - logged >= components:
+            raise RuntimeError(f"single linkage made no progress with {components} components")
+        rounds.append({"components": components, "rescanned": len(rows), "scan_pairs": pairs,
+                       "syncs": 2})
+        components = n - logged
+    return np.concatenate(heights), rounds
+
+
+def emulate(engine, X, topk=8, tpb=GPU_TPB):
+    """Run one engine's emulation on observations X (n, d).
+
+    Returns (heights as ``linkage`` reports them, rounds, Tally).
+    """
+    method, metric = ENGINES[engine]
+    spec = METHODS[method]
+    CT, _, code, mcode = _lowmem.prepare(X, spec, metric, np.float64, np)
+    S = Summaries(CT, code, mcode)
+    tally = Tally(tpb)
+    if engine == "single":
+        h, rounds = emulate_single(S, tally, cuda_vector.TOP_K)
+    elif engine == "ward-topk":
+        h, rounds = emulate_rnn_topk(S, tally, topk)
+    else:
+        h, rounds = emulate_rnn(S, tally)
+    if spec.squared:
+        h = np.sqrt(h)
+    return h, rounds, tally
+
+
+# --------------------------------------------------------------------------
+# One run: counts, summary, projection
+# --------------------------------------------------------------------------
+
+def projected_h100_s(pairs, d):
+    """PROJECTION, not a measurement: pairs x 3 d FP64 operations at the H100's FP64 peak."""
+    return pairs * OPS_PER_PAIR_COORD * d / H100_FP64_OPS_PER_S
+
+
+def count_run(engine, n, d, data, seed, topk):
+    X = make_data(data, n, d, seed)
+    t0 = time.perf_counter()
+    _, rounds, tally = emulate(engine, X, topk)
+    wall = time.perf_counter() - t0
+    n2 = float(n) * n
+    first = n2  # round 0 scans every row against every column
+    # rows given a full rescan after the first pass (ward-topk's first pass precedes round 0)
+    later = [r["rescanned"] for r in (rounds if engine in PROPOSED else rounds[1:])] or [0]
+    syncs = sum(r.get("syncs", 0) for r in rounds) if engine not in PROPOSED else None
+    out = {
+        "engine": engine,
+        "proposed_design": engine in PROPOSED,
+        "n": n, "d": d, "data": data, "seed": seed,
+        "topk": topk if engine == "ward-topk" else
+        (cuda_vector.TOP_K if engine == "single" else None),
+        "rounds": len(rounds),
+        "host_syncs": syncs,
+        "pairs": tally.pairs,
+        "pairs_per_n2": tally.pairs / n2,
+        "first_pass_share": first / tally.pairs,
+        "later_pairs_per_n2": (tally.pairs - first) / n2,
+        "max_rows_rescanned": int(max(later)),
+        "max_rows_rescanned_per_n": max(later) / n,
+        "padded_pairs_per_n2": tally.padded / n2,
+        "projected_h100_s": projected_h100_s(tally.pairs, d),
+        "projected_h100_s_n1e6": projected_h100_s(tally.pairs / n2 * 1e12, d),
+        "emulation_wall_s": round(wall, 2),
+        "per_round": {key: [r.get(key, 0) for r in rounds] for key in rounds[0]},
+    }
+    if engine in ("ward", "average-cosine"):
+        out["offer_pairs_per_n2"] = sum(r["offer_pairs"] for r in rounds) / n2
+    if engine == "ward-topk":
+        out["new_cluster_pairs_per_n2"] = sum(r["new_pairs"] for r in rounds) / n2
+        out["offer_pairs_per_n2"] = sum(r["offer_pairs"] for r in rounds) / n2
+    return out
+
+
+# --------------------------------------------------------------------------
+# Verification
+# --------------------------------------------------------------------------
+
+VERIFY_CASES = [  # (data, n, d)
+    ("gaussian", 300, 32), ("gaussian", 1000, 8), ("gaussian", 2000, 32), ("blobs", 1000, 5),
+]
+
+
+def verify_heights(engines, seed, topk):
+    """Emulated merge heights == the CPU memory-saving engine's, sorted, rtol 1e-9."""
+    import gpu_hclust
+
+    failures = 0
+    for engine in engines:
+        method, metric = ENGINES[engine]
+        for data, n, d in VERIFY_CASES:
+            X = make_data(data, n, d, seed)
+            try:
+                h, rounds, _ = emulate(engine, X, topk)
+            except RuntimeError as exc:  # a broken emulation may stall: a failure, not a crash
+                h, rounds = np.zeros(0), []
+                print(f"   {engine} {data} n={n}: {exc}")
+            Z = gpu_hclust.linkage(X, method, metric=metric, low_memory=True, backend="cpu")
+            ref = np.sort(Z[:, 2])
+            got = np.sort(h)
+            ok = got.shape == ref.shape and np.allclose(got, ref, rtol=1e-9, atol=0)
+            err = math.inf
+            if got.shape == ref.shape:
+                err = float(np.max(np.abs(got - ref) / np.maximum(np.abs(ref), 1e-300)))
+            failures += not ok
+            print(f"verify heights  {engine:15s} {data:8s} n={n:5d} d={d:3d} "
+                  f"rounds={len(rounds):3d}  max rel diff {err:.1e}  {'ok' if ok else 'FAIL'}",
+                  flush=True)
+    return failures
+
+
+DRIVER_CASES = [  # (engine, data, n, d): small enough for the simulator
+    ("ward", "gaussian", 40, 9), ("average-cosine", "gaussian", 32, 9),
+    ("single", "gaussian", 40, 9), ("single", "blobs", 40, 3),
+]
+
+
+def _driver_launches():
+    """In the simulator: the real driver's (rows, cols) per tile-kernel launch (JSON on stdout)."""
+    sys.setswitchinterval(1e-3)
+    seen = []
+
+    class Spy:
+        def __init__(self, kernel, cols_arg):
+            self.kernel, self.cols_arg = kernel, cols_arg
+
+        def __getitem__(self, config):
+            launch = self.kernel[config]
+
+            def call(*args):
+                seen.append((int(args[4]), int(args[self.cols_arg])))
+                return launch(*args)
+            return call
+
+    # cluster_best(CT, size, extra, rows, nrows, cols, ncols, ...);
+    # point_best(XT, norms, comp, rows, nrows, n, ...)
+    cuda_vector.cluster_best = Spy(cuda_vector.cluster_best, 6)
+    cuda_vector.point_best = Spy(cuda_vector.point_best, 5)
+    out = []
+    for engine, data, n, d in DRIVER_CASES:
+        method, metric = ENGINES[engine]
+        seen.clear()
+        _lowmem.run_vector(make_data(data, n, d, 0), METHODS[method], metric, "cuda", tpb=32)
+        out.append(list(seen))
+    print(json.dumps(out))
+
+
+def verify_driver():
+    """The emulation launches what the real driver launches (numba-cuda simulator, n <= 40)."""
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, __file__, "--driver-launches"], env=env,
+                         capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        print(res.stderr)
+        print("verify driver: the simulator run FAILED")
+        return 1
+    real = json.loads(res.stdout.strip().splitlines()[-1])
+    failures = 0
+    for (engine, data, n, d), launches in zip(DRIVER_CASES, real):
+        _, _, tally = emulate(engine, make_data(data, n, d, 0), tpb=32)
+        ok = [tuple(x) for x in launches] == tally.launches
+        failures += not ok
+        print(f"verify driver   {engine:15s} {data:8s} n={n:5d} d={d:3d} "
+              f"launches={len(launches):3d} pairs={sum(a * b for a, b in launches):6d}  "
+              f"{'ok' if ok else 'FAIL'}")
+        if not ok:
+            print(f"   driver:   {launches}\n   emulated: {tally.launches}")
+    print(f"(simulator run {time.perf_counter() - t0:.0f} s)")
+    return failures
+
+
+# --------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------
+
+def _table(results):
+    lines = [
+        "| engine | n | d | rounds | host syncs | pairs / n² | first-pass share | "
+        "max rows rescanned / n | padded / n² | projected H100 s (peak) | at n = 1e6 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        name = r["engine"] + (f" (K={r['topk']}, proposed)" if r["proposed_design"] else "")
+        syncs = "-" if r["host_syncs"] is None else str(r["host_syncs"])
+        lines.append(
+            f"| {name} | {r['n']} | {r['d']} | {r['rounds']} | {syncs} | "
+            f"{r['pairs_per_n2']:.2f} | {r['first_pass_share']:.2f} | "
+            f"{r['max_rows_rescanned_per_n']:.3f} | {r['padded_pairs_per_n2']:.2f} | "
+            f"{r['projected_h100_s']:.3g} | {r['projected_h100_s_n1e6']:.3g} |")
+    return "\n".join(lines)
+
+
+def _csv(text, cast=str):
+    return [cast(x) for x in text.split(",") if x]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="5000", help="comma-separated n (default 5000)")
+    ap.add_argument("--dims", default="32", help="comma-separated d (default 32)")
+    ap.add_argument("--engines", default="ward,average-cosine,single",
+                    help=f"comma-separated, from {','.join(ENGINES)} (ward-topk is a proposed "
+                         "design, not the engine)")
+    ap.add_argument("--topk", type=int, default=8, help="list length of ward-topk (default 8)")
+    ap.add_argument("--data", default="gaussian", choices=["gaussian", "blobs"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", help="write the results as JSON here")
+    ap.add_argument("--append", action="store_true",
+                    help="add to the results already in --out instead of replacing them")
+    ap.add_argument("--verify", action="store_true",
+                    help="check the emulation (merge heights vs the CPU engine at n = 300-2000, "
+                         "launches vs the real driver in the simulator) and exit")
+    ap.add_argument("--driver-launches", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    if args.driver_launches:
+        _driver_launches()
+        return 0
+    engines = _csv(args.engines)
+    bad = [e for e in engines if e not in ENGINES]
+    if bad:
+        ap.error(f"--engines: unknown {bad}; choose from {sorted(ENGINES)}")
+    if args.topk < 1:
+        ap.error("--topk must be at least 1")
+    if args.verify:
+        failures = verify_heights(engines, args.seed, args.topk) + verify_driver()
+        print("verify:", "all ok" if failures == 0 else f"{failures} FAILED")
+        return 1 if failures else 0
+
+    print("Counted work of the GPU memory-saving engine (NumPy emulation). Projected H100 times "
+          "are PROJECTIONS from counted pairs x 3 d FP64 ops at 1.67e13 ops/s peak, not "
+          "measurements.", flush=True)
+    results = []
+    for n in _csv(args.sizes, int):
+        for d in _csv(args.dims, int):
+            for engine in engines:
+                r = count_run(engine, n, d, args.data, args.seed, args.topk)
+                results.append(r)
+                print(f"{engine:15s} n={n:6d} d={d:4d} rounds={r['rounds']:4d} "
+                      f"pairs/n²={r['pairs_per_n2']:.3f} first-pass share="
+                      f"{r['first_pass_share']:.2f} max rescanned={r['max_rows_rescanned']} "
+                      f"projected H100 {r['projected_h100_s']:.3g} s "
+                      f"({r['emulation_wall_s']:.1f} s to emulate)", flush=True)
+    print()
+    print(_table(results))
+    if args.out:
+        command = " ".join(["benchmarks/count_gpu_work.py"]
+                           + (argv if argv is not None else sys.argv[1:]))
+        commands, old = [command], []
+        if args.append and Path(args.out).exists():
+            prev = json.loads(Path(args.out).read_text())
+            commands, old = prev["commands"] + commands, prev["results"]
+        results = old + results
+        doc = {
+            "what": "pair distances the GPU memory-saving engine (kernels/cuda_vector.py) "
+                    "computes, counted by a NumPy emulation of its host drivers; "
+                    "projected_h100_s is a projection (pairs x 3 d / 1.67e13 FP64 ops/s), "
+                    "not a measurement",
+            "commands": commands,
+            "git": _git_head(),
+            "python": platform.python_version(), "numpy": np.__version__,
+            "engine_constants": {"TOP_K": cuda_vector.TOP_K, "TILE_C": cuda_vector.TILE_C,
+                                 "tpb": GPU_TPB},
+            "results": results,
+        }
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"\nwrote {args.out}")
+    return 0
+
+
+def _git_head():
+    try:
+        root = Path(__file__).resolve().parents[1]
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "kernels"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        return head + ("+dirty kernels" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
