@@ -145,7 +145,8 @@ def _tile_accumulate(mcode, CT, q, p, out, lo, hi):
         qk = q[k]
         row = CT[k, lo:hi]
         for i in range(w):
-            o[i] = _accumulate(mcode, o[i], row[i], qk, p)
+            # float64 terms from float32 storage too: the data is rounded once, not each term
+            o[i] = _accumulate(mcode, o[i], np.float64(row[i]), np.float64(qk), p)
 
 
 @numba.njit(nogil=True, inline="always", cache=NUMBA_CACHE)
@@ -377,7 +378,8 @@ def _merge_into(code, metric, CT, size, extra, lo, hi):
     s_b = size[hi]
     sq = 0.0
     for k in range(CT.shape[0]):
-        sq = _accumulate(metrics.SQEUCLIDEAN, sq, CT[k, lo], CT[k, hi], 0.0)
+        sq = _accumulate(metrics.SQEUCLIDEAN, sq, np.float64(CT[k, lo]), np.float64(CT[k, hi]),
+                         0.0)
     extra[lo] = _merged_extra(code, metric, extra[lo], extra[hi], s_a, s_b, sq)
     for k in range(CT.shape[0]):
         CT[k, lo] = _merged_coordinate(code, CT[k, lo], CT[k, hi], s_a, s_b)

@@ -41,8 +41,8 @@ in the last bit (measured: at most 4e-16 relative); d(i, j) == d(j, i) holds
 bitwise on either. Shared arrays are sized by ``MAX_TPB`` (256: ``point_best``
 needs 216 registers per thread, so 512 threads would not launch); threads per
 block is a launch argument. Arithmetic is float64 whatever the storage dtype
-(``metrics.metric_accumulate`` widens its inputs; float32 storage halves memory
-and bandwidth only).
+(coordinates are widened before ``metrics.metric_accumulate``; float32 storage
+halves memory and bandwidth only).
 
 Simulator rules kept: one ``cuda.shared.array`` per source line, no warp
 shuffles, grid-stride loops. ``PTX_SIGNATURES`` lists every kernel.
@@ -364,7 +364,7 @@ def _merge_slots(CT, size, extra, code, metric, lo, hi):
     s_b = size[hi]
     sq = 0.0
     for k in range(d):
-        sq = _acc(metrics.SQEUCLIDEAN, sq, CT[k, lo], CT[k, hi], 0.0)
+        sq = _acc(metrics.SQEUCLIDEAN, sq, _F64(CT[k, lo]), _F64(CT[k, hi]), 0.0)
     extra[lo] = _merged_extra(code, metric, extra[lo], extra[hi], s_a, s_b, sq)
     for k in range(d):
         CT[k, lo] = _merged_coordinate(code, CT[k, lo], CT[k, hi], s_a, s_b)
@@ -442,7 +442,7 @@ def generic_relax(CT, size, extra, active, nn, nnd, pick, stale, stale_count, pa
             continue
         acc = 0.0
         for kk in range(d):
-            acc = _acc(mc, acc, CT[kk, k], CT[kk, u], 0.0)
+            acc = _acc(mc, acc, _F64(CT[kk, k]), _F64(CT[kk, u]), 0.0)  # float32 storage too
         w = _cluster_distance(code, metric, acc, size[k], size[u], extra[k], extra[u])
         if launch.precedes(w, k, bw, bj):
             bw = w
@@ -494,7 +494,7 @@ def generic_rescan(CT, size, extra, active, nn, nnd, stale, stale_count, n, code
                 continue
             acc = 0.0
             for kk in range(d):
-                acc = _acc(mc, acc, CT[kk, k], CT[kk, i], 0.0)
+                acc = _acc(mc, acc, _F64(CT[kk, k]), _F64(CT[kk, i]), 0.0)
             w = _cluster_distance(code, metric, acc, size[k], size[i], extra[k], extra[i])
             if launch.precedes(w, k, bw, bj):
                 bw = w

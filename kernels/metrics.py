@@ -13,8 +13,6 @@ product of the row norms, which the caller precomputes once per row.
 
 import math
 
-import numpy as np
-
 EUCLIDEAN = 0
 SQEUCLIDEAN = 1
 CITYBLOCK = 2
@@ -37,15 +35,7 @@ METRIC_CODES = {
 
 
 def metric_accumulate(code, acc, u, v, p):
-    """Fold one coordinate pair (u, v) into the running accumulator.
-
-    In float64 whatever the storage: the difference (and product) of two
-    float32 coordinates is then exact or nearly so, so float32 storage (the
-    memory-saving path's ``dtype=np.float32``) rounds the data once, not every
-    term. A no-op for float64 inputs.
-    """
-    u = np.float64(u)
-    v = np.float64(v)
+    """Fold one coordinate pair (u, v) into the running accumulator."""
     if code == COSINE or code == CORRELATION:
         return acc + u * v
     diff = u - v

@@ -110,6 +110,16 @@ def test_float32_working_copy_is_valid_and_close(rng):
         assert_allclose(Z[:, 2], Zs[:, 2], rtol=1e-5)
 
 
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cityblock", "chebyshev"])
+def test_float32_storage_rounds_the_data_once(rng, metric):
+    # Single linkage never updates the stored points, so with float64 arithmetic
+    # on float32 storage its heights are the float64 heights of the rounded data.
+    X = 1000.0 + rng.standard_normal((200, 7))  # large offset: float32 terms would round
+    rounded = X.astype(np.float32).astype(np.float64)
+    Z = lowmem_linkage(X, "single", metric, dtype=np.float32)
+    assert_same_linkage(Z, lowmem_linkage(rounded, "single", metric), rtol=1e-13)
+
+
 def test_correlation_is_cosine_of_centred_rows(rng):
     X = rng.standard_normal((50, 6))
     Xc = X - X.mean(axis=1, keepdims=True)
