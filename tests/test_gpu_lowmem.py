@@ -97,6 +97,14 @@ def test_float32_storage_is_valid_and_close(rng, method):
                     rtol=1e-4)
 
 
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "cityblock"])
+def test_float32_storage_rounds_the_data_once(rng, metric):
+    X = 1000.0 + rng.standard_normal((3000, 19))
+    rounded = X.astype(np.float32).astype(np.float64)
+    assert_same_linkage(lowmem_linkage(X, "single", metric, "cuda", dtype=np.float32),
+                        lowmem_linkage(rounded, "single", metric, "cuda"), rtol=1e-13)
+
+
 @pytest.mark.parametrize("method, metric", [("single", "cityblock"), ("ward", "euclidean"),
                                             ("centroid", "euclidean"),
                                             ("average", "sqeuclidean")])

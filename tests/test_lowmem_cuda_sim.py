@@ -80,6 +80,15 @@ def test_float32_storage_is_valid_and_close(rng):
         assert_allclose(Z[:, 2], scipy_reference(X, method, metric)[:, 2], rtol=1e-5)
 
 
+def test_float32_storage_rounds_the_data_once(rng):
+    # Single linkage never updates the stored points: float32 storage with float64
+    # arithmetic gives the float64 heights of the rounded data.
+    X = 1000.0 + rng.standard_normal((16, 5))
+    rounded = X.astype(np.float32).astype(np.float64)
+    assert_same_linkage(_run(X, "single", "euclidean", dtype=np.float32),
+                        _run(rounded, "single", "euclidean"), rtol=1e-13)
+
+
 @pytest.mark.parametrize("method, metric", [("single", "euclidean"), ("ward", "euclidean"),
                                             ("centroid", "euclidean"), ("average", "sqeuclidean")])
 def test_ties_give_a_valid_replayable_tree(rng, method, metric):
