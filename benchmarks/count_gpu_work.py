@@ -30,8 +30,8 @@ runs on a GPU):
     ``relabel`` (edge order (w, min(u, v), max(u, v)); a mutual pick leaves the
     smaller root in place).
 ``ward-topk`` (a PROPOSED design, not what the engine does)
-    The review's per-row candidate lists for the RNN rounds
-    (``/work/notes/review_cuda_vector.md``, section 5, fix 1): each row keeps
+    Per-row candidate lists for the RNN rounds (the fix the README's
+    limitations plan for ward at n = 1e6): each row keeps
     the ``--topk`` nearest (distance, slot) of its last scan plus a bound (the
     next distance, lowered when an offered entry is pushed out); entries of
     merged slots are dropped, the new clusters get a full scan and are offered
