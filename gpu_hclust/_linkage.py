@@ -131,7 +131,7 @@ def linkage(y, method="single", metric="euclidean", optimal_ordering=False, *,
 
         available, where = _available(chosen, engine)
         check_fits(predict_bytes(inp.n, inp.data.shape[1], spec, work_dtype), available, where,
-                   work_dtype, what="its working copy of the observations (memory-saving path)")
+                   work_dtype, what="working copy of the observations (memory-saving path)")
         with phase_bar(show, "merges (memory-saving)", inp.n - 1, unit="merge") as bar:
             a, b, h = _run_tracked(
                 lambda counter: run_vector(inp.data, spec, inp.metric, chosen, work_dtype,

@@ -59,7 +59,7 @@ def device_available_bytes():
     return free + pool.free_bytes()
 
 
-def check_fits(needed, available, where, dtype, extra_hint="", what="its distance matrix"):
+def check_fits(needed, available, where, dtype, extra_hint="", what="distance matrix"):
     """Raise MemoryError naming the size and the ways out if ``needed`` > ``available``.
 
     ``what`` names the dominant allocation (the one float32 halves).
@@ -68,11 +68,11 @@ def check_fits(needed, available, where, dtype, extra_hint="", what="its distanc
         return
     ways = [extra_hint] if extra_hint else []
     if np.dtype(dtype) != np.float32:
-        ways.append(f"dtype=np.float32 (halves {what.replace('its ', 'the ', 1)})")
+        ways.append(f"dtype=np.float32 (halves the {what})")
     ways.append("fewer observations")
     if where == "GPU":
         ways.append('backend="cpu"')
     raise MemoryError(
-        f"linkage needs {_fmt(needed)} of {where} memory for {what} but "
+        f"linkage needs {_fmt(needed)} of {where} memory for its {what} but "
         f"only {_fmt(available)} is free. Ways out: {'; '.join(ways)}."
     )
