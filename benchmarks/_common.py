@@ -1,13 +1,26 @@
-"""Helpers shared by the benchmark scripts: per-call time and memory, run metadata.
+"""Helpers shared by the benchmark scripts: per-call time and memory, checks, provenance.
 
 The scripts run as plain files (``python benchmarks/bench_*.py``), so their
 folder is on ``sys.path`` and they import this module as ``_common``.
+
+Check results (one per benchmark row, DESIGN.md sec. 5, anti-pattern 8):
+
+* ``ok``: the row's output was compared with a reference and is equal
+  (linkage ids exact, heights within ``rtol``);
+* ``MISMATCH``: compared and different (the script's exit status becomes 1);
+* ``unchecked``: nothing was compared. Never printed as ``ok``.
 """
 
 import platform
 import subprocess
 import time
 from pathlib import Path
+
+import numpy as np
+
+OK, MISMATCH, UNCHECKED = "ok", "MISMATCH", "unchecked"
+CHECK_RESULTS = (OK, MISMATCH, UNCHECKED)
+MIN_SAMPLES = 3  # fewer timed samples make min/median/max meaningless
 
 
 def status_kib(field):
@@ -101,12 +114,70 @@ def version(dist):
         return None
 
 
-def git(*args):
+def git(*args, root=None):
     """Output of ``git args...`` in the repository (stripped), None if git fails."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parent.parent if root is None else Path(root)
     try:
         out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True,
                              timeout=10)
         return out.stdout.strip() if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def provenance(root=None, paths=()):
+    """``{"git_commit": ..., "git_dirty": ...}`` of the checkout holding these scripts.
+
+    Both are the string ``"unknown"`` when git is missing or ``root`` is not
+    inside a git work tree (an unpacked sdist, a copied folder): a missing
+    answer is never reported as a clean tree. ``git_dirty`` counts tracked
+    files only (``paths`` narrows it, e.g. to the kernels).
+    """
+    if git("rev-parse", "--is-inside-work-tree", root=root) != "true":
+        return {"git_commit": "unknown", "git_dirty": "unknown"}
+    commit = git("rev-parse", "HEAD", root=root)
+    status = git("status", "--porcelain", "--untracked-files=no", "--", *paths, root=root)
+    return {"git_commit": commit or "unknown",
+            "git_dirty": "unknown" if status is None else bool(status)}
+
+
+def sample_stats(samples):
+    """``n_samples``, ``min_s``, ``median_s``, ``max_s`` of timed samples (seconds).
+
+    With fewer than ``MIN_SAMPLES`` samples the statistics are None: a
+    "median" of one sample is that sample, not a median.
+    """
+    samples = [float(s) for s in samples]
+    out = {"n_samples": len(samples), "samples_s": samples}
+    enough = len(samples) >= MIN_SAMPLES
+    out["min_s"] = min(samples) if enough else None
+    out["median_s"] = float(np.median(samples)) if enough else None
+    out["max_s"] = max(samples) if enough else None
+    return out
+
+
+def compare_linkage(Z, Zref, rtol):
+    """Compare a linkage matrix with a reference: (``OK`` or ``MISMATCH``, details).
+
+    ``OK`` needs equal shapes, equal ids and sizes (columns 0, 1, 3, exact) and
+    heights within ``rtol`` of the reference's (no absolute tolerance).
+    """
+    Z = np.asarray(Z, dtype=np.float64)
+    Zref = np.asarray(Zref, dtype=np.float64)
+    if Z.shape != Zref.shape:
+        return MISMATCH, {"detail": f"shape {Z.shape} != reference's {Zref.shape}"}
+    ids = bool(np.array_equal(Z[:, [0, 1, 3]], Zref[:, [0, 1, 3]]))
+    h, hr = Z[:, 2], Zref[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.abs(h - hr) / np.abs(hr)
+    rel = np.where(hr == 0, np.abs(h), rel)
+    max_rel = float(np.nanmax(rel)) if rel.size else 0.0
+    if rel.size and np.isnan(rel).any():
+        max_rel = float("nan")
+    heights = bool(np.allclose(h, hr, rtol=rtol, atol=0)) if h.size else True
+    info = {"ids_equal": ids, "max_rel_err_heights": max_rel, "rtol": rtol}
+    if ids and heights:
+        return OK, info
+    info["detail"] = ("ids differ; " if not ids else "") + (
+        f"heights differ (max rel {max_rel:.2e} > rtol {rtol:g})" if not heights else "")
+    return MISMATCH, info
