@@ -43,7 +43,7 @@ from scipy.cluster import hierarchy as sch
 from scipy.spatial.distance import pdist
 
 import gpu_hclust as hc
-from gpu_hclust._synthetic import caterpillar, random_tree
+from synthetic import caterpillar, random_tree
 
 FAILURES = []
 

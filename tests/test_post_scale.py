@@ -6,12 +6,15 @@ code runs at that size (leaves_list, fcluster, inconsistent, maxdists), and
 checked for their defining properties where it does not (to_tree, cut_tree).
 """
 
+import doctest
+
 import numpy as np
 import pytest
+import synthetic  # benchmarks/synthetic.py (pytest's pythonpath): not part of the package
 from scipy.cluster import hierarchy as sch
+from synthetic import caterpillar, random_tree
 
 import gpu_hclust as hc
-from gpu_hclust._synthetic import caterpillar, random_tree
 
 SIZES = [100_000, pytest.param(1_000_000, marks=pytest.mark.slow)]
 
@@ -23,6 +26,14 @@ def shape(request):
 
 def _tree(rng, shape, n):
     return random_tree(rng, n) if shape == "random" else caterpillar(rng, n)
+
+
+def test_synthetic_examples():
+    # The generators left the package (tests/test_doctests.py scans only gpu_hclust/):
+    # their docstring examples run here.
+    result = doctest.testmod(synthetic, optionflags=doctest.NORMALIZE_WHITESPACE, report=False)
+    assert result.attempted > 0
+    assert result.failed == 0
 
 
 @pytest.mark.parametrize("n", [2, 3, 17, 1000])

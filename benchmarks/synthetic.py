@@ -10,6 +10,12 @@ points and scipy's results are unique.
 
 The generators draw from the ``numpy.random.Generator`` they are given, in a
 fixed order, so a seed gives the same tree on every machine and every run.
+
+Not part of the package (only ``tests/test_post_scale.py`` and
+``benchmarks/bench_post.py`` use it): the benchmark scripts import it as
+``synthetic`` because their own folder is on ``sys.path`` when they run, and
+pytest adds ``benchmarks/`` to ``sys.path`` (``pythonpath`` in pyproject.toml).
+``tests/test_post_scale.py`` runs the examples below.
 """
 
 import numpy as np
@@ -40,7 +46,7 @@ def random_tree(rng, n):
     --------
     >>> import numpy as np
     >>> import gpu_hclust as hc
-    >>> from gpu_hclust._synthetic import random_tree
+    >>> from synthetic import random_tree
     >>> Z = random_tree(np.random.default_rng(0), 6)
     >>> Z.shape
     (5, 4)
@@ -90,7 +96,7 @@ def caterpillar(rng, n):
     --------
     >>> import numpy as np
     >>> import gpu_hclust as hc
-    >>> from gpu_hclust._synthetic import caterpillar
+    >>> from synthetic import caterpillar
     >>> Z = caterpillar(np.random.default_rng(0), 5)
     >>> Z[:, 3]
     array([2., 3., 4., 5.])
