@@ -22,9 +22,15 @@ pruning), for linkage methods ``--olo-methods``; scipy up to
 ``--olo-scipy-max``, ours at every size; results must equal scipy's exactly.
 
 Timing: one warm-up call on small inputs first (Numba compilation or cache
-load, reported as ``warmup_s``), then the median of ``--repeat`` calls. The
-machine is shared: load averages are recorded next to every case. JSON goes to
-``--out`` (default ``benchmarks/results/post-<cpu|gpu>-<date>.json``).
+load, reported as ``warmup_s``), then ``--repeat`` (at least 3) calls of ours and
+of scipy: min, median and max (``ours_s``/``scipy_s`` are the medians). The
+machine is shared: load averages are recorded next to every case.
+
+Checks, one per row (``check``): ``ok`` when the output equals scipy's exactly
+(to_tree: the same pre-order of leaves and the same root), ``MISMATCH`` when it
+differs, ``unchecked`` when scipy did not run (above ``--scipy-cut-max``,
+``--scipy-dendro-max``, ``--olo-scipy-max``, or it raised). JSON goes to
+``--out`` (default ``post-cpu-<date>.json`` in the current folder).
 """
 
 import argparse
@@ -32,7 +38,6 @@ import datetime as _dt
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,13 +48,17 @@ from scipy.cluster import hierarchy as sch
 from scipy.spatial.distance import pdist
 
 import gpu_hclust as hc
+from _common import MIN_SAMPLES, MISMATCH, OK, UNCHECKED, provenance, sample_stats
 from synthetic import caterpillar, random_tree
 
 FAILURES = []
 
 
-def timed(fn, repeat):
-    """(median seconds, last result) or (None, 'ExcType: message')."""
+def timed(fn, repeat, stats=None):
+    """(median seconds, last result) or (None, 'ExcType: message').
+
+    ``stats`` (a dict), when given, receives min/median/max of the samples.
+    """
     times = []
     out = None
     for _ in range(repeat):
@@ -59,10 +68,20 @@ def timed(fn, repeat):
         except (RecursionError, MemoryError, NotImplementedError) as exc:
             return None, f"{type(exc).__name__}: {str(exc)[:120]}"
         times.append(time.perf_counter() - t0)
+    if stats is not None:
+        stats.update(sample_stats(times))
     return float(np.median(times)), out
 
 
+def _check(equal):
+    """ok / MISMATCH when compared, unchecked when scipy gave nothing to compare."""
+    return UNCHECKED if equal is None else (OK if equal else MISMATCH)
+
+
 def _same(a, b):
+    if isinstance(a, sch.ClusterNode) or hasattr(a, "pre_order"):
+        return (a.get_id() == b.get_id() and a.get_count() == b.get_count()
+                and a.dist == b.dist and a.pre_order() == b.pre_order())
     if isinstance(a, dict):
         return all(_same(a[k], b[k]) for k in ("leaves", "ivl", "icoord", "dcoord"))
     if isinstance(a, tuple):
@@ -111,22 +130,24 @@ def run_scale(args, rng, record):
             for name, (ours, ref) in scale_calls(Z, n, args.scipy_cut_max,
                                                  args.scipy_dendro_max).items():
                 load = os.getloadavg()
-                t_ours, out_ours = timed(ours, args.repeat)
+                st_ours, st_ref = {}, {}
+                t_ours, out_ours = timed(ours, args.repeat, st_ours)
                 row = {"n": n, "tree": shape_name, "call": name, "ours_s": t_ours,
-                       "load_before": load}
+                       "ours_samples": st_ours, "load_before": load}
                 if t_ours is None:
                     row["ours_error"] = out_ours
                 if ref is not None:
-                    t_ref, out_ref = timed(ref, 1)
-                    row["scipy_s"] = t_ref
+                    t_ref, out_ref = timed(ref, args.repeat, st_ref)
+                    row["scipy_s"], row["scipy_samples"] = t_ref, st_ref
                     if t_ref is None:
                         row["scipy_error"] = out_ref
-                    elif t_ours is not None and name != "to_tree":
+                    elif t_ours is not None:
                         row["equal"] = bool(_same(out_ours, out_ref))
                         if not row["equal"]:
                             FAILURES.append(f"{name} n={n} {shape_name}")
                     if t_ref and t_ours:
                         row["speedup"] = t_ref / t_ours
+                row["check"] = _check(row.get("equal"))
                 rows.append(row)
                 print(_fmt_scale(row), flush=True)
                 del out_ours
@@ -140,8 +161,8 @@ def _fmt_scale(row):
     else:
         ref = "(not run)"
     extra = f"  x{row['speedup']:.1f}" if "speedup" in row else ""
-    eq = {True: "  equal", False: "  MISMATCH"}.get(row.get("equal"), "")
-    return f"{row['n']:>9} {row['tree']:<12} {row['call']:<32} ours {ours:<9} scipy {ref}{extra}{eq}"
+    return (f"{row['n']:>9} {row['tree']:<12} {row['call']:<32} ours {ours:<9} scipy {ref}"
+            f"{extra}  check {row['check']}")
 
 
 def olo_data(kind, n, seed):
@@ -166,23 +187,26 @@ def run_olo(args, record):
                 y = pdist(X)
                 Z = sch.linkage(y, method)
                 load = os.getloadavg()
-                t_ours, ours = timed(lambda: hc.optimal_leaf_ordering(Z, y), args.repeat)
+                st_ours, st_ref = {}, {}
+                t_ours, ours = timed(lambda: hc.optimal_leaf_ordering(Z, y), args.repeat, st_ours)
                 row = {"n": n, "data": kind, "method": method, "ours_s": t_ours,
-                       "load_before": load}
+                       "ours_samples": st_ours, "load_before": load}
                 if t_ours is None:
                     row["ours_error"] = ours
                 if n <= args.olo_scipy_max:
-                    t_ref, ref = timed(lambda: sch.optimal_leaf_ordering(Z, y), 1)
-                    row["scipy_s"] = t_ref
+                    t_ref, ref = timed(lambda: sch.optimal_leaf_ordering(Z, y), args.repeat,
+                                       st_ref)
+                    row["scipy_s"], row["scipy_samples"] = t_ref, st_ref
                     if t_ref is not None and t_ours is not None:
                         row["equal"] = bool(np.array_equal(ours, ref))
                         row["speedup"] = t_ref / t_ours
                         if not row["equal"]:
                             FAILURES.append(f"optimal_leaf_ordering n={n} {kind} {method}")
+                row["check"] = _check(row.get("equal"))
                 rows.append(row)
                 ref_s = f"{row['scipy_s']:.2f}s" if row.get("scipy_s") else "(not run)"
                 sp = f"  x{row['speedup']:.1f}" if "speedup" in row else ""
-                eq = {True: "  equal", False: "  MISMATCH"}.get(row.get("equal"), "")
+                eq = f"  check {row['check']}"
                 ours_s = f"{t_ours:.2f}s" if t_ours is not None else row["ours_error"]
                 print(f"OLO {kind:<8} {method:<8} n={n:<6} ours {ours_s:<8} scipy {ref_s}"
                       f"{sp}{eq}", flush=True)
@@ -206,15 +230,7 @@ def machine():
     info["numba_threads"] = numba.get_num_threads()
     info["versions"] = {"gpu_hclust": hc.__version__, "numpy": np.__version__,
                         "scipy": scipy.__version__, "numba": numba.__version__}
-    try:
-        root = Path(__file__).resolve().parents[1]
-        info["git_commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root,
-                                            capture_output=True, text=True).stdout.strip()
-        info["git_dirty"] = bool(subprocess.run(["git", "status", "--porcelain", "--",
-                                                 "gpu_hclust", "kernels"], cwd=root,
-                                                capture_output=True, text=True).stdout)
-    except OSError:
-        pass
+    info.update(provenance(paths=("gpu_hclust", "kernels")))
     return info
 
 
@@ -230,10 +246,13 @@ def main(argv=None):
     p.add_argument("--olo-methods", type=lambda s: s.split(","), default=["average", "ward"])
     p.add_argument("--scipy-cut-max", type=int, default=10_000)
     p.add_argument("--scipy-dendro-max", type=int, default=100_000)
-    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--repeat", type=int, default=MIN_SAMPLES,
+                   help=f"timed calls of ours and scipy's per row, at least {MIN_SAMPLES}")
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--out")
     args = p.parse_args(argv)
+    if args.repeat < MIN_SAMPLES:
+        p.error(f"--repeat must be at least {MIN_SAMPLES}; got {args.repeat}")
     if args.scale_sizes is None:
         args.scale_sizes = [100_000] if args.quick else [1_000_000]
     if args.olo_sizes is None:
@@ -241,8 +260,7 @@ def main(argv=None):
                           else [500, 1000, 2000, 5000, 10000, 20000])
     record = {"time": _dt.datetime.now().isoformat(timespec="seconds"),
               "machine": machine(), "args": vars(args)}
-    out = Path(args.out or Path(__file__).parent / "results" /
-               f"post-cpu-{_dt.date.today().isoformat()}.json")
+    out = Path(args.out or f"post-cpu-{_dt.date.today().isoformat()}.json")
     rng = np.random.default_rng(args.seed)
     if not args.skip_scale:
         run_scale(args, rng, record)
