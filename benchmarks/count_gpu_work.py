@@ -90,6 +90,8 @@ try:
 except ImportError:  # run from a checkout without PYTHONPATH
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import MISMATCH, OK, UNCHECKED, provenance  # noqa: E402
+
 from gpu_hclust import _lowmem  # noqa: E402
 from gpu_hclust._methods import METHODS  # noqa: E402
 from gpu_hclust.kernels import cpu_vector, cuda_vector, formulas, metrics  # noqa: E402
@@ -499,11 +501,32 @@ def projected_h100_s(pairs, d):
     return pairs * OPS_PER_PAIR_COORD * d / H100_FP64_OPS_PER_S
 
 
-def count_run(engine, n, d, data, seed, topk):
+def check_heights(engine, X, h, check_max_n):
+    """(check, detail): the emulated heights against the CPU memory-saving engine's.
+
+    ``ok``: sorted heights equal ``linkage(X, low_memory=True, backend='cpu')``'s
+    to rtol 1e-9 (the emulation yields heights, not ids); ``MISMATCH`` when
+    they differ; ``unchecked`` above ``check_max_n`` (nothing compared).
+    """
+    import gpu_hclust
+
+    n = X.shape[0]
+    if n > check_max_n:
+        return UNCHECKED, f"n > --check-max-n {check_max_n}: not compared"
+    method, metric = ENGINES[engine]
+    Z = gpu_hclust.linkage(X, method, metric=metric, low_memory=True, backend="cpu")
+    ref, got = np.sort(Z[:, 2]), np.sort(h)
+    if got.shape == ref.shape and np.allclose(got, ref, rtol=1e-9, atol=0):
+        return OK, "sorted heights equal the CPU memory-saving engine's (rtol 1e-9)"
+    return MISMATCH, "sorted heights differ from the CPU memory-saving engine's"
+
+
+def count_run(engine, n, d, data, seed, topk, check_max_n=0):
     X = make_data(data, n, d, seed)
     t0 = time.perf_counter()
-    _, rounds, tally = emulate(engine, X, topk)
+    h, rounds, tally = emulate(engine, X, topk)
     wall = time.perf_counter() - t0
+    check, check_detail = check_heights(engine, X, h, check_max_n)
     n2 = float(n) * n
     first = n2  # round 0 scans every row against every column
     # rows given a full rescan after the first pass (ward-topk's first pass precedes round 0)
@@ -527,6 +550,7 @@ def count_run(engine, n, d, data, seed, topk):
         "projected_h100_s": projected_h100_s(tally.pairs, d),
         "projected_h100_s_n1e6": projected_h100_s(tally.pairs / n2 * 1e12, d),
         "emulation_wall_s": round(wall, 2),
+        "check": check, "check_detail": check_detail,
         "per_round": {key: [r.get(key, 0) for r in rounds] for key in rounds[0]},
     }
     if engine in ("ward", "average-cosine"):
@@ -569,7 +593,8 @@ def verify_heights(engines, seed, topk):
                 err = float(np.max(np.abs(got - ref) / np.maximum(np.abs(ref), 1e-300)))
             failures += not ok
             print(f"verify heights  {engine:15s} {data:8s} n={n:5d} d={d:3d} "
-                  f"rounds={len(rounds):3d}  max rel diff {err:.1e}  {'ok' if ok else 'FAIL'}",
+                  f"rounds={len(rounds):3d}  max rel diff {err:.1e}  "
+                  f"{OK if ok else MISMATCH}",
                   flush=True)
     return failures
 
@@ -628,7 +653,7 @@ def verify_driver():
         failures += not ok
         print(f"verify driver   {engine:15s} {data:8s} n={n:5d} d={d:3d} "
               f"launches={len(launches):3d} pairs={sum(a * b for a, b in launches):6d}  "
-              f"{'ok' if ok else 'FAIL'}")
+              f"{OK if ok else MISMATCH}")
         if not ok:
             print(f"   driver:   {launches}\n   emulated: {tally.launches}")
     print(f"(simulator run {time.perf_counter() - t0:.0f} s)")
@@ -642,8 +667,8 @@ def verify_driver():
 def _table(results):
     lines = [
         "| engine | n | d | rounds | host syncs | pairs / n² | first-pass share | "
-        "max rows rescanned / n | padded / n² | projected H100 s (peak) | at n = 1e6 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "max rows rescanned / n | padded / n² | projected H100 s (peak) | at n = 1e6 | check |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         name = r["engine"] + (f" (K={r['topk']}, proposed)" if r["proposed_design"] else "")
@@ -652,7 +677,8 @@ def _table(results):
             f"| {name} | {r['n']} | {r['d']} | {r['rounds']} | {syncs} | "
             f"{r['pairs_per_n2']:.2f} | {r['first_pass_share']:.2f} | "
             f"{r['max_rows_rescanned_per_n']:.3f} | {r['padded_pairs_per_n2']:.2f} | "
-            f"{r['projected_h100_s']:.3g} | {r['projected_h100_s_n1e6']:.3g} |")
+            f"{r['projected_h100_s']:.3g} | {r['projected_h100_s_n1e6']:.3g} | "
+            f"{r.get('check', UNCHECKED)} |")
     return "\n".join(lines)
 
 
@@ -671,6 +697,9 @@ def main(argv=None):
     ap.add_argument("--topk", type=int, default=8, help="list length of ward-topk (default 8)")
     ap.add_argument("--data", default="gaussian", choices=["gaussian", "blobs"])
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--check-max-n", type=int, default=20000,
+                    help="compare each run's emulated heights with the CPU memory-saving engine "
+                         "up to this n (default 20000); larger runs say unchecked")
     ap.add_argument("--out", help="write the results as JSON here")
     ap.add_argument("--append", action="store_true",
                     help="add to the results already in --out instead of replacing them")
@@ -701,13 +730,14 @@ def main(argv=None):
     for n in _csv(args.sizes, int):
         for d in _csv(args.dims, int):
             for engine in engines:
-                r = count_run(engine, n, d, args.data, args.seed, args.topk)
+                r = count_run(engine, n, d, args.data, args.seed, args.topk, args.check_max_n)
                 results.append(r)
                 print(f"{engine:15s} n={n:6d} d={d:4d} rounds={r['rounds']:4d} "
                       f"pairs/n²={r['pairs_per_n2']:.3f} first-pass share="
                       f"{r['first_pass_share']:.2f} max rescanned={r['max_rows_rescanned']} "
                       f"projected H100 {r['projected_h100_s']:.3g} s "
-                      f"({r['emulation_wall_s']:.1f} s to emulate)", flush=True)
+                      f"({r['emulation_wall_s']:.1f} s to emulate) check {r['check']}",
+                      flush=True)
     print()
     print(_table(results))
     if args.out:
@@ -725,6 +755,7 @@ def main(argv=None):
                     "not a measurement",
             "commands": commands,
             "git": _git_head(),
+            **provenance(paths=("kernels",)),
             "python": platform.python_version(), "numpy": np.__version__,
             "engine_constants": {"TOP_K": cuda_vector.TOP_K, "TILE_C": cuda_vector.TILE_C,
                                  "tpb": GPU_TPB},
