@@ -1,111 +1,154 @@
 #!/usr/bin/env bash
-# The one script to run on a borrowed GPU machine (repo root, ~8 minutes):
+# The one script to run on a borrowed GPU machine (repo root, one call of at most 8 minutes):
 #
-#   bash benchmarks/gpu_check.sh            # results under $OUT (default ./out/gpu_check)
+#   bash benchmarks/gpu_check.sh                       # default phases
+#   GPU_CHECK_PHASES=tests,D bash benchmarks/gpu_check.sh
+#   GPU_CHECK_DRY_RUN=1 bash benchmarks/gpu_check.sh   # print the plan, run nothing
+#
+# Results (JSON per phase, logs, environment with device name, versions and commit,
+# summary.txt) go to $OUT, default benchmarks/results/gpu-check-<device>-<date>/.
 #
 # 1. installs the package (pip install --no-deps -e .) and the wheels carried in
 #    .whl/ (gitignored; the machine has no network): fastcluster, and numpy 2.4
-#    because numba-cuda 0.30.4 fails to compile any kernel on the image's numpy
-#    2.5 (np.row_stack is gone). Fetch both here with pip download (cp312).
-# 2. runs the GPU tests: pytest -m gpu -x -q,
-# 3. benchmarks linkage on the GPU against scipy/fastcluster/our CPU backend
-#    with benchmarks/bench_linkage.py (JSON per phase, log in bench.log),
-# 4. prints a short summary last.
-# Every stage is time-boxed so the whole run ends inside GPU_CHECK_BUDGET_S
-# seconds (default 480); a stage that fails is logged and the next one runs.
-# GPU_CHECK_K="expr" narrows the tests (pytest -k) for a partial check.
-# GPU_CHECK_PHASES="tests,A,B,C,D" (the default) picks the stages after the
-# install, e.g. GPU_CHECK_PHASES=tests,D for the memory-saving path only.
+#    because numba-cuda 0.30.4 fails to compile any kernel on numpy 2.5.
+# 2. tests: pytest -m gpu -x -q (GPU_CHECK_K="expr" narrows it, pytest -k).
+# 3. benchmarks, every row checked (benchmarks/README.md, "Checks"): each row prints
+#    ok / MISMATCH / unchecked and names its reference: scipy where it holds the
+#    case (a timed row or one untimed call up to --ref-max-n), else our CPU engine
+#    at the same n (one untimed call), itself compared with scipy at a smaller n
+#    in the same run. Sizes are chosen so that every default row has a reference
+#    inside the budget; the opt-in phases say which rows cannot be checked.
+#    default phases (sizes from the H100 run of 2026-11-25: our CPU engine took
+#    1.1-1.6 s per method at 10k on 16 cores, scipy 1.7-5 s; not yet re-timed):
+#      A     dense, cuda + cuda-device, all methods, n = 20k x 32 (our CPU engine, one
+#            call per method; validated against scipy at n = 2000)
+#      D     memory-saving, cuda, single and ward, n = 100k x 32 (our CPU engine, one call)
+#      B     dense, n = 10k x 32, single/complete/average/ward: cuda, cuda-device, our
+#            cpu backend, scipy, fastcluster (scipy is the reference)
+#    opt-in (GPU_CHECK_PHASES=...; each alone fits a call, together they do not):
+#      C     dense, cuda-device at d = 384, n = 10k (scipy) and 30k (our CPU)
+#      D384  memory-saving, cuda, average-cosine, n = 20k x 384 (our CPU engine)
+#      A50   dense, cuda + cuda-device, all methods at 50k (our CPU engine, 10 GB per call)
+#      A100  dense, cuda-device, ward/single/average at 100k (our CPU, 40 GB per call)
+#      D1M   memory-saving, cuda, single and ward at 1e6 x 32: no reference fits,
+#            the rows print "unchecked" (the engine is checked at 100k by phase D)
+# 4. prints a summary: per phase the count of ok / MISMATCH / unchecked rows.
+# Every stage is time-boxed so the whole run ends inside GPU_CHECK_BUDGET_S seconds
+# (default 480); a stage that fails is logged and the next one runs.
 set -uo pipefail
 
-OUT="${OUT:-$PWD/out/gpu_check}"
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1
+PY="${PYTHON:-python3}"
+DRY="${GPU_CHECK_DRY_RUN:-0}"
 BUDGET="${GPU_CHECK_BUDGET_S:-480}"
-PHASES=",${GPU_CHECK_PHASES:-tests,A,B,C,D},"
+PHASES=",${GPU_CHECK_PHASES:-tests,A,D,B},"
 want() { [[ "$PHASES" == *",$1,"* ]]; }
 T0=$(date +%s)
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
+
+device=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+slug=$(echo "${device:-no-gpu}" | tr 'A-Z' 'a-z' | sed -E 's/[^a-z0-9]+/-/g; s/^-|-$//g')
+OUT="${OUT:-$PWD/benchmarks/results/gpu-check-$slug-$(date +%Y-%m-%d)}"
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
 SUMMARY="$OUT/summary.txt"
 : >"$SUMMARY"
 note() { echo "$*" | tee -a "$SUMMARY"; }
+# run LIMIT CMD...: time-boxed, or only printed in a dry run
+run() {
+  local limit=$1; shift
+  if [ "$DRY" = 1 ]; then echo "DRY-RUN (limit ${limit}s): $*" | tee -a "$SUMMARY" >&2; return 0; fi
+  timeout -k 5 "$limit" "$@"
+}
 
-{ nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv
-  python3 -c "import sys, numpy, scipy, numba; print(sys.version.split()[0], 'numpy', numpy.__version__, 'scipy', scipy.__version__, 'numba', numba.__version__)"
-  python3 -m pip list 2>/dev/null | grep -i -E '^(cupy|numba-cuda|cuda-bindings|nvidia-nvvm|nvidia-cuda-nvrtc|fastcluster) '
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+g() { git -C "$ROOT" "$@" 2>/dev/null; }
+commit=$(g rev-parse HEAD || echo unknown)
+dirty=unknown
+if [ "$(g rev-parse --is-inside-work-tree)" = true ]; then
+  if [ -n "$(g status --porcelain --untracked-files=no)" ]; then dirty=yes; else dirty=no; fi
+fi
+{ echo "device: ${device:-none (nvidia-smi not found)}"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv 2>&1
+  echo "commit: $commit (tracked files modified: $dirty)"
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  "$PY" -c "import sys, numpy, scipy, numba; print('python', sys.version.split()[0], 'numpy', numpy.__version__, 'scipy', scipy.__version__, 'numba', numba.__version__)"
+  "$PY" -m pip list 2>/dev/null | grep -i -E '^(cupy|numba-cuda|cuda-bindings|nvidia-nvvm|nvidia-cuda-nvrtc|fastcluster) '
 } >"$OUT/environment.txt" 2>&1
-note "device: $(head -2 "$OUT/environment.txt" | tail -1)"
+note "device: ${device:-none}; commit $commit (modified: $dirty); phases ${PHASES//,/ }"
 
 # --- 1. install ---------------------------------------------------------------
-if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl >"$OUT/install.log" 2>&1 \
-    && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
-fi
-if python3 -m pip install -q --no-deps --no-build-isolation -e . >>"$OUT/install.log" 2>&1; then
-  note "install: pip install -e . ok"
-else
-  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-  note "install: pip install -e . FAILED (see install.log); running from the source tree"
+if [ "$DRY" != 1 ]; then
+  if compgen -G ".whl/*.whl" >/dev/null; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/site .whl/*.whl >"$OUT/install.log" 2>&1 \
+      && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+  fi
+  if "$PY" -m pip install -q --no-deps --no-build-isolation -e . >>"$OUT/install.log" 2>&1; then
+    note "install: pip install -e . ok"
+  else
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+    note "install: pip install -e . FAILED (see install.log); running from the source tree"
+  fi
 fi
 
 # --- 2. GPU tests -------------------------------------------------------------
 if want tests; then
-  TEST_S=$(( $(left) / 2 ))
-  timeout "$TEST_S" python3 -m pytest -m gpu -x -q -p no:cacheprovider --durations=15 \
+  TEST_S=$(( $(left) / 3 ))
+  run "$TEST_S" "$PY" -m pytest -m gpu -x -q -p no:cacheprovider --durations=15 \
     ${GPU_CHECK_K:+-k "$GPU_CHECK_K"} tests >"$OUT/pytest_gpu.log" 2>&1
-  rc=$?
-  note "pytest -m gpu (rc=$rc, limit ${TEST_S}s): $(grep -E '(passed|failed|error|skipped)' "$OUT/pytest_gpu.log" | tail -1)"
+  note "pytest -m gpu (rc=$?, limit ${TEST_S}s): $(grep -E '(passed|failed|error|skipped)' "$OUT/pytest_gpu.log" 2>/dev/null | tail -1)"
 fi
 
-# --- 3. benchmark (benchmarks/bench_linkage.py) ----------------------------------
-# Three phases, most important first, each time-boxed to a share of what is left:
-#   A  cuda-device (CuPy in/out; NumPy in/out differs by one small copy at these
-#      sizes) for every method at n = 20k, 50k, 100k, d = 32;
-#   B  n = 10k, d = 32: cuda (NumPy and CuPy in/out) vs our cpu backend, scipy, fastcluster;
-#   C  cuda-device at d = 384 for n = 10k, 50k, 100k (the matrix is 40 GB at 100k).
-BENCH="python3 benchmarks/bench_linkage.py --repeat 1"
-bench_phase() {  # name share-of-remaining-percent args...
-  local name=$1 share=$2; shift 2
+# --- 3. benchmarks ----------------------------------------------------------------
+# phase NAME SHARE-OF-REMAINING-PERCENT SCRIPT ARGS...: JSON in $OUT/bench_NAME.json
+phase() {
+  local name=$1 share=$2 script=$3; shift 3
   want "$name" || return 0
   local limit=$(( ($(left) - 15) * share / 100 ))
-  if [ "$limit" -lt 20 ]; then note "bench $name: skipped (no time left)"; return; fi
-  echo "=== phase $name: $* (limit ${limit}s)" >>"$OUT/bench.log"
-  timeout -k 5 "$limit" $BENCH "$@" --json "$OUT/bench_$name.json" >>"$OUT/bench.log" 2>&1
-  note "bench $name rc=$? (limit ${limit}s): $*"
-}
-if [ -f benchmarks/bench_linkage.py ]; then
-  bench_phase A 45 --backends cuda-device --sizes 20000,50000,100000 --dims 32 --isolate impl
-  bench_phase B 55 --backends cuda,cpu,scipy,fastcluster --sizes 10000 --dims 32 \
-    --cpu-max-n 10000 --isolate impl
-  bench_phase C 50 --backends cuda-device --sizes 10000,50000,100000 --dims 384 --isolate impl
-else
-  note "bench: benchmarks/bench_linkage.py is missing"
-fi
-# D  the memory-saving path on the GPU (issue 7 targets: single/ward 1e6 x 32,
-#    average-cosine 1e6 x 384), not yet measured on a GPU.
-#    Two runs, each writing its JSON after every case: d = 32 (single, ward at
-#    1e5 then 1e6; ward 1e6 is projected at 35-45 s from counted work), then
-#    average-cosine at d = 384 for 1e5 and 2e5 (x25 extrapolates to 1e6, which is
-#    projected at several minutes: run it alone, not inside a 15-minute loan).
-lowmem_phase() {  # name share-of-remaining-percent args...
-  local name=$1 share=$2; shift 2
-  local limit=$(( ($(left) - 15) * share / 100 ))
   if [ "$limit" -lt 30 ]; then note "bench $name: skipped (no time left)"; return; fi
-  echo "=== phase $name: $* (limit ${limit}s)" >>"$OUT/bench.log"
-  timeout -k 5 "$limit" python3 benchmarks/bench_lowmem.py --impls cuda "$@" \
-    --out "$OUT/bench_$name.json" >>"$OUT/bench.log" 2>&1
-  note "bench $name rc=$? (limit ${limit}s): memory-saving $*"
+  echo "=== phase $name: $script $* (limit ${limit}s)" >>"$OUT/bench.log"
+  local out=(--json "$OUT/bench_$name.json")
+  [ "$script" = bench_lowmem.py ] && out=(--out "$OUT/bench_$name.json")
+  run "$limit" "$PY" "benchmarks/$script" "$@" "${out[@]}" >>"$OUT/bench.log" 2>&1
+  note "bench $name rc=$? (limit ${limit}s): $script $*"
 }
-if want D && [ -f benchmarks/bench_lowmem.py ]; then
-  lowmem_phase D 60 --sizes 100000,1000000 --dims 32 --pairs single:euclidean,ward:euclidean
-  lowmem_phase D384 100 --sizes 100000,200000 --dims 384 --pairs average:cosine
-fi
+DENSE=(--repeat 3 --isolate impl --validate-n 2000)
+LOWMEM=(--impls cuda --repeat 3 --scipy-max-n 5000 --validate-n 2000)
+# in this order; each phase gets a share of the time left (the last one all of it)
+phase A 35 bench_linkage.py --backends cuda --sizes 20000 --dims 32 \
+  --ref-max-n 5000 --cpu-ref-max-n 20000 "${DENSE[@]}"
+phase D 50 bench_lowmem.py --sizes 100000 --dims 32 --pairs single:euclidean,ward:euclidean \
+  --cpu-ref-max-n 100000 "${LOWMEM[@]}"
+phase B 90 bench_linkage.py --backends cuda,cpu,scipy,fastcluster --sizes 10000 --dims 32 \
+  --methods single,complete,average,ward --cpu-max-n 10000 "${DENSE[@]}"
+phase C 90 bench_linkage.py --backends cuda-device --sizes 10000,30000 --dims 384 \
+  --methods single,average,ward --ref-max-n 10000 --cpu-ref-max-n 30000 "${DENSE[@]}"
+phase D384 90 bench_lowmem.py --sizes 20000 --dims 384 --pairs average:cosine \
+  --cpu-ref-max-n 20000 "${LOWMEM[@]}"
+phase A50 90 bench_linkage.py --backends cuda --sizes 50000 --dims 32 \
+  --ref-max-n 0 --cpu-ref-max-n 50000 "${DENSE[@]}"
+phase A100 90 bench_linkage.py --backends cuda-device --sizes 100000 --dims 32 \
+  --methods ward,single,average --ref-max-n 0 --cpu-ref-max-n 100000 "${DENSE[@]}"
+phase D1M 90 bench_lowmem.py --sizes 1000000 --dims 32 --pairs single:euclidean,ward:euclidean \
+  --cpu-ref-max-n 0 "${LOWMEM[@]}"
 
 # --- 4. summary ------------------------------------------------------------------
 note "--- failures (pytest) ---"
-grep -E '^(FAILED|ERROR)|Error' "$OUT/pytest_gpu.log" | head -8 | tee -a "$SUMMARY"
-note "--- benchmark rows (impl n d method seconds) ---"
-grep -E '^ *(cpu|cuda|cuda-device|scipy|fastcluster) +n=' "$OUT/bench.log" | tee -a "$SUMMARY"
-grep -E 'WRONG RESULT|raised or timed out' "$OUT/bench.log" | tee -a "$SUMMARY"
-note "total $(( $(date +%s) - T0 ))s"
+grep -E '^(FAILED|ERROR)|Error' "$OUT/pytest_gpu.log" 2>/dev/null | head -8 | tee -a "$SUMMARY"
+note "--- benchmark checks per phase (every row: ok / MISMATCH / unchecked) ---"
+if [ "$DRY" != 1 ]; then
+  "$PY" - "$OUT" <<'EOF' | tee -a "$SUMMARY"
+import glob, json, os, sys
+for path in sorted(glob.glob(os.path.join(sys.argv[1], "bench_*.json"))):
+    rows = json.load(open(path))["results"]
+    count = {s: sum(r.get("check") == s for r in rows) for s in ("ok", "MISMATCH", "unchecked")}
+    print(f"{os.path.basename(path)}: {len(rows)} rows: {count['ok']} ok, "
+          f"{count['MISMATCH']} MISMATCH, {count['unchecked']} unchecked")
+    for r in rows:
+        if r.get("check") != "ok":
+            print(f"   {r['check']}: {r['impl']} n={r['n']} d={r['d']} {r['method']} "
+                  f"[{r.get('role')}] {r.get('check_detail', '')}")
+EOF
+fi
+grep -E 'WRONG RESULT|raised or timed out' "$OUT/bench.log" 2>/dev/null | tee -a "$SUMMARY"
+note "total $(( $(date +%s) - T0 ))s; results in $OUT"
