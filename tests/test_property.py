@@ -233,3 +233,95 @@ def test_cpu_matches_scipy_long(case):
 @given(cases(max_n=CUDA_MAX_N))
 def test_cuda_simulator_matches_scipy_long(case):
     _check(case, "cuda")
+
+
+# --- post-processing of a given Z (scipy's own), against scipy ----------------------
+#
+# Z comes from scipy on tie-prone data, so equal heights, zero heights and
+# inversions (centroid/median) reach every function. Results must be scipy's:
+# exactly for labels, ids and orders; to rtol 1e-12 for statistics.
+
+POST_TOL = {"rtol": 1e-12, "atol": 1e-300}
+
+
+def _same(ours, theirs, exact=False):
+    if isinstance(theirs, Exception):
+        assert isinstance(ours, type(theirs)), f"scipy raised {theirs!r}; we gave {ours!r}"[:600]
+        return
+    assert not isinstance(ours, Exception), f"we raised {ours!r}; scipy did not"[:600]
+    if isinstance(theirs, tuple):
+        assert isinstance(ours, tuple) and len(ours) == len(theirs)
+        for a, b in zip(ours, theirs):
+            _same(a, b, exact)
+    elif isinstance(theirs, dict):
+        assert sorted(ours) == sorted(theirs)
+        for key in theirs:
+            _same(ours[key], theirs[key], exact)
+    elif isinstance(theirs, list) and theirs and isinstance(theirs[0], str):
+        assert ours == theirs
+    elif exact:
+        assert_array_equal(np.asarray(ours), np.asarray(theirs))
+    else:
+        assert_allclose(np.asarray(ours, dtype=float), np.asarray(theirs, dtype=float),
+                        **POST_TOL, equal_nan=True)
+
+
+@st.composite
+def linkages(draw):
+    """scipy's Z for a tie-prone data set, and the condensed distances it came from."""
+    n = draw(st.integers(2, 30))
+    d = draw(st.integers(1, 4))
+    kind = draw(st.sampled_from(KINDS))
+    X = _data(draw(st.integers(0, 2**32 - 1)), kind, n, d)
+    method = draw(st.sampled_from(METHODS))
+    y = pdist(X)
+    return sch.linkage(y, method), y
+
+
+@settings(BOUNDED, max_examples=60)
+@given(linkages(), st.data())
+def test_postprocessing_matches_scipy(zy, data):
+    Z, y = zy
+    n = Z.shape[0] + 1
+    g, s = gpu_hclust, sch
+
+    def pair(name, *args, exact=False, **kwargs):
+        ours = _outcome(lambda: getattr(g, name)(*args, **kwargs))
+        theirs = _outcome(lambda: getattr(s, name)(*args, **kwargs))
+        _same(ours, theirs, exact)
+        return theirs
+
+    pair("cophenet", Z)
+    pair("cophenet", Z, y)
+    depth = data.draw(st.integers(1, 4), label="depth")
+    R = pair("inconsistent", Z, depth)
+    pair("maxdists", Z)
+    if not isinstance(R, Exception):
+        pair("maxinconsts", Z, R)
+        pair("maxRstat", Z, R, data.draw(st.integers(0, 3), label="column"))
+    pair("is_monotonic", Z, exact=True)
+    pair("correspond", Z, y, exact=True)
+    pair("leaves_list", Z, exact=True)
+    pair("to_mlab_linkage", Z)
+    pair("from_mlab_linkage", sch.to_mlab_linkage(Z))
+    heights = Z[:, 2]
+    t_distance = data.draw(st.sampled_from([0.0, *heights.tolist()]) if n > 1 else st.just(0.0),
+                           label="t (distance)")
+    pair("fcluster", Z, t_distance, "distance", exact=True)
+    pair("fcluster", Z, data.draw(st.integers(1, n + 1), label="t (maxclust)"), "maxclust",
+         exact=True)
+    pair("fcluster", Z, data.draw(st.sampled_from([0.0, 0.5, 0.8, 1.0, 1.2]), label="t (inc.)"),
+         "inconsistent", depth=depth, exact=True)
+    T = sch.fcluster(Z, t_distance, "distance")
+    pair("leaders", Z, T.astype(np.int32), exact=True)
+    pair("cut_tree", Z, exact=True)
+    pair("cut_tree", Z, height=t_distance, exact=True)
+    if data.draw(st.booleans(), label="optimal ordering") and n <= 20:
+        pair("optimal_leaf_ordering", Z, y)
+    mode = data.draw(st.sampled_from([None, "lastp", "level"]), label="truncate_mode")
+    p = data.draw(st.integers(0, n + 2), label="p")
+    sort = data.draw(st.sampled_from([False, "ascending", "descending"]), label="sort")
+    kwargs = {"no_plot": True, "truncate_mode": mode, "p": p,
+              "count_sort": sort if data.draw(st.booleans(), label="count") else False,
+              "distance_sort": sort}
+    pair("dendrogram", Z, **kwargs)
