@@ -15,6 +15,10 @@ None/True/False where valid. The oracle is scipy:
   the same ``Z`` on a second run, and for single linkage the sorted heights
   are scipy's.
 
+The post-processing functions get the same treatment on scipy's own Z for
+tie-prone data (exact labels/orders, statistics to rtol 1e-12). Counterexamples
+found so far are kept as named cases (``test_regressions_match_scipy``).
+
 The default run is bounded and derandomized (reproducible in CI, no example
 database written); ``-m slow`` runs the long, randomized search.
 """
