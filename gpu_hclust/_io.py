@@ -47,10 +47,13 @@ _OTHER_SEPARATORS = (
 )
 
 
-def _separator_hint(token, delimiter):
-    """'; the file seems to use ...' when ``token`` holds another field separator."""
+def _separator_hint(text, delimiter, spaces=True):
+    """'; the file seems to use ...' when ``text`` (a field, or a whole line without
+    ``spaces``) holds another field separator."""
     for sep, fix in _OTHER_SEPARATORS:
-        if sep != delimiter and sep in token.strip() and not (sep == " " and delimiter is None):
+        if sep == " " and (not spaces or delimiter is None):
+            continue
+        if sep != delimiter and sep in text.strip():
             return f"; the file seems to use {fix}"
     return ""
 
@@ -86,6 +89,7 @@ def _read_text(path, delimiter, header):
             raise InputError(
                 f"{path}: line {lineno} has {_fields(len(tokens))} but the lines before "
                 f"have {width}; every row needs the same number of columns"
+                + _separator_hint(stripped, delimiter, spaces=False)
             )
         width = len(tokens)
         for col, (tok, val) in enumerate(zip(tokens, values), start=1):

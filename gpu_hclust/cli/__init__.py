@@ -20,12 +20,11 @@ traceback instead. matplotlib, CuPy and the engines are imported only by the
 subcommand that needs them.
 """
 
-import re
 import sys
 
 from .._io import InputError
 from . import _commands, _info
-from ._parser import PROG, UsageError, build_parser
+from ._parser import PROG, UsageError, build_parser, cli_words
 
 __all__ = ["main", "build_parser", "cli_words", "UsageError"]
 
@@ -37,33 +36,7 @@ COMMANDS = {"cluster": _commands.cmd_cluster, "plot": _commands.cmd_plot,
 _USER_ERRORS = (InputError, ValueError, TypeError, OSError, MemoryError, RuntimeError,
                 NotImplementedError, ImportError)
 
-# Library words -> command-line words, in the order they are tried.
-_CLI_WORDS = (
-    (r"low_memory=False \(or None\)", "--low-memory off (or auto)"),
-    (r"low_memory=True", "--low-memory on"),
-    (r"low_memory=False", "--low-memory off"),
-    (r"low_memory=None", "--low-memory auto"),
-    (r"dtype=(?:np\.)?['\"]?float32['\"]?", "--dtype float32"),
-    (r"`?\b(backend|method|metric)=['\"]?([\w-]+)['\"]?`?", r"--\1 \2"),
-    (r"`y`", "INPUT"),
-)
-
-
 # -- entry point -----------------------------------------------------------------
-def cli_words(text):
-    """``text`` on one line, the library's keyword words replaced by the command line's.
-
-    Examples
-    --------
-    >>> cli_words("Pass low_memory=False (or None), or dtype=np.float32;\\n backend='cuda'")
-    'Pass --low-memory off (or auto), or --dtype float32; --backend cuda'
-    """
-    text = " ".join(str(text).split())
-    for pattern, words in _CLI_WORDS:
-        text = re.sub(pattern, words, text)
-    return text
-
-
 def main(argv=None):
     """Run ``gpu-hclust`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status.
 

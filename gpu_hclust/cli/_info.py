@@ -9,8 +9,9 @@ import json
 import os
 import platform
 import sys
+import textwrap
 
-from ._parser import AUTO_LOW_MEMORY
+from ._parser import AUTO_LOW_MEMORY, cli_words
 
 # -- info ------------------------------------------------------------------------
 _PACKAGES = [  # (what to show, import name)
@@ -123,13 +124,14 @@ def cmd_info(args):
               f"  {'':<6}{'float64':>12}{'float32':>12}"]
     for where, per_dtype in info["largest_n"].items():
         lines.append(f"  {where:<6}" + "".join(f"{_count(n):>12}" for n in per_dtype.values()))
-    lines += ["  any method from a condensed matrix; from observations --low-memory auto takes "
-              f"the memory-saving path {AUTO_LOW_MEMORY}: single on the CPU never needs the "
-              "matrix",
-              "largest n, memory-saving path (--low-memory on, float64; single, ward, centroid, "
+    lines += textwrap.wrap(
+        "for any method from a condensed matrix. From observations, --low-memory auto takes "
+        f"the memory-saving path (no matrix) {AUTO_LOW_MEMORY}: single on the CPU never needs "
+        "the matrix.", 96, initial_indent="  ", subsequent_indent="  ", break_on_hyphens=False)
+    lines += ["largest n, memory-saving path (--low-memory on, float64; single, ward, centroid, "
               "median, average with sqeuclidean/cosine/correlation):"]
     for where, per_d in info["largest_n_memory_saving"].items():
         lines.append(f"  {where:<6}" + ", ".join(f"d = {d}: {_count(n)}"
                                                  for d, n in per_d.items()))
-    print("\n".join(lines))
+    print(cli_words("\n".join(lines), one_line=False))
     return 0

@@ -1,6 +1,7 @@
 """The argument parser of ``gpu-hclust``: subcommands, options, their bounds."""
 
 import argparse
+import re
 
 import numpy as np
 
@@ -21,9 +22,21 @@ MAX_PNG_PIXELS = 10_000
 
 # linkage's automatic choice of the memory-saving path (--low-memory auto).
 AUTO_LOW_MEMORY = (
-    f"on the CPU for single from n > {_PRIM_ON_THE_FLY_MIN_N} and for ward and average from "
-    f"n >= {_SUMMARY_CHAIN_MIN_N} * max(1, d/{_SUMMARY_CHAIN_REF_D}), and anywhere when the "
-    "distance matrix would not fit"
+    f"on the CPU for single from n > {_PRIM_ON_THE_FLY_MIN_N} and for ward and average "
+    f"(sqeuclidean/cosine/correlation) from n >= {_SUMMARY_CHAIN_MIN_N} * "
+    f"max(1, d/{_SUMMARY_CHAIN_REF_D}), and anywhere when the distance matrix would not fit"
+)
+
+
+# Library words -> command-line words, in the order they are tried.
+_CLI_WORDS = (
+    (r"low_memory=False \(or None\)", "--low-memory off (or auto)"),
+    (r"low_memory=True", "--low-memory on"),
+    (r"low_memory=False", "--low-memory off"),
+    (r"low_memory=None", "--low-memory auto"),
+    (r"dtype=(?:np\.)?['\"]?float32['\"]?", "--dtype float32"),
+    (r"`?\b(backend|method|metric)=['\"]?([\w-]+)['\"]?`?", r"--\1 \2"),
+    (r"`y`", "INPUT"),
 )
 
 
@@ -36,6 +49,22 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(f"{self.prog}: error: {message} (see `{self.prog} --help`)")
+
+
+def cli_words(text, one_line=True):
+    """``text`` with the library's keyword words replaced by the command line's.
+
+    ``one_line``: also join its lines and runs of spaces into one line.
+
+    Examples
+    --------
+    >>> cli_words("Pass low_memory=False (or None), or dtype=np.float32;\\n backend='cuda'")
+    'Pass --low-memory off (or auto), or --dtype float32; --backend cuda'
+    """
+    text = " ".join(str(text).split()) if one_line else str(text)
+    for pattern, words in _CLI_WORDS:
+        text = re.sub(pattern, words, text)
+    return text
 
 
 # -- argument types ---------------------------------------------------------------
