@@ -223,7 +223,7 @@ def read_data(path, *, key=None, header="auto", allow_condensed=True, check_fini
     -------
     ndarray of float64
         Shape (n, d) observations, or (n(n-1)/2,) condensed distances from a
-        1-D ``.npy``/``.npz`` array. A float64 ``.npy`` file is memory-mapped
+        1-D ``.npy``/``.npz`` array. A 1-D float64 ``.npy`` file is memory-mapped
         (read-only), not read into memory.
 
     Raises
@@ -277,6 +277,10 @@ def read_data(path, *, key=None, header="auto", allow_condensed=True, check_fini
             f"{path}: shape {arr.shape}; clustering needs at least 2 observations "
             "(rows) with at least 1 feature"
         )
+    if isinstance(arr, np.memmap):
+        # Observations take O(n d), which the run holds anyway: read them in, so the
+        # engines see an ordinary writable array (no read-only compiled variants).
+        arr = np.array(arr)
     return _check_numbers(arr, path, check_finite)
 
 

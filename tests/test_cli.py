@@ -231,7 +231,8 @@ def test_bad_input_one_line_nonzero_exit(case, tmp_path, capsys):
     ("plot", ["-o", "out.png", "--size", "0", "4"], "expected a finite number > 0 and <= 200"),
     ("plot", ["-o", "out.png", "--dpi", "100000"], "expected a whole number >= 10 and <= 2400"),
     ("plot", ["-o", "out.png", "--dpi", "2000"], "24000 x 12000 pixels; a PNG has at most 10000"),
-    ("cluster", ["--maxclust", "2", "-o", "tutorial.csv/labels.csv"], "tutorial.csv is not a folder"),
+    ("cluster", ["--maxclust", "2", "-o", "tutorial.csv/labels.csv"],
+     "tutorial.csv is not a folder"),
 ])
 def test_bad_command_lines(tut, tmp_path, capsys, monkeypatch, command, argv, message):
     _, path = tut

@@ -171,3 +171,13 @@ def test_read_linkage_reports_the_reason(tmp_path):
         read_linkage(path)
     np.save(path, VALID_Z)
     assert_array_equal(read_linkage(path), VALID_Z)
+
+
+def test_observations_are_read_in_condensed_stays_mapped(tmp_path):
+    path = tmp_path / "X.npy"
+    np.save(path, np.arange(12.0).reshape(6, 2))
+    X = read_data(path)
+    assert not isinstance(X, np.memmap) and X.base is None and X.flags.writeable
+    np.save(path, np.arange(15.0))
+    y = read_data(path)
+    assert not y.flags.writeable  # a read-only view of the mapped file

@@ -1,4 +1,4 @@
-"""The ``cluster``, ``plot``, ``demo`` and ``bench`` subcommands: files in, library call, files out."""
+"""The ``cluster``, ``plot``, ``demo`` and ``bench`` subcommands: read, call the library, write."""
 
 import os
 import sys
