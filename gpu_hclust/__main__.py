@@ -1,6 +1,6 @@
 """``python -m gpu_hclust``: the same as the ``gpu-hclust`` command."""
 
-from ._cli import main
+from .cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

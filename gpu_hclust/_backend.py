@@ -70,6 +70,42 @@ def cuda_unavailable_reason():
     return None
 
 
+def cuda_devices():
+    """The CUDA devices CuPy sees, with their memory, and the CUDA versions.
+
+    Returns
+    -------
+    devices : list of dict
+        Per device: 'index', 'name', 'compute_capability' ('9.0'),
+        'memory_total' and 'memory_free' (bytes). Empty when CuPy is missing or
+        cannot reach a driver (:func:`cuda_unavailable_reason` says why).
+    versions : dict or None
+        'driver' and 'runtime' versions as CUDA numbers them (13000 = 13.0).
+    """
+    try:
+        import cupy
+
+        runtime = cupy.cuda.runtime
+        count = runtime.getDeviceCount()
+        versions = {"driver": runtime.driverGetVersion(), "runtime": runtime.runtimeGetVersion()}
+    except Exception:  # ImportError, or no driver: cuda_unavailable_reason explains
+        return [], None
+    devices = []
+    for i in range(count):
+        props = runtime.getDeviceProperties(i)
+        with cupy.cuda.Device(i):
+            free, total = runtime.memGetInfo()
+        name = props["name"]
+        devices.append({
+            "index": i,
+            "name": name.decode() if isinstance(name, bytes) else str(name),
+            "compute_capability": f"{props['major']}.{props['minor']}",
+            "memory_total": int(total),
+            "memory_free": int(free),
+        })
+    return devices, versions
+
+
 def resolve_backend(backend, n, input_is_cupy=False):
     """Return ``'cpu'`` or ``'cuda'`` for a run on ``n`` observations.
 

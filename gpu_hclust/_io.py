@@ -37,6 +37,27 @@ def _fields(k):
     return f"{k} field" if k == 1 else f"{k} fields"
 
 
+# Separators a file may use instead of the one its extension promises, and the fix.
+_OTHER_SEPARATORS = (
+    (";", "';' between fields (a spreadsheet's CSV with decimal commas?); save it with ',' "
+          "between fields and '.' as the decimal point"),
+    ("\t", "tabs between fields; name it .tsv"),
+    (",", "commas between fields; name it .csv"),
+    (" ", "spaces between fields; name it .txt (whitespace-separated)"),
+)
+
+
+def _separator_hint(text, delimiter, spaces=True):
+    """'; the file seems to use ...' when ``text`` (a field, or a whole line without
+    ``spaces``) holds another field separator."""
+    for sep, fix in _OTHER_SEPARATORS:
+        if sep == " " and (not spaces or delimiter is None):
+            continue
+        if sep != delimiter and sep in text.strip():
+            return f"; the file seems to use {fix}"
+    return ""
+
+
 def _read_text(path, delimiter, header):
     """Rows of numbers from a delimited or whitespace text file."""
     try:
@@ -68,6 +89,7 @@ def _read_text(path, delimiter, header):
             raise InputError(
                 f"{path}: line {lineno} has {_fields(len(tokens))} but the lines before "
                 f"have {width}; every row needs the same number of columns"
+                + _separator_hint(stripped, delimiter, spaces=False)
             )
         width = len(tokens)
         for col, (tok, val) in enumerate(zip(tokens, values), start=1):
@@ -76,6 +98,7 @@ def _read_text(path, delimiter, header):
                     f"{path}: line {lineno}, column {col} is empty; fill in or remove "
                     "missing values" if not tok else
                     f"{path}: line {lineno}, column {col}: {tok!r} is not a number"
+                    + _separator_hint(tok, delimiter)
                 )
             if not math.isfinite(val):
                 raise InputError(
@@ -112,34 +135,68 @@ def _read_npz(path, key):
 
 
 def _read_npy(path):
+    # Memory-mapped: a large file is not read into memory before linkage has
+    # predicted whether the run fits (and float64 data is never copied here).
     try:
-        return np.load(path, allow_pickle=False)
+        return np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:  # object arrays need pickle: refuse them
         raise InputError(f"{path}: cannot load without pickle ({exc}); save numbers only") from None
     except (OSError, EOFError) as exc:
         raise InputError(f"{path}: not a readable .npy file ({exc})") from None
 
 
-def _check_numbers(arr, path):
+# Elements per piece when scanning an array: a memory-mapped input of any size
+# is checked without a temporary as large as itself.
+_SCAN_CHUNK = 1 << 22
+
+
+def first_non_finite(arr):
+    """Index of the first NaN or infinite element of ``arr`` (a tuple), or None.
+
+    Scans in pieces of about 4 Mi elements, so a memory-mapped array of any
+    size needs no temporary of its own size.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> first_non_finite(np.array([[0.0, 1.0], [np.nan, 2.0]]))
+    (1, 0)
+    >>> first_non_finite(np.arange(5.0)) is None
+    True
+    """
+    rows = max(1, _SCAN_CHUNK // max(1, int(np.prod(arr.shape[1:]))))
+    for start in range(0, arr.shape[0], rows):
+        bad = ~np.isfinite(arr[start:start + rows])
+        if bad.any():
+            where = np.argwhere(bad)[0]
+            return (int(where[0]) + start,) + tuple(int(i) for i in where[1:])
+    return None
+
+
+def non_finite_error(path, arr, where):
+    """The InputError for the non-finite element at ``where`` (from :func:`first_non_finite`)."""
+    if len(where) == 2:
+        place = f"row {where[0] + 1}, column {where[1] + 1}"
+    else:
+        place = f"element {where[0] + 1}"
+    return InputError(
+        f"{path}: {place} is {arr[where]} (counting from 1); remove or impute missing "
+        "and infinite values"
+    )
+
+
+def _check_numbers(arr, path, check_finite=True):
     if arr.dtype.kind not in "biuf":
         raise InputError(f"{path}: holds {arr.dtype} values; expected real numbers")
-    arr = np.asarray(arr, dtype=np.float64)
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        where = np.argwhere(bad)[0]
-        value = arr[tuple(where)]
-        if arr.ndim == 2:
-            place = f"row {where[0] + 1}, column {where[1] + 1}"
-        else:
-            place = f"element {where[0] + 1}"
-        raise InputError(
-            f"{path}: {place} is {value} (counting from 1); remove or impute missing "
-            "and infinite values"
-        )
+    arr = np.asarray(arr, dtype=np.float64)  # no copy for float64 (memory-mapped stays so)
+    if check_finite:
+        where = first_non_finite(arr)
+        if where is not None:
+            raise non_finite_error(path, arr, where)
     return arr
 
 
-def read_data(path, *, key=None, header="auto", allow_condensed=True):
+def read_data(path, *, key=None, header="auto", allow_condensed=True, check_finite=True):
     """Read an observation matrix (or condensed distances) from a file.
 
     Parameters
@@ -156,12 +213,18 @@ def read_data(path, *, key=None, header="auto", allow_condensed=True):
     allow_condensed : bool, optional
         Accept a 1-D binary array as condensed distances (as ``linkage`` does).
         Text files always give a 2-D matrix (one row per observation).
+    check_finite : bool, optional
+        Scan binary arrays for NaN and infinite values (text is always checked
+        as it is parsed). False leaves the scan to ``linkage``, which reads a
+        large file once instead of twice; :func:`first_non_finite` then
+        locates a bad value for the message.
 
     Returns
     -------
     ndarray of float64
         Shape (n, d) observations, or (n(n-1)/2,) condensed distances from a
-        1-D ``.npy``/``.npz`` array.
+        1-D ``.npy``/``.npz`` array. A 1-D float64 ``.npy`` file is memory-mapped
+        (read-only), not read into memory.
 
     Raises
     ------
@@ -201,7 +264,7 @@ def read_data(path, *, key=None, header="auto", allow_condensed=True):
     except PermissionError:
         raise InputError(f"{path}: permission denied") from None
     if arr.ndim == 1 and allow_condensed and ext in (".npy", ".npz"):
-        arr = _check_numbers(arr, path)
+        arr = _check_numbers(arr, path, check_finite)
         if arr.size < 1:
             raise InputError(f"{path}: empty array; need at least 2 observations")
         return arr
@@ -214,7 +277,11 @@ def read_data(path, *, key=None, header="auto", allow_condensed=True):
             f"{path}: shape {arr.shape}; clustering needs at least 2 observations "
             "(rows) with at least 1 feature"
         )
-    return _check_numbers(arr, path)
+    if isinstance(arr, np.memmap):
+        # Observations take O(n d), which the run holds anyway: read them in, so the
+        # engines see an ordinary writable array (no read-only compiled variants).
+        arr = np.array(arr)
+    return _check_numbers(arr, path, check_finite)
 
 
 def read_linkage(path):
@@ -232,7 +299,8 @@ def read_linkage(path):
     Raises
     ------
     InputError
-        Missing file, wrong shape, or not a valid linkage matrix.
+        Missing file, wrong shape, NaN or inf, or not a valid linkage matrix
+        (the reason as :func:`gpu_hclust.is_valid_linkage` gives it).
 
     Examples
     --------
@@ -253,31 +321,109 @@ def read_linkage(path):
         arr = _read_npy(path)
     else:
         arr = _read_text(path, _delimiter_for(path), "auto")
-    if not looks_like_linkage(arr):
-        raise InputError(
-            f"{path}: not a linkage matrix (need shape (n-1, 4) with valid "
-            "cluster ids, heights and sizes, as written by `gpu-hclust cluster --linkage`)"
-        )
-    return arr
+    problem = linkage_problem(arr)
+    if problem is not None:
+        raise InputError(f"{path}: not a linkage matrix: {problem}")
+    return np.asarray(arr, dtype=np.float64)
 
 
-def looks_like_linkage(arr):
-    """True when ``arr`` is a valid scipy linkage matrix (checked, not assumed).
+def shaped_like_linkage(arr):
+    """True when ``arr`` has the form of a linkage matrix, valid or not.
+
+    Four columns of which the ids (0, 1) and counts (3) are whole numbers
+    >= 0 and the counts >= 2: a file that was meant as ``Z``. (Four-feature
+    data of this form is read as data with ``--input-kind data``.)
 
     Examples
     --------
     >>> import numpy as np
-    >>> looks_like_linkage(np.array([[0.0, 1.0, 0.5, 2.0]]))
+    >>> shaped_like_linkage(np.array([[0.0, 1.0, 0.5, 2.0], [0.0, 2.0, 0.7, 3.0]]))
     True
-    >>> looks_like_linkage(np.ones((3, 4)))
+    >>> shaped_like_linkage(np.array([[0.1, 1.0, 0.5, 2.0]]))
     False
     """
-    from scipy.cluster.hierarchy import is_valid_linkage
+    arr = np.asarray(arr)
+    if arr.ndim != 2 or arr.shape[1] != 4 or arr.shape[0] < 1 or arr.dtype.kind not in "iuf":
+        return False
+    whole = arr[:, [0, 1, 3]]
+    with np.errstate(invalid="ignore"):
+        return bool(np.all(whole == np.floor(whole)) and np.all(whole >= 0)
+                    and np.all(arr[:, 3] >= 2))
+
+
+def linkage_problem(arr):
+    """Why ``arr`` is not a valid linkage matrix, or None when it is one.
+
+    The checks of :func:`gpu_hclust.is_valid_linkage` (scipy's), on the array
+    as float64, plus finite heights (scipy lets NaN pass).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> linkage_problem(np.array([[0.0, 1.0, 0.5, 2.0]])) is None
+    True
+    >>> print(linkage_problem(np.array([[0.0, 1.0, 0.5, 2.0], [0.0, 2.0, 0.7, 3.0]])))
+    Linkage 'Z' uses the same cluster more than once. ...
+    """
+    from ._checks import is_valid_linkage
 
     arr = np.asarray(arr)
-    if arr.ndim != 2 or arr.shape[1] != 4 or arr.shape[0] < 1 or arr.dtype.kind != "f":
-        return False
-    return bool(is_valid_linkage(np.asarray(arr, dtype=np.float64)))
+    if arr.ndim != 2 or arr.shape[1] != 4 or arr.shape[0] < 1:
+        return (f"shape {arr.shape}; a linkage matrix has shape (n-1, 4), as written by "
+                "`gpu-hclust cluster --linkage`")
+    if arr.dtype.kind not in "iuf":
+        return f"holds {arr.dtype} values; expected real numbers"
+    Z = np.asarray(arr, dtype=np.float64)
+    where = first_non_finite(Z)
+    if where is not None:
+        return f"row {where[0] + 1}, column {where[1] + 1} is {Z[where]} (counting from 1)"
+    try:
+        is_valid_linkage(Z, throw=True, name="Z")
+    except (TypeError, ValueError) as exc:
+        return " ".join(str(exc).split())
+    return None
+
+
+def check_writable(path):
+    """Raise InputError, naming ``path``, when a file cannot be written there.
+
+    Checked before a long run rather than after it: ``path`` is not a folder,
+    its folder exists, is a folder and is writable.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> notes = Path(tmp.name) / "notes.txt"
+    >>> _ = notes.write_text("x")
+    >>> check_writable(notes / "labels.csv")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    gpu_hclust._io.InputError: .../notes.txt/labels.csv: .../notes.txt is not a folder
+    >>> tmp.cleanup()
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a folder; give a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(folder):
+        if not os.access(folder, os.W_OK):
+            raise InputError(f"{path}: folder {folder} is not writable")
+        return
+    above = folder
+    while not os.path.exists(above) and os.path.dirname(above) != above:
+        above = os.path.dirname(above)
+    if os.path.exists(above) and not os.path.isdir(above):
+        raise InputError(f"{path}: {above} is not a folder")
+    raise InputError(f"{path}: folder {folder} does not exist")
+
+
+def _naming(exc, path):
+    """``exc`` again, naming the user's ``path`` instead of the temporary file."""
+    if isinstance(exc, OSError) and exc.filename is not None:
+        return type(exc)(exc.errno, exc.strerror, path)
+    return exc
 
 
 def write_atomic(path, write):
@@ -285,7 +431,9 @@ def write_atomic(path, write):
 
     ``write(f)`` receives a binary file object on a temporary file in the same
     folder; on success the temporary file replaces ``path`` (``os.replace``, atomic
-    on one file system), on any error it is removed and the error propagates.
+    on one file system), on any error (Ctrl-C included) it is removed and the
+    error propagates. Errors of the file system name ``path``, never the
+    temporary file.
 
     Parameters
     ----------
@@ -293,6 +441,12 @@ def write_atomic(path, write):
         Final file name.
     write : callable
         Called once with the open binary file.
+
+    Raises
+    ------
+    InputError
+        ``path`` is a folder, or its folder is missing, not a folder or not
+        writable (see :func:`check_writable`).
 
     Examples
     --------
@@ -306,11 +460,12 @@ def write_atomic(path, write):
     >>> tmp.cleanup()
     """
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise InputError(f"{path}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
-                               suffix=".part")
+    check_writable(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                                   prefix="." + os.path.basename(path) + ".", suffix=".part")
+    except OSError as exc:
+        raise _naming(exc, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -321,15 +476,33 @@ def write_atomic(path, write):
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        raise
+        named = _naming(exc, path)
+        if named is exc:
+            raise
+        raise named from None
 
 
 _LABEL_EXTS = (".npy", ".csv", ".tsv", ".txt")
+
+
+def labels_text(labels):
+    """Labels as text: a ``label`` header line, then one label per line.
+
+    The same for a file and for standard output, so either reads back alike.
+
+    Examples
+    --------
+    >>> print(labels_text([2, 1]), end="")
+    label
+    2
+    1
+    """
+    return "label\n" + "".join(f"{int(v)}\n" for v in labels)
 
 
 def save_labels(path, labels):
@@ -367,7 +540,7 @@ def save_labels(path, labels):
     if ext == ".npy":
         write_atomic(path, lambda f: np.save(f, labels))
     else:
-        text = "label\n" + "".join(f"{int(v)}\n" for v in labels)
+        text = labels_text(labels)
         write_atomic(path, lambda f: f.write(text.encode()))
 
 

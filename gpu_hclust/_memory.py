@@ -15,17 +15,95 @@ def condensed_bytes(n, dtype):
 _SCRATCH_PER_OBSERVATION = 600
 
 
+def _extra_bytes(n, on_gpu, d, metric):
+    """The dense path's bytes beyond the matrix for n observations of d features (d = 0:
+    condensed input)."""
+    extra = n * _SCRATCH_PER_OBSERVATION
+    if on_gpu and d:
+        copies = 2 if metric == "correlation" else 1
+        extra += copies * n * d * 8
+    return extra
+
+
 def working_bytes(inp, on_gpu):
     """Bytes a dense run holds besides the condensed matrix.
 
     On the GPU the observations are prepared in float64 on the device (a second
     copy for correlation's centring). On the host that copy already exists.
     """
-    extra = inp.n * _SCRATCH_PER_OBSERVATION
-    if on_gpu and inp.kind == "observations":
-        copies = 2 if inp.metric == "correlation" else 1
-        extra += copies * inp.data.size * 8
-    return extra
+    d = inp.data.shape[1] if inp.kind == "observations" else 0
+    return _extra_bytes(inp.n, on_gpu, d, inp.metric)
+
+
+def dense_bytes(n, dtype, *, on_gpu=False, d=0, metric="euclidean"):
+    """Bytes the dense path holds: the condensed matrix and the engines' working arrays.
+
+    The figure ``linkage`` compares with the free memory before allocating
+    (``condensed_bytes + working_bytes`` of its input).
+
+    Parameters
+    ----------
+    n : int
+        Observations.
+    dtype : {np.float32, np.float64}
+        Precision of the working matrix.
+    on_gpu : bool
+        The run is on a CUDA device.
+    d : int
+        Features of observation input; 0 for a condensed matrix.
+    metric : str
+        Metric of observation input (correlation prepares two copies on the GPU).
+
+    Examples
+    --------
+    >>> dense_bytes(20_000, np.float64)  # 1.6 GB matrix + 600 B per observation
+    1611920000
+    """
+    return condensed_bytes(n, dtype) + _extra_bytes(n, on_gpu, d, metric)
+
+
+def largest_n(available, dtype, *, on_gpu=False, d=0, metric="euclidean"):
+    """Most observations whose dense run fits in ``available`` bytes (None when unknown).
+
+    The largest n with ``dense_bytes(n, ...) <= available``: exactly the
+    boundary of the check ``linkage`` makes before allocating the matrix.
+
+    Parameters
+    ----------
+    available : int or None
+        Free bytes.
+    dtype, on_gpu, d, metric
+        As for :func:`dense_bytes`.
+
+    Returns
+    -------
+    int or None
+
+    Examples
+    --------
+    >>> largest_n(80 * 10**9, np.float64)  # 80 GB: a condensed float64 matrix of ~141k points
+    141346
+    >>> largest_n(80 * 10**9, np.float32)
+    199850
+    """
+    if available is None:
+        return None
+
+    def fits(n):
+        return dense_bytes(n, dtype, on_gpu=on_gpu, d=d, metric=metric) <= available
+
+    if not fits(1):
+        return 0
+    lo, hi = 1, 2  # invariant: lo fits, hi does not (once the doubling stops)
+    while fits(hi):
+        lo, hi = hi, 2 * hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 def _fmt(nbytes):

@@ -110,6 +110,19 @@ def _looks_like_distance_matrix(x, xp):
     )
 
 
+# Elements per piece of the NumPy finiteness scan: a huge (memory-mapped)
+# condensed input is checked without an n(n-1)/2 boolean temporary.
+_FINITE_CHUNK = 1 << 22
+
+
+def _all_finite(data, xp):
+    if xp is not np:
+        return bool(xp.isfinite(data).all())
+    flat = data.reshape(-1)  # C-contiguous: a view
+    return all(bool(np.isfinite(flat[i:i + _FINITE_CHUNK]).all())
+               for i in range(0, flat.size, _FINITE_CHUNK))
+
+
 def validate_linkage_input(y, method, metric):
     """Check ``linkage``'s input the way scipy does and describe it.
 
@@ -170,7 +183,7 @@ def validate_linkage_input(y, method, metric):
             "The number of observations cannot be determined on an empty distance "
             f"matrix: `y` describes {n} observation(s) and linkage needs at least 2."
         )
-    if data.size and not bool(xp.isfinite(data).all()):
+    if data.size and not _all_finite(data, xp):
         raise ValueError(
             "The condensed distance matrix must contain only finite values: `y` holds "
             "NaN or inf; remove or impute them first."

@@ -13,7 +13,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from scipy.spatial.distance import pdist
 
 from gpu_hclust import _backend
-from gpu_hclust._cli import largest_n, main, run_bytes
+from gpu_hclust.cli import main
 from gpu_hclust._demo import tutorial_data
 from gpu_hclust._io import InputError, read_data, write_atomic
 from gpu_hclust._methods import METHODS
@@ -45,7 +45,12 @@ def run(argv, capsys):
 
 
 def read_labels_csv(path):
-    lines = Path(path).read_text().splitlines()
+    return labels_from_text(Path(path).read_text())
+
+
+def labels_from_text(text):
+    """Labels from a file's or stdout's text: a 'label' header line, then one per line."""
+    lines = text.splitlines()
     assert lines[0] == "label"
     return np.array([int(v) for v in lines[1:]])
 
@@ -72,7 +77,7 @@ def test_cluster_tutorial_distance_cut_to_stdout(tut, capsys):
     code, out, err = run(["cluster", path, "--distance", 50, "--quiet"], capsys)
     assert code == 0, err
     assert err == ""
-    labels = np.array([int(v) for v in out.split()])
+    labels = labels_from_text(out)
     assert_array_equal(labels, sch.fcluster(sch.linkage(X, "ward"), 50, "distance"))
     assert len(np.unique(labels)) == 2  # the tutorial's answer
 
@@ -82,7 +87,7 @@ def test_cluster_inconsistent_with_depth(tut, tmp_path, capsys):
     code, out, err = run(["cluster", path, "--inconsistent", 1.5, "--depth", 5, "-q"], capsys)
     assert code == 0, err
     expected = sch.fcluster(sch.linkage(X, "ward"), 1.5, "inconsistent", depth=5)
-    assert_array_equal(np.array(out.split(), dtype=int), expected)
+    assert_array_equal(labels_from_text(out), expected)
 
 
 def test_cluster_npy_method_metric_to_npy(small, tmp_path, capsys):
@@ -111,7 +116,7 @@ def test_cluster_float32_and_optimal_ordering(tut, tmp_path, capsys):
     z_path = tmp_path / "Z.npy"
     code, out, err = run(["cluster", path, "--dtype", "float32", "--maxclust", 2, "-q"], capsys)
     assert code == 0, err
-    assert_array_equal(np.array(out.split(), dtype=int),
+    assert_array_equal(labels_from_text(out),
                        sch.fcluster(sch.linkage(X, "ward"), 2, "maxclust"))
     code, _, err = run(["cluster", path, "--method", "single", "--optimal-ordering",
                         "-z", z_path, "-q"], capsys)
@@ -128,7 +133,7 @@ def test_cluster_condensed_npy(small, tmp_path, capsys):
                          capsys)
     assert code == 0, err
     expected = sch.fcluster(sch.linkage(pdist(X, "cosine"), "complete"), 3, "maxclust")
-    assert_array_equal(np.array(out.split(), dtype=int), expected)
+    assert_array_equal(labels_from_text(out), expected)
 
 
 @pytest.mark.parametrize("name, writer", [
@@ -223,7 +228,11 @@ def test_bad_input_one_line_nonzero_exit(case, tmp_path, capsys):
     ("cluster", ["--distance", "nan"], "expected a finite number"),
     ("plot", ["-o", "out.gif"], "written as .png, .svg or .pdf"),
     ("plot", ["-o", "out.png", "--input-kind", "linkage"], "not a linkage matrix"),
-    ("plot", ["-o", "out.png", "--size", "0", "4"], "--size needs two positive numbers"),
+    ("plot", ["-o", "out.png", "--size", "0", "4"], "expected a finite number > 0 and <= 200"),
+    ("plot", ["-o", "out.png", "--dpi", "100000"], "expected a whole number >= 10 and <= 2400"),
+    ("plot", ["-o", "out.png", "--dpi", "2000"], "24000 x 12000 pixels; a PNG has at most 10000"),
+    ("cluster", ["--maxclust", "2", "-o", "tutorial.csv/labels.csv"],
+     "tutorial.csv is not a folder"),
 ])
 def test_bad_command_lines(tut, tmp_path, capsys, monkeypatch, command, argv, message):
     _, path = tut
@@ -244,7 +253,8 @@ def test_cuda_backend_without_gpu_is_one_line(tut, capsys, monkeypatch):
     finally:
         _backend.cuda_unavailable_reason.cache_clear()
     assert code == 1
-    assert err.count("\n") == 1 and "backend='cuda' cannot run" in err
+    assert err.count("\n") == 1 and "--backend cuda cannot run" in err
+    assert "or pass --backend cpu" in err and "backend=" not in err  # the command line's words
 
 
 def test_debug_shows_the_exception(tmp_path):
@@ -316,6 +326,125 @@ def test_plot_input_kind_data_on_a_four_column_z(tut, tmp_path, capsys):
     assert code == 0, err
 
 
+@pytest.mark.parametrize("damage, reason", [
+    ((5, 1, 3.0), "uses the same cluster more than once"),
+    ((5, 0, 400.0), "uses non-singleton cluster before it is formed"),
+    ((5, 2, -1.0), "contains negative distances"),
+])
+def test_plot_refuses_a_damaged_z(tut, tmp_path, capsys, damage, reason):
+    """A damaged Z is an error naming scipy's reason, not data to cluster and draw."""
+    X, _ = tut
+    Z = sch.linkage(X, "ward")
+    row, col, value = damage
+    Z[row, col] = value
+    if col == 1:
+        Z[row, 0] = Z[row - 1, 0] if Z[row - 1, 0] != value else Z[row - 1, 1]
+        Z[row, 1] = value = Z[row, 0]
+    z_path, png = tmp_path / "Z.npy", tmp_path / "d.png"
+    np.save(z_path, Z)
+    assert not sch.is_valid_linkage(Z)
+    code, out, err = run(["plot", z_path, "-o", png], capsys)
+    assert code == 1 and out == "" and err.count("\n") == 1, err
+    assert "has the form of a linkage matrix but is not a valid one" in err
+    assert reason in err and "--input-kind data" in err
+    assert not png.exists()
+    code, _, err = run(["plot", z_path, "-o", png, "--input-kind", "linkage"], capsys)
+    assert code == 1 and reason in err and "not a linkage matrix" in err
+    code, _, err = run(["plot", z_path, "-o", png, "--input-kind", "data"], capsys)
+    assert code == 0, err  # clustered as 149 observations of 4 features, as asked
+
+
+def test_plot_dpi_and_size_bounds_in_help(capsys):
+    code, out, _ = run(["plot", "--help"], capsys)
+    assert code == 0
+    text = " ".join(out.split())
+    assert "10..2400" in text and "at most 10000 pixels per side" in text
+
+
+def test_huge_condensed_memmap_meets_the_memory_check_first(tmp_path, capsys, monkeypatch):
+    """No temporary the size of the input before linkage's memory prediction refuses."""
+    import tracemalloc
+
+    from test_io import sparse_condensed_npy
+
+    path = tmp_path / "huge.npy"
+    m = sparse_condensed_npy(path, 8000)  # 256 MB on paper, zeros, no disk blocks
+    _set_available(monkeypatch, 64 * 2**20)
+    tracemalloc.start()
+    try:
+        code, out, err = run(["cluster", path, "--method", "single", "-z", tmp_path / "Z.npy"],
+                             capsys)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert code == 1 and out == "" and err.count("\n") == 1, err
+    assert "linkage needs" in err and "MiB of host memory" in err
+    assert "--dtype float32" in err and "dtype=np.float32" not in err  # the CLI's words
+    # a bool mask of the input alone would be m bytes (32 MB); a float64 copy 8 m
+    assert peak < m // 4, f"{peak / 2**20:.0f} MiB traced for {8 * m / 2**20:.0f} MiB of input"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.npy"]
+
+
+def test_cluster_ctrl_c_exits_130_without_a_partial_file(small, tmp_path, capsys, monkeypatch):
+    _, path = small
+    real_save = np.save
+
+    def interrupted(f, arr, *a, **k):
+        f.write(b"\x93NUMPY half a header")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "save", interrupted)
+    code, out, err = run(["cluster", path, "-z", tmp_path / "Z.npy", "-q"], capsys)
+    monkeypatch.setattr(np, "save", real_save)
+    assert code == 130 and err == "gpu-hclust: interrupted\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_output_path_that_is_a_folder(tut, tmp_path, capsys):
+    _, path = tut
+    (tmp_path / "labels.csv").mkdir()
+    code, _, err = run(["cluster", path, "--maxclust", 2, "-o", tmp_path / "labels.csv"], capsys)
+    assert code == 1 and err.count("\n") == 1
+    assert f"{tmp_path / 'labels.csv'}: is a folder; give a file name" in err
+    assert ".part" not in err
+
+
+def test_semicolon_csv_gets_a_delimiter_hint(tmp_path, capsys):
+    path = _write(tmp_path / "excel.csv", "x;y\n1;2\n3;4\n5;7\n")
+    code, _, err = run(["cluster", path, "--maxclust", 2], capsys)
+    assert code == 1 and err.count("\n") == 1
+    assert "'1;2' is not a number; the file seems to use ';' between fields" in err
+
+
+def test_low_memory_help_describes_the_automatic_choice(capsys):
+    from gpu_hclust import _linkage
+
+    code, out, _ = run(["cluster", "--help"], capsys)
+    assert code == 0
+    text = " ".join(out.split())
+    assert f"single from n > {_linkage._PRIM_ON_THE_FLY_MIN_N}" in text
+    assert (f"from n >= {_linkage._SUMMARY_CHAIN_MIN_N} * "
+            f"max(1, d/{_linkage._SUMMARY_CHAIN_REF_D})") in text
+    assert "when the distance matrix would not fit" in text
+
+
+@pytest.mark.parametrize("library, cli", [
+    ("low_memory=True cannot compute method='complete' with metric='euclidean'",
+     "--low-memory on cannot compute --method complete with --metric euclidean"),
+    ("Pass low_memory=False (or None) to use the dense path.",
+     "Pass --low-memory off (or auto) to use the dense path."),
+    ("Ways out: low_memory=True (no distance matrix); dtype=np.float32 (halves the matrix); "
+     'backend="cpu".', "Ways out: --low-memory on (no distance matrix); --dtype float32 "
+     "(halves the matrix); --backend cpu."),
+    ("`method=ward` requires the distance metric to be Euclidean (metric='euclidean')",
+     "--method ward requires the distance metric to be Euclidean (--metric euclidean)"),
+])
+def test_cli_words(library, cli):
+    from gpu_hclust.cli import cli_words
+
+    assert cli_words(library) == cli
+
+
 # -- demo ------------------------------------------------------------------------
 def test_demo_writes_png_figures(tmp_path, capsys):
     out_dir = tmp_path / "figures"
@@ -362,47 +491,172 @@ def test_info_text(capsys):
         assert "cuda  usable" in out
     else:
         assert f"cuda  not usable: {reason}" in out
-    for method in METHODS:
-        assert any(line.strip().startswith(method) for line in out.splitlines())
+    dense = out[out.index("largest n, dense path"):].splitlines()
+    assert dense[1].split() == ["float64", "float32"]
+    assert dense[2].split()[0] == "cpu"
+
+
+def _set_available(monkeypatch, nbytes):
+    """Make every gpu_hclust module that reads the host's free memory see ``nbytes``."""
+    from gpu_hclust import _memory
+
+    real = _memory.host_available_bytes
+    for name, module in list(sys.modules.items()):
+        if name.startswith("gpu_hclust") and getattr(module, "host_available_bytes", None) is real:
+            monkeypatch.setattr(module, "host_available_bytes", lambda: nbytes)
 
 
 def test_info_json_and_largest_n(capsys):
+    from gpu_hclust import _lowmem, _memory
+
     code, out, _ = run(["info", "--json"], capsys)
     assert code == 0
     info = json.loads(out)
     assert info["backends"]["cpu"]["usable"] is True
     assert info["backends"]["cuda"]["reason"] == _backend.cuda_unavailable_reason()
     avail = info["cpu"]["memory_available"]
-    for method in METHODS:
-        for dt in ("float64", "float32"):
-            n = info["largest_n"]["cpu"][method][dt]
-            assert run_bytes(n, method, dt) <= avail < run_bytes(n + 1, method, dt)
-    from gpu_hclust import _lowmem
-
+    for dt in ("float64", "float32"):
+        n = info["largest_n"]["cpu"][dt]
+        assert _memory.dense_bytes(n, dt) <= avail < _memory.dense_bytes(n + 1, dt)
     saving = info["largest_n_memory_saving"]["cpu"]
     assert list(saving) == ["32", "384", "1024"]
     for d, n in saving.items():
         assert _lowmem.predict_bytes(n, int(d), "ward") <= avail
         assert _lowmem.predict_bytes(n + 1, int(d), "ward") > avail
-    assert saving["32"] > 100 * info["largest_n"]["cpu"]["ward"]["float64"]
+    assert saving["32"] > 100 * info["largest_n"]["cpu"]["float64"]
 
 
-def test_largest_n():
-    # 80 GB holds a float64 condensed matrix of about 141k points (4 n (n-1) bytes).
-    n = largest_n(80 * 10**9, "ward", "float64")
-    assert 4 * n * (n - 1) <= 80 * 10**9 < 4 * (n + 1) * n
-    assert largest_n(None, "ward", "float64") is None
-    assert largest_n(80 * 10**9, "ward", "float32") > n
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("kind", ["observations", "condensed"])
+def test_info_largest_n_is_where_linkage_refuses(monkeypatch, rng, lowmem_calls, dtype, kind):
+    """One memory model: info's n passes linkage's check, one more raises MemoryError."""
+    import gpu_hclust
+    from gpu_hclust.cli._info import collect_info
+
+    _set_available(monkeypatch, 2_000_000)
+    n = collect_info()["largest_n"]["cpu"][dtype]
+    assert 400 < n < 1000  # 2 MB: a float64 condensed matrix of ~600 points, float32 ~800
+
+    def data(m):
+        X = rng.normal(size=(m, 3))
+        return X if kind == "observations" else pdist(X)
+
+    def ward(y, **options):
+        return gpu_hclust.linkage(y, "ward", backend="cpu", dtype=np.dtype(dtype), **options)
+
+    # ward on the CPU from observations: dense below the automatic memory-saving size
+    assert ward(data(n)).shape == (n - 1, 4)
+    with pytest.raises(MemoryError, match="linkage needs"):
+        ward(data(n + 1), low_memory=False)
+    assert lowmem_calls == []
+    if kind == "observations":  # the same boundary switches --low-memory auto
+        assert ward(data(n + 1)).shape == (n, 4)
+        assert lowmem_calls == ["ward"]
+    else:
+        with pytest.raises(MemoryError, match="linkage needs"):
+            ward(data(n + 1))
+
+
+def test_info_memory_saving_largest_n_is_where_linkage_refuses(monkeypatch, rng):
+    import gpu_hclust
+    from gpu_hclust.cli._info import collect_info
+
+    _set_available(monkeypatch, 1_000_000)
+    n = collect_info()["largest_n_memory_saving"]["cpu"]["384"]
+    assert 200 < n < 400
+    X = rng.normal(size=(n + 1, 384))
+    Z = gpu_hclust.linkage(X[:n], "ward", backend="cpu", low_memory=True)
+    assert Z.shape == (n - 1, 4)
+    with pytest.raises(MemoryError, match="memory-saving path"):
+        gpu_hclust.linkage(X, "ward", backend="cpu", low_memory=True)
+
+
+def test_memory_largest_n():
+    from gpu_hclust._memory import dense_bytes, largest_n
+
+    # 80 GB holds a float64 condensed matrix of about 141k points (4 n (n-1) bytes + working).
+    n = largest_n(80 * 10**9, "float64")
+    assert dense_bytes(n, "float64") <= 80 * 10**9 < dense_bytes(n + 1, "float64")
+    assert 141_000 < n < 141_422
+    assert largest_n(None, "float64") is None
+    assert largest_n(80 * 10**9, "float32") > n
+    # on the GPU, observations are copied there too: fewer of them fit
+    gpu = largest_n(80 * 10**9, "float64", on_gpu=True, d=1024)
+    assert gpu < n
+    assert dense_bytes(gpu, "float64", on_gpu=True, d=1024) <= 80 * 10**9
+    assert largest_n(10, "float64") == 0
+
+
+def test_info_text_single_needs_no_matrix_on_the_cpu(capsys):
+    code, out, err = run(["info"], capsys)
+    assert code == 0, err
+    assert "single on the CPU never needs the matrix" in out
+    dense = out[out.index("largest n, dense path"):out.index("largest n, memory-saving")]
+    assert not any(line.strip().startswith("single") for line in dense.splitlines())
+    assert "--low-memory on" in out and "low_memory=True" not in out
 
 
 # -- bench -----------------------------------------------------------------------
-def test_bench_builtin_small(capsys):
-    code, out, err = run(["bench", "--builtin", "--sizes", 40, "--methods", "single", "ward",
-                          "--repeat", 1, "--backend", "cpu"], capsys)
+FAKE_BENCH = """
+import json, os, sys
+out = sys.argv[sys.argv.index("--out") + 1]
+with open(os.path.join(out, "argv.json"), "w") as f:
+    json.dump({"argv": sys.argv[1:], "cwd": os.getcwd()}, f)
+print("  n method   check")
+"""
+
+
+@pytest.fixture
+def fake_bench(tmp_path, monkeypatch):
+    from gpu_hclust.cli import _commands
+
+    script = tmp_path / "checkout" / "benchmarks" / "bench_linkage.py"
+    script.parent.mkdir(parents=True)
+    script.write_text(FAKE_BENCH)
+    monkeypatch.setattr(_commands, "_bench_script", lambda: str(script))
+    return script
+
+
+def test_bench_runs_the_quick_script_into_the_current_folder(fake_bench, tmp_path, capsys,
+                                                             monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    code, _, err = run(["bench"], capsys)
     assert code == 0, err
-    rows = [line for line in out.splitlines()[1:] if line.strip()]
-    assert len(rows) == 2
-    assert all(line.rstrip().endswith("ok") for line in rows)
+    got = json.loads((work / "argv.json").read_text())
+    assert got["argv"] == ["--quick", "--out", str(work)]
+    assert sorted(p.name for p in fake_bench.parent.iterdir()) == ["bench_linkage.py"]
+
+
+def test_bench_out_sizes_methods(fake_bench, tmp_path, capsys):
+    out = tmp_path / "results" / "today"
+    code, _, err = run(["bench", "--out", out, "--sizes", 300, 1000,
+                        "--methods", "single", "ward"], capsys)
+    assert code == 0, err
+    got = json.loads((out / "argv.json").read_text())
+    assert got["argv"] == ["--quick", "--out", str(out), "--sizes", "300,1000",
+                           "--methods", "single,ward"]
+    code, _, err = run(["bench", "--out", fake_bench], capsys)
+    assert code == 1 and err.count("\n") == 1 and "is not a folder" in err
+
+
+def test_bench_without_a_checkout_says_what_to_do(tmp_path, capsys, monkeypatch):
+    from gpu_hclust.cli import _commands
+
+    monkeypatch.setattr(_commands, "_source_root", lambda: str(tmp_path / "site-packages"))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(["bench"], capsys)
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1
+    assert "from a source checkout" in err and "pip install -e ." in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_bench_script_is_this_checkouts():
+    from gpu_hclust.cli import _commands
+
+    assert _commands._bench_script() == str(ROOT / "benchmarks" / "bench_linkage.py")
 
 
 # -- help and entry points ---------------------------------------------------------
@@ -465,7 +719,7 @@ def test_info_lists_cuda_devices_from_cupy(monkeypatch):
     """The device table, from a stand-in CuPy (the real one needs a GPU)."""
     import types
 
-    from gpu_hclust import _cli
+    from gpu_hclust._memory import largest_n
 
     runtime = types.SimpleNamespace(
         getDeviceCount=lambda: 1,
@@ -488,11 +742,11 @@ def test_info_lists_cuda_devices_from_cupy(monkeypatch):
 
     fake = types.SimpleNamespace(cuda=types.SimpleNamespace(runtime=runtime, Device=Device))
     monkeypatch.setitem(sys.modules, "cupy", fake)
-    devices, versions = _cli._cuda_devices()
+    devices, versions = _backend.cuda_devices()
     assert devices == [{"index": 0, "name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0",
                         "memory_total": 85 * 2**30, "memory_free": 80 * 2**30}]
     assert versions == {"driver": 13000, "runtime": 13000}
-    assert largest_n(devices[0]["memory_free"], "ward", "float32") > 200_000
+    assert largest_n(devices[0]["memory_free"], "float32", on_gpu=True, d=32) > 200_000
 
 
 def test_cluster_progress_flag(tut, capsys):
@@ -520,5 +774,6 @@ def test_cluster_low_memory_flag(small, tmp_path, capsys, lowmem_calls):
     code, out, err = run(["cluster", path, "--method", "complete", "--low-memory", "on",
                           "--backend", "cpu", "--maxclust", 2, "-q"], capsys)
     assert code != 0 and out == ""
-    assert "low_memory=True cannot compute method='complete'" in err
+    assert "--low-memory on cannot compute --method complete with --metric euclidean" in err
+    assert "low_memory=" not in err and "method=" not in err
     assert len(err.strip().splitlines()) == 1

@@ -23,17 +23,17 @@ PACKAGE_DIR = Path(gpu_hclust.__file__).resolve().parent
 
 
 def _module_names():
-    """Every importable module of the package, kernels (a symlinked folder) included."""
+    """Every importable module of the package, its subpackages (kernels, cli) included."""
     names = ["gpu_hclust"]
     for path in sorted(PACKAGE_DIR.glob("*.py")):
         if path.stem != "__init__":
             names.append(f"gpu_hclust.{path.stem}")
-    kernels = PACKAGE_DIR / "kernels"
-    if (kernels / "__init__.py").is_file():
-        names.append("gpu_hclust.kernels")
-        for path in sorted(kernels.glob("*.py")):
-            if path.stem != "__init__":
-                names.append(f"gpu_hclust.kernels.{path.stem}")
+    for folder in sorted(PACKAGE_DIR.iterdir()):  # kernels (a symlinked folder), cli
+        if (folder / "__init__.py").is_file():
+            names.append(f"gpu_hclust.{folder.name}")
+            for path in sorted(folder.glob("*.py")):
+                if path.stem != "__init__":
+                    names.append(f"gpu_hclust.{folder.name}.{path.stem}")
     return names
 
 
@@ -81,6 +81,7 @@ def test_module_list_is_complete():
     # The discovery above must see the modules it is meant to check.
     assert "gpu_hclust._linkage" in MODULES
     assert "gpu_hclust.kernels.formulas" in MODULES
+    assert "gpu_hclust.cli._commands" in MODULES
     assert "gpu_hclust._linkage" in PUBLIC_MODULES
     assert "gpu_hclust._estimator" in PUBLIC_MODULES
 
