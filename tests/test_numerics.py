@@ -36,7 +36,8 @@ def _exact_cosine_family(X, metric):
     """Condensed cosine/correlation distances of the float64 data, to ~1e-60."""
     rows = [[Fraction(float(v)) for v in r] for r in X]
     if metric == "correlation":
-        rows = [[v - sum(r) / len(r) for v in r] for r in rows]
+        means = [sum(r) / len(r) for r in rows]
+        rows = [[v - m for v in r] for r, m in zip(rows, means)]
     sq = [sum(v * v for v in r) for r in rows]
 
     def dec(f):
