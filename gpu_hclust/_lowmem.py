@@ -171,12 +171,49 @@ def _row_norms(XT, xp, metric):
     return norms
 
 
+# Metrics whose distances are unchanged by translating the data: their points
+# are centred (column means subtracted) before anything is summed, so that
+# sums and squares work on the spread of the data, not on its distance from
+# the origin (map coordinates: 5e6 +- 1000).
+_TRANSLATION_INVARIANT = frozenset({"euclidean", "sqeuclidean", "cityblock", "chebyshev",
+                                    "minkowski"})
+# Metrics whose distances scale with the data (degree 1) or its square (2).
+# The data is multiplied by a power of two that brings its largest magnitude
+# near 1: exact, so no squared term overflows (1e154) or underflows (1e-160);
+# the heights are multiplied back at the end. Cosine and correlation are
+# scale-invariant (rows are normalised) and are left alone.
+_SCALE_DEGREE = {"euclidean": 1, "cityblock": 1, "chebyshev": 1, "minkowski": 1,
+                 "sqeuclidean": 2}
+
+
+def _shift_and_exponent(X, metric, xp):
+    """Column means to subtract (or None) and the power of two e to divide by."""
+    if metric not in _SCALE_DEGREE:
+        return None, 0
+    shift = X.mean(axis=0) if metric in _TRANSLATION_INVARIANT else None
+    # max |x - shift| <= max |x| + max |shift|, both finite (validated input);
+    # halved first so that the sum cannot overflow.
+    big = float(xp.abs(X).max()) * 0.5
+    if shift is not None:
+        big += float(xp.abs(shift).max()) * 0.5
+    if big == 0.0:
+        return shift, 0
+    return shift, int(np.frexp(big)[1]) + 1  # 2**-e * max|x - shift| <= 1
+
+
 def prepare(X, method, metric, dtype, xp=np):
+    """``prepare_scaled`` without the height exponent (callers that only need
+    the engine's inputs, e.g. ``benchmarks/count_gpu_work.py``)."""
+    return prepare_scaled(X, method, metric, dtype, xp)[:4]
+
+
+def prepare_scaled(X, method, metric, dtype, xp=np):
     """Working arrays for an engine: transposed data in ``dtype``, row norms, codes.
 
-    Correlation rows are centred, cosine/correlation rows of average linkage
-    are normalised (their centroids are mean unit vectors). ``X`` is not
-    modified.
+    Euclidean-family rows are centred and scaled by a power of two (see
+    ``_SCALE_DEGREE``); correlation rows are centred, cosine/correlation rows
+    of average linkage are normalised (their centroids are mean unit vectors).
+    ``X`` is not modified.
 
     Returns
     -------
@@ -184,16 +221,33 @@ def prepare(X, method, metric, dtype, xp=np):
     norms : array of float64, shape (n,) (ones where unused)
     code, mcode : int
         ``formulas`` method code and ``metrics`` code.
+    height_exponent : int
+        Multiply the engine's heights by ``2**height_exponent`` to undo the
+        scaling (0 where the data was not scaled).
     """
     spec = METHODS[_method_name(method)]
     mcode = metrics.METRIC_CODES[metric]
-    # A transposed copy (X is never written); straight to the working dtype
-    # unless rows must be centred or normalised first, which is done in float64.
+    shift, e = _shift_and_exponent(X, metric, xp)
     reshape = metric in ("cosine", "correlation")
-    CT = X.T.astype(np.float64 if reshape else dtype, order="C", copy=True)
+    if shift is not None or e:
+        # Row by row (one O(n) float64 temporary), straight into the working
+        # dtype: float32 storage then holds the centred, scaled values rounded
+        # once, and never overflows.
+        n, d = X.shape
+        CT = xp.empty((d, n), dtype=dtype)
+        scale = float(np.ldexp(1.0, -e))
+        for k in range(d):
+            col = xp.asarray(X[:, k], dtype=np.float64)
+            if shift is not None:
+                col = col - shift[k]
+            CT[k] = col * scale
+    else:
+        # A transposed copy (X is never written); straight to the working dtype
+        # unless rows must be centred or normalised first, done in float64.
+        CT = X.T.astype(np.float64 if reshape else dtype, order="C", copy=True)
     if metric == "correlation":
         CT -= CT.mean(axis=0)
-    if metric in ("cosine", "correlation"):
+    if reshape:
         norms = _row_norms(CT, xp, metric)
         if spec.code == formulas.AVERAGE:
             CT /= norms
@@ -202,7 +256,25 @@ def prepare(X, method, metric, dtype, xp=np):
         norms = xp.ones(CT.shape[1], dtype=np.float64)
     if CT.dtype != dtype:
         CT = xp.ascontiguousarray(CT, dtype=dtype)
-    return CT, norms, spec.code, mcode
+    degree = 2 if spec.squared else _SCALE_DEGREE.get(metric, 0)
+    return CT, norms, spec.code, mcode, degree * e
+
+
+def _unscale(h, exponent, method, metric):
+    """Heights in the data's units; ValueError where they exceed float64's range."""
+    if exponent:
+        with np.errstate(over="ignore"):  # reported below, with the cause
+            h = np.ldexp(np.asarray(h, dtype=np.float64), exponent)
+    if not np.isfinite(h).all():
+        squared = " (squared, as this method's working distances are)" if METHODS[
+            _method_name(method)].squared or metric == "sqeuclidean" else ""
+        raise ValueError(
+            f"The linkage heights of method={_method_name(method)!r}, metric={metric!r} "
+            f"exceed the float64 range{squared} for this input (largest finite value "
+            f"{np.finfo(np.float64).max:.3g}); rescale the observations (e.g. divide them "
+            "by a power of ten) and multiply the heights back."
+        )
+    return h
 
 
 def _mst_merge_order(a, b, h):
@@ -256,9 +328,10 @@ def run_vector(X, method, metric, backend="cpu", dtype=None, *, tpb=None, counte
 
         xp = device_namespace()
         Xd = xp.asarray(X)
-        CT, norms, code, mcode = prepare(Xd, spec, metric, dt, xp)
+        CT, norms, code, mcode, exponent = prepare_scaled(Xd, spec, metric, dt, xp)
         a, b, h = cuda_vector.run(CT, norms, code, mcode, MINKOWSKI_P, xp=xp, tpb=tpb,
                                   counter=counter)
+        h = _unscale(h, exponent, spec, metric)
         return _mst_merge_order(a, b, h) if spec.family == "mst" else (a, b, h)
     if backend != "cpu":
         raise ValueError(f"backend must be 'cpu' or 'cuda'; got {backend!r}")
@@ -266,7 +339,7 @@ def run_vector(X, method, metric, backend="cpu", dtype=None, *, tpb=None, counte
 
     X = np.asarray(X)
     n = X.shape[0]
-    CT, norms, code, mcode = prepare(X, spec, metric, dt, np)
+    CT, norms, code, mcode, exponent = prepare_scaled(X, spec, metric, dt, np)
     a = np.empty(n - 1, dtype=np.int64)
     b = np.empty(n - 1, dtype=np.int64)
     h = np.empty(n - 1, dtype=np.float64)
@@ -275,9 +348,9 @@ def run_vector(X, method, metric, backend="cpu", dtype=None, *, tpb=None, counte
     counter[0] = 0
     if spec.family == "mst":
         cpu_vector.single(mcode, CT, norms, MINKOWSKI_P, a, b, h, counter)
-        return _mst_merge_order(a, b, h)
+        return _mst_merge_order(a, b, _unscale(h, exponent, spec, metric))
     size = np.ones(n, dtype=np.float64)
     extra = np.zeros(n, dtype=np.float64)
     engine = cpu_vector.generic if spec.family == "generic" else cpu_vector.reducible
     engine(code, mcode, CT, size, extra, a, b, h, counter)
-    return a, b, h
+    return a, b, _unscale(h, exponent, spec, metric)

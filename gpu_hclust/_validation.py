@@ -139,6 +139,8 @@ def validate_linkage_input(y, method, metric):
 
     Raises
     ------
+    TypeError
+        ``y`` is not array_like (a dict, a set, an arbitrary object).
     ValueError
         Wrong ndim, condensed length not n(n-1)/2, fewer than 2 observations,
         NaN/inf, non-numeric dtype, unknown metric, or a non-Euclidean metric
@@ -148,6 +150,13 @@ def validate_linkage_input(y, method, metric):
     xp = np
     if is_cupy:
         import cupy as xp
+    elif np.asarray(y).dtype == object and np.ndim(y) == 0:
+        # A dict, set or other non-sequence: scipy fails converting it to
+        # float64 with a TypeError, so do we (not a ValueError about ndim).
+        raise TypeError(
+            f"`y` must be array_like (a condensed distance matrix or an (n, d) "
+            f"observation matrix of numbers); got {type(y).__name__}."
+        )
     ndim = y.ndim if is_cupy else np.ndim(y)
     if ndim not in (1, 2):
         raise ValueError(

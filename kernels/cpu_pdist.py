@@ -16,6 +16,8 @@ below ``PARALLEL_MIN_WORK`` element operations (and on a busy machine a
 parallel region waits for every thread to be scheduled).
 """
 
+import types
+
 import numba
 import numpy as np
 
@@ -26,26 +28,51 @@ from ._config import NUMBA_CACHE
 # thread.
 PARALLEL_MIN_WORK = 1 << 25
 
-_accumulate = numba.njit(nogil=True, cache=NUMBA_CACHE)(metrics.metric_accumulate)
+# Two compilations of the metric formulas. The strict one (fastmath=False,
+# spelled out) keeps scipy's rounding for every metric; the fast-math one is
+# inlined into the summing loops of euclidean/sqeuclidean/cityblock only.
+# Two numba behaviours shape this:
+# * a callee compiled inside a fast-math function gets the caller's flags even
+#   when it says fastmath=False (numba only overrides the caller's context with
+#   a truthy flag set), so no strict function is ever called from a fast-math
+#   one: the fast loops call only the inlined fast copies below;
+# * numba's on-disk cache keys a function by signature, not by flags, so two
+#   dispatchers of one Python function with different flags would load each
+#   other's machine code: the fast copies are never cached.
+_STRICT = {"nogil": True, "cache": NUMBA_CACHE, "fastmath": False}
 # Sums of non-negative terms may be reassociated (and fused): LLVM then
 # vectorises the coordinate loop. The result moves by a few ulp at most
 # (relative error <= d * eps for any order); measured 2.3x (euclidean) and 3x
 # (cityblock) faster at d = 32. Inlined so the metric code is a constant.
 _SUM_FASTMATH = {"reassoc", "contract"}
-_accumulate_sum = numba.njit(nogil=True, cache=NUMBA_CACHE, fastmath=_SUM_FASTMATH,
-                             inline="always")(metrics.metric_accumulate)
-_finalize = numba.njit(nogil=True, cache=NUMBA_CACHE)(metrics.metric_finalize)
+_SUM = {"nogil": True, "cache": False, "fastmath": _SUM_FASTMATH, "inline": "always"}
+
+
+def _store_value(out, k, v):
+    """Write one distance (cast to out's dtype); return 1 if the stored value
+    is not finite (a float64 distance beyond float32's range becomes inf)."""
+    out[k] = v
+    return 0 if np.isfinite(out[k]) else 1
+
+
+def _twin(fn):
+    """A second function object with fn's code, globals and name + '_fast'."""
+    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_fast",
+                              fn.__defaults__, fn.__closure__)
+    twin.__qualname__ = fn.__qualname__ + "_fast"
+    return twin
+
+
+_accumulate = numba.njit(**_STRICT)(metrics.metric_accumulate)
+_finalize = numba.njit(**_STRICT)(metrics.metric_finalize)
+_store = numba.njit(**_STRICT)(_store_value)
+_accumulate_sum = numba.njit(**_SUM)(_twin(metrics.metric_accumulate))
+_finalize_sum = numba.njit(**_SUM)(_twin(metrics.metric_finalize))
+_store_sum = numba.njit(**_SUM)(_twin(_store_value))
 _condensed_index = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.condensed_index)
 
 
-@numba.njit(nogil=True, cache=NUMBA_CACHE)
-def _store(out, k, v):
-    """Write one distance (cast to out's dtype); return 1 if it is not finite."""
-    out[k] = v
-    return 0 if np.isfinite(v) else 1
-
-
-@numba.njit(nogil=True, cache=NUMBA_CACHE)
+@numba.njit(**_STRICT)
 def _fill_row(X, i, code, p, norms, out):
     """Distances from row i to rows i+1..n-1; returns how many are not finite.
 
@@ -84,11 +111,12 @@ def _fill_row(X, i, code, p, norms, out):
     return bad
 
 
-@numba.njit(nogil=True, cache=NUMBA_CACHE, fastmath=_SUM_FASTMATH, inline="always")
+@numba.njit(**_SUM)
 def _fill_row_sum(X, i, code, p, norms, out):
     """``_fill_row`` for metrics that sum non-negative terms, vectorised.
 
-    Called with a constant ``code`` so each metric gets its own loop.
+    Inlined into the per-metric functions below with a constant ``code``, so
+    each metric gets its own loop.
     """
     n, d = X.shape
     start = _condensed_index(np.int64(n), np.int64(i), np.int64(i) + 1) - (i + 1)
@@ -98,26 +126,43 @@ def _fill_row_sum(X, i, code, p, norms, out):
         acc = 0.0
         for t in range(d):
             acc = _accumulate_sum(code, acc, X[i, t], X[j, t], p)
-        bad += _store(out, start + j, _finalize(code, acc, p, ni, norms[j]))
+        bad += _store_sum(out, start + j, _finalize_sum(code, acc, p, ni, norms[j]))
     return bad
 
 
-@numba.njit(nogil=True, cache=NUMBA_CACHE, fastmath=_SUM_FASTMATH)
+_FAST = {"nogil": True, "cache": NUMBA_CACHE, "fastmath": _SUM_FASTMATH}
+
+
+@numba.njit(**_FAST)
+def _fill_row_euclidean(X, i, p, norms, out):
+    return _fill_row_sum(X, i, metrics.EUCLIDEAN, p, norms, out)
+
+
+@numba.njit(**_FAST)
+def _fill_row_sqeuclidean(X, i, p, norms, out):
+    return _fill_row_sum(X, i, metrics.SQEUCLIDEAN, p, norms, out)
+
+
+@numba.njit(**_FAST)
+def _fill_row_cityblock(X, i, p, norms, out):
+    return _fill_row_sum(X, i, metrics.CITYBLOCK, p, norms, out)
+
+
+@numba.njit(**_STRICT)
 def _fill_any_row(X, i, code, p, norms, out):
-    # Numba inlines _fill_row_sum here, compiled with this function's flags.
-    # Chebyshev (a max), minkowski (a pow per term) and the dot products of
-    # cosine/correlation (mixed signs: keep scipy's summation order) take
-    # the in-order path.
+    # Strict itself, so that _fill_row (chebyshev: a max; minkowski: a pow per
+    # term; the dot products of cosine/correlation: mixed signs, scipy's
+    # summation order) is compiled without fast-math flags.
     if code == metrics.EUCLIDEAN:
-        return _fill_row_sum(X, i, metrics.EUCLIDEAN, p, norms, out)
+        return _fill_row_euclidean(X, i, p, norms, out)
     if code == metrics.SQEUCLIDEAN:
-        return _fill_row_sum(X, i, metrics.SQEUCLIDEAN, p, norms, out)
+        return _fill_row_sqeuclidean(X, i, p, norms, out)
     if code == metrics.CITYBLOCK:
-        return _fill_row_sum(X, i, metrics.CITYBLOCK, p, norms, out)
+        return _fill_row_cityblock(X, i, p, norms, out)
     return _fill_row(X, i, code, p, norms, out)
 
 
-@numba.njit(nogil=True, cache=NUMBA_CACHE)
+@numba.njit(**_STRICT)
 def _fill_row_pairs(X, code, p, norms, out, r0, r1):
     """Rows r and n-2-r for r in [r0, r1); returns the non-finite count."""
     n = X.shape[0]
@@ -169,7 +214,7 @@ def pdist_into(X, code, p, norms, out):
     return int(_pdist_parallel(X, code, p, norms, out, numba.get_num_threads()))
 
 
-@numba.njit(nogil=True, cache=NUMBA_CACHE)
+@numba.njit(**_STRICT)
 def row_norms(X):
     """Euclidean norm of every row of X (float64), summed in coordinate order."""
     n, d = X.shape

@@ -118,8 +118,11 @@ def merged_extra(code, metric, e_a, e_b, s_a, s_b, sq_ab):
 
 
 _coordinate_metric = numba.njit(inline="always", cache=NUMBA_CACHE)(coordinate_metric)
-_accumulate = numba.njit(inline="always", cache=NUMBA_CACHE)(metrics.metric_accumulate)
-_finalize = numba.njit(inline="always", cache=NUMBA_CACHE)(metrics.metric_finalize)
+# fastmath=False explicitly: numba would compile these with a caller's flags.
+_accumulate = numba.njit(inline="always", cache=NUMBA_CACHE, fastmath=False)(
+    metrics.metric_accumulate)
+_finalize = numba.njit(inline="always", cache=NUMBA_CACHE, fastmath=False)(
+    metrics.metric_finalize)
 _cluster_distance = numba.njit(inline="always", cache=NUMBA_CACHE)(cluster_distance)
 _merged_coordinate = numba.njit(inline="always", cache=NUMBA_CACHE)(merged_coordinate)
 _merged_extra = numba.njit(inline="always", cache=NUMBA_CACHE)(merged_extra)

@@ -17,7 +17,7 @@ cosine/correlation, their Euclidean norms.
 import numpy as np
 from numba import cuda
 
-from . import formulas, launch, metrics
+from . import _cuda_rounding, formulas, launch, metrics  # noqa: F401 (_cuda_rounding: metrics.product)
 from ._config import NUMBA_CACHE
 
 # Threads per block at most (sizes the staged column tile in shared memory:

@@ -53,7 +53,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from . import cpu_vector, cuda_mst, formulas, launch, metrics
+from . import _cuda_rounding, cpu_vector, cuda_mst, formulas, launch, metrics  # noqa: F401 (_cuda_rounding: metrics.product)
 from ._config import NUMBA_CACHE
 
 # Threads per block at most (sizes the shared arrays).

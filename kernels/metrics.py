@@ -9,9 +9,24 @@ expansion: it cancels on close pairs and flips merges). Cosine and correlation
 follow scipy: correlation first centres each row (done by the caller on whole
 arrays); both accumulate the dot product of the raw rows and divide by the
 product of the row norms, which the caller precomputes once per row.
+
+Rounding. Cosine and correlation distances of near-parallel rows are
+1 - (a value within a few ulp of 1): every rounding of the dot product shows in
+the result, so it is summed in coordinate order with each product rounded on
+its own, as scipy does. Two compiler features would change that and are kept
+out: reassociation (``fastmath``; numba passes a caller's flags on to callees
+compiled without their own, so every CPU wrapper of these functions sets
+``fastmath=False`` explicitly) and fused multiply-add contraction, which NVVM
+applies by default (``-fma=1``, and numba-cuda offers no switch): the dot
+product's multiply goes through :func:`product`, which the CUDA modules compile
+as an explicitly rounded multiply (``mul.rn``, never fused; see
+``_cuda_rounding``). Sums of non-negative terms (euclidean, cityblock) are
+well conditioned (relative error <= d eps in any order) and may be fused.
 """
 
 import math
+
+from numba import extending
 
 EUCLIDEAN = 0
 SQEUCLIDEAN = 1
@@ -34,10 +49,31 @@ METRIC_CODES = {
 }
 
 
+def product(u, v):
+    """u * v rounded on its own, never fused with the add that consumes it.
+
+    Plain Python (the CUDA simulator runs it as is); the CPU overload below is
+    an ordinary multiply, compiled with its caller's flags, the CUDA one
+    (``_cuda_rounding``) an explicitly rounded multiply.
+    """
+    return u * v
+
+
+# Inlined into each caller's IR: a separately compiled implementation would be
+# compiled once, with the flags of whichever caller came first (numba passes a
+# caller's fast-math flags on), and then shared by every caller.
+@extending.overload(product, inline="always")
+def _product_cpu(u, v):
+    def impl(u, v):
+        return u * v
+
+    return impl
+
+
 def metric_accumulate(code, acc, u, v, p):
     """Fold one coordinate pair (u, v) into the running accumulator."""
     if code == COSINE or code == CORRELATION:
-        return acc + u * v
+        return acc + product(u, v)  # mixed signs: no fusion, see the module docstring
     diff = u - v
     if code == EUCLIDEAN or code == SQEUCLIDEAN:
         return acc + diff * diff

@@ -138,3 +138,11 @@ def test_import_does_not_pull_cupy_or_numba_cuda():
             "print('cupy' in sys.modules, 'numba.cuda' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("y", [{"a": 1.0}, {1.0, 2.0, 3.0}, object()])
+def test_non_array_input_is_a_type_error_like_scipy(y):
+    with pytest.raises(TypeError):
+        sch.linkage(y)
+    with pytest.raises(TypeError, match="`y` must be array_like"):
+        gpu_hclust.linkage(y)

@@ -1,0 +1,220 @@
+"""Numerics against exact references (DESIGN.md section 7).
+
+* cosine/correlation distances of near-constant data, where every rounding of
+  the dot product shows: no reassociation or fused multiply-add (CPU flags,
+  CUDA PTX);
+* the memory-saving path far from the origin (centred summaries) and at
+  scales where squares overflow (power-of-two rescaling), or scipy's
+  ValueError where a height itself is beyond float64;
+* float32 storage that overflows raises instead of returning inf heights.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from decimal import Decimal, localcontext
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.cluster.hierarchy as sch
+from scipy.spatial.distance import pdist
+
+from gpu_hclust import linkage
+from gpu_hclust.kernels import cpu_pdist, metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _near_constant(n, d, seed=0):
+    return 1.0 + 1e-4 * np.random.default_rng(seed).standard_normal((n, d))
+
+
+def _exact_cosine_family(X, metric):
+    """Condensed cosine/correlation distances of the float64 data, to ~1e-60."""
+    rows = [[Fraction(float(v)) for v in r] for r in X]
+    if metric == "correlation":
+        means = [sum(r) / len(r) for r in rows]
+        rows = [[v - m for v in r] for r, m in zip(rows, means)]
+    sq = [sum(v * v for v in r) for r in rows]
+
+    def dec(f):
+        return Decimal(f.numerator) / Decimal(f.denominator)
+
+    out = []
+    with localcontext() as ctx:
+        ctx.prec = 60
+        for i in range(len(rows)):
+            for j in range(i + 1, len(rows)):
+                dot = sum(a * b for a, b in zip(rows[i], rows[j]))
+                out.append(float(1 - dec(dot) / dec(sq[i] * sq[j]).sqrt()))
+    return np.array(out)
+
+
+def _ours(X, metric):
+    Xc = X - X.mean(axis=1, keepdims=True) if metric == "correlation" else X
+    Xc = np.ascontiguousarray(Xc)
+    out = np.empty(X.shape[0] * (X.shape[0] - 1) // 2)
+    bad = cpu_pdist.pdist_into(Xc, metrics.METRIC_CODES[metric], 2.0, cpu_pdist.row_norms(Xc), out)
+    assert bad == 0
+    return out
+
+
+@pytest.mark.parametrize("metric", ["cosine", "correlation"])
+def test_cosine_family_d3_as_exact_as_scipy(metric):
+    # Without fastmath=False spelled out, numba compiled the dot product with
+    # its caller's reassoc/contract flags: heights 1.9e-3 off scipy's here.
+    X = _near_constant(40, 3)
+    exact = _exact_cosine_family(X, metric)
+    ours, theirs = _ours(X, metric), pdist(X, metric)
+    err_ours = np.abs(ours - exact) / exact
+    err_scipy = np.abs(theirs - exact) / exact
+    assert np.all(err_ours <= err_scipy)
+    np.testing.assert_array_equal(ours, theirs)  # same summation order as scipy's loop
+
+
+@pytest.mark.parametrize("metric", ["cosine", "correlation"])
+@pytest.mark.parametrize("d", [8, 32, 384])
+def test_cosine_family_wide_rows_close_to_exact(metric, d):
+    # scipy 1.17's compiled loop sums in an order we have not reproduced for
+    # d >= 8 (results differ by an ulp of the dot product either way); ours is
+    # the in-order sum. Both errors are rounding-level: within 3x of scipy's.
+    X = _near_constant(24, d, seed=d)
+    exact = _exact_cosine_family(X, metric)
+    err_ours = np.abs(_ours(X, metric) - exact) / exact
+    err_scipy = np.abs(pdist(X, metric) - exact) / exact
+    assert err_ours.mean() <= 3 * err_scipy.mean() + 1e-300
+    assert err_ours.max() <= 3 * err_scipy.max() + 1e-300
+
+
+def test_average_cosine_heights_match_scipy_near_constant():
+    X = _near_constant(400, 3, seed=1)
+    Z = linkage(X, "average", metric="cosine", backend="cpu", low_memory=False)
+    Zs = sch.linkage(pdist(X, "cosine"), "average")
+    np.testing.assert_array_equal(Z[:, :2], Zs[:, :2])
+    np.testing.assert_allclose(Z[:, 2], Zs[:, 2], rtol=1e-12, atol=0)
+
+
+_PTX_SCRIPT = r"""
+import json, re
+import numba.cuda.dispatcher as dispatcher
+from numba import cuda
+
+class _Device:
+    compute_capability = (9, 0)
+
+dispatcher.get_current_device = lambda: _Device
+try:
+    from numba.cuda.cudadrv import nvvm
+    nvvm.NVVM()
+except Exception as exc:
+    print(json.dumps({"skip": f"libNVVM unavailable: {exc}"}))
+    raise SystemExit(0)
+from gpu_hclust.kernels import cuda_pdist
+out = {}
+for name in ("pdist_cosine",):
+    for sig in cuda_pdist.PTX_SIGNATURES[name]:
+        ptx, _ = cuda.compile_ptx(getattr(cuda_pdist, name).py_func, sig, cc=(9, 0))
+        out[sig] = {"fma": len(re.findall(r"\bfma\.rn\.f64", ptx)),
+                    "mul_rn": len(re.findall(r"\bmul\.rn\.f64", ptx))}
+print(json.dumps(out))
+"""
+
+
+def test_cuda_cosine_kernel_has_no_fused_multiply_add():
+    # NVVM fuses a*b + c by default and numba-cuda has no switch: the dot
+    # product's multiply is libdevice's explicitly rounded one (mul.rn).
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    proc = subprocess.run([sys.executable, "-c", _PTX_SCRIPT], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    if "skip" in report:
+        pytest.skip(report["skip"])
+    assert report
+    for sig, counts in report.items():
+        assert counts["fma"] == 0, f"{sig}: {counts}"
+        assert counts["mul_rn"] > 0, f"{sig}: {counts}"
+
+
+def test_cuda_pdist_cosine_in_simulator_matches_cpu():
+    from gpu_hclust.kernels import cuda_pdist
+
+    X = _near_constant(20, 8, seed=3)
+    norms = cpu_pdist.row_norms(X)
+    out = np.empty(20 * 19 // 2)
+    cuda_pdist.pdist(X, norms, out, metrics.COSINE, tpb=32)
+    np.testing.assert_array_equal(out, _ours(X, "cosine"))
+
+
+# --------------------------------------------------------------------------
+# Memory-saving path: far from the origin, huge and tiny scales
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("offset", [(5e5, 5e6), (1e8, 1e8)])
+def test_lowmem_ward_far_from_origin(offset):
+    # Uncentred summaries: 4e-11 (5e6) and 8e-10 (1e8) relative here.
+    X = np.asarray(offset) + np.random.default_rng(0).uniform(-1000, 1000, (1500, 2))
+    Z = linkage(X, "ward", backend="cpu", low_memory=True)
+    Zs = sch.linkage(X, "ward")
+    np.testing.assert_array_equal(Z[:, :2], Zs[:, :2])
+    np.testing.assert_allclose(Z[:, 2], Zs[:, 2], rtol=1e-12, atol=0)
+
+
+def test_lowmem_single_at_1e154_is_finite_and_exact():
+    # Squares overflow at 1e154; power-of-two rescaling is exact, so the
+    # heights are those of the unscaled data times the scale.
+    X = np.random.default_rng(1).standard_normal((300, 3))
+    Z = linkage(X * 1e154, "single", backend="cpu", low_memory=True)
+    assert np.isfinite(Z).all()
+    Zs = sch.linkage(X, "single")
+    np.testing.assert_array_equal(Z[:, :2], Zs[:, :2])
+    np.testing.assert_allclose(Z[:, 2], Zs[:, 2] * 1e154, rtol=1e-13)
+
+
+@pytest.mark.parametrize("method,metric", [("ward", "euclidean"), ("centroid", "euclidean"),
+                                           ("median", "euclidean"), ("average", "sqeuclidean")])
+def test_lowmem_squared_heights_beyond_float64_raise(method, metric):
+    X = np.random.default_rng(2).standard_normal((60, 3)) * 1e154
+    with pytest.raises(ValueError, match="exceed the float64 range"):
+        linkage(X, method, metric=metric, backend="cpu", low_memory=True)
+    with pytest.raises(ValueError):  # scipy too
+        sch.linkage(X, method, metric=metric)
+
+
+def test_lowmem_ward_1e152_matches_scipy():
+    # Finite for scipy; the squared summaries used to overflow.
+    X = np.random.default_rng(3).standard_normal((200, 3))
+    Z = linkage(X * 1e152, "ward", backend="cpu", low_memory=True)
+    Zs = sch.linkage(X, "ward")
+    np.testing.assert_array_equal(Z[:, :2], Zs[:, :2])
+    np.testing.assert_allclose(Z[:, 2], Zs[:, 2] * 1e152, rtol=1e-12)
+
+
+def test_lowmem_ward_1e160_no_worse_than_scipy():
+    # Squared heights near 1e-320 are subnormal once the scale is undone
+    # (before _tree's square root): both lose digits there, scipy more
+    # (its squared distances are subnormal from the start).
+    X = np.random.default_rng(3).standard_normal((200, 3))
+    exact = sch.linkage(X, "ward")[:, 2] * 1e-160
+    Z = linkage(X * 1e-160, "ward", backend="cpu", low_memory=True)
+    Zs = sch.linkage(X * 1e-160, "ward")
+    np.testing.assert_array_equal(Z[:, :2], sch.linkage(X, "ward")[:, :2])
+    assert np.abs(Z[:, 2] - exact).max() <= np.abs(Zs[:, 2] - exact).max()
+
+
+def test_lowmem_float32_storage_does_not_overflow():
+    X = np.random.default_rng(4).standard_normal((80, 3))
+    Z = linkage(X * 1e39, "ward", backend="cpu", low_memory=True, dtype=np.float32)
+    assert np.isfinite(Z).all()
+    Zr = linkage(X, "ward", backend="cpu", low_memory=True, dtype=np.float32)
+    np.testing.assert_allclose(Z[:, 2], Zr[:, 2] * 1e39, rtol=1e-6)
+
+
+def test_dense_float32_overflow_raises():
+    X = np.random.default_rng(5).standard_normal((50, 3)) * 1e39
+    with pytest.raises(ValueError, match="finite"):
+        linkage(X, "complete", backend="cpu", dtype=np.float32)
