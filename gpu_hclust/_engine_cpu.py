@@ -3,12 +3,18 @@
 Two jobs, called by ``_linkage.linkage``: build the working condensed matrix
 (a new array the kernels may overwrite; the caller's input is never touched)
 and run the method's family kernel on it. The kernels live in ``kernels/cpu_*``.
+
+The kernels follow scipy's algorithms and arithmetic (plain distances for
+every method, scipy's form of the Lance-Williams updates), so that ``Z``
+is scipy's also under ties: :func:`log_form` says so to ``_linkage``, which
+asks for an unsquared working matrix and canonicalises accordingly.
 """
 
 import numpy as np
 
 from . import kernels
 from ._backend import to_host
+from ._tree import scipy_form
 from .kernels import cpu_pdist, metrics
 
 _NONFINITE = "The condensed distance matrix must contain only finite values."
@@ -17,6 +23,17 @@ _NONFINITE = "The condensed distance matrix must contain only finite values."
 def on_real_gpu():
     """The CPU engine never runs on a GPU (memory checks use host memory)."""
     return False
+
+
+def log_form(method):
+    """How this engine works on ``method`` (a ``_tree.LogForm``).
+
+    Plain distances and no height lift for every method: scipy's form, so
+    ties round and break as in scipy. ``_linkage`` passes ``.squared`` to
+    :func:`condensed_working_matrix` and the form to
+    ``_tree.merge_log_to_linkage``.
+    """
+    return scipy_form(method)
 
 
 def condensed_working_matrix(inp, dtype, squared):
@@ -30,7 +47,9 @@ def condensed_working_matrix(inp, dtype, squared):
         float32 or float64: the precision of the working matrix. Distances
         are computed in float64 and rounded once.
     squared : bool
-        Store squared distances (ward, centroid, median).
+        Store squared distances. The CPU kernels want plain ones
+        (``log_form(method).squared`` is False); True is kept for callers
+        that prepare a squared matrix for other engines.
 
     Returns
     -------
@@ -56,8 +75,8 @@ def condensed_working_matrix(inp, dtype, squared):
 def _kernel_metric(metric, squared):
     """The metric the distance kernel should compute for linkage's metric."""
     if squared:
-        # ward/centroid/median are Euclidean-only (validated); accumulating the
-        # square directly is exact to one rounding, sqrt-then-square is not.
+        # Accumulating the square directly is exact to one rounding,
+        # sqrt-then-square is not (the metric is Euclidean: validated).
         return "sqeuclidean"
     if metric == "minkowski":
         # linkage passes no p, so scipy uses p = 2: the Euclidean distance.

@@ -1,8 +1,8 @@
 """CUDA engine: the working condensed matrix on the device and the family kernels.
 
-Same interface as the CPU engine (``on_real_gpu``, ``condensed_working_matrix``,
-``run_family``). Device arrays are CuPy arrays on a GPU and NumPy arrays under
-numba-cuda's simulator (``_backend.device_namespace()``); the kernels
+Same interface as the CPU engine (``on_real_gpu``, ``log_form``,
+``condensed_working_matrix``, ``run_family``). Device arrays are CuPy arrays on
+a GPU and NumPy arrays under numba-cuda's simulator (``_backend.device_namespace()``); the kernels
 themselves (``kernels/cuda_*.py``) never see CuPy, only arrays exposing
 ``__cuda_array_interface__``.
 
@@ -16,6 +16,7 @@ for CuPy input that means one device-to-host copy of the observations first.
 import numpy as np
 
 from . import _backend
+from ._tree import squared_form
 from .kernels import get_engine, launch, metrics
 
 # Host-to-device copies of host condensed matrices that must change precision
@@ -24,6 +25,11 @@ from .kernels import get_engine, launch, metrics
 _TRANSFER_CHUNK = 1 << 26
 
 _NONFINITE_MESSAGE = "The condensed distance matrix must contain only finite values."
+
+
+def log_form(method):
+    """Squared distances for ward/centroid/median, lifted heights (``_tree.squared_form``)."""
+    return squared_form(method)
 
 
 def on_real_gpu():

@@ -12,7 +12,7 @@ from ._memory import (
 )
 from ._methods import get_method
 from ._progress import phase_bar, progress_enabled, track
-from ._tree import merge_log_to_linkage
+from ._tree import merge_log_to_linkage, squared_form
 from ._validation import validate_linkage_input
 
 
@@ -129,6 +129,7 @@ def linkage(y, method="single", metric="euclidean", optimal_ordering=False, *,
     if _use_low_memory(low_memory, inp, spec, chosen, engine, work_dtype):
         from ._lowmem import predict_bytes, run_vector
 
+        form = squared_form(spec)  # the vector engines work squared, as the CUDA ones
         available, where = _available(chosen, engine)
         check_fits(predict_bytes(inp.n, inp.data.shape[1], spec, work_dtype), available, where,
                    work_dtype, what="working copy of the observations (memory-saving path)")
@@ -139,14 +140,15 @@ def linkage(y, method="single", metric="euclidean", optimal_ordering=False, *,
     else:
         _check_fits(inp, chosen, engine, work_dtype, extra_hint=_low_memory_hint(inp, spec))
         with phase_bar(show, "distances", 1, unit="matrix") as bar:
-            D = engine.condensed_working_matrix(inp, work_dtype, spec.squared)
+            form = engine.log_form(spec)
+            D = engine.condensed_working_matrix(inp, work_dtype, form.squared)
             bar.update(1)
         with phase_bar(show, "merges", inp.n - 1, unit="merge") as bar:
             a, b, h = _run_tracked(
                 lambda counter: engine.run_family(spec, D, inp.n, counter=counter), show, bar)
         del D
     with phase_bar(show, "canonicalisation", 1, unit="tree") as bar:
-        Z = merge_log_to_linkage(a, b, h, inp.n, spec)
+        Z = merge_log_to_linkage(a, b, h, inp.n, spec, form)
         bar.update(1)
     if optimal_ordering:
         from ._ordering import optimal_leaf_ordering

@@ -1,8 +1,8 @@
 """The one table of linkage methods.
 
 Every other module asks this table which algorithm family runs a method,
-whether its kernels work on squared distances and whether observation input
-must be Euclidean. Kernel-side method codes live in ``kernels.formulas``.
+whether it has a squared-distance form and whether observation input must be
+Euclidean. Kernel-side method codes live in ``kernels.formulas``.
 """
 
 from dataclasses import dataclass
@@ -25,8 +25,11 @@ class Method:
         chain / reciprocal nearest neighbours) or ``'generic'`` (inversions
         possible; merge order is the output order).
     squared : bool
-        Kernels work on squared Euclidean distances; heights are square-rooted
-        at the end.
+        The method has a squared Euclidean form (ward/centroid/median): the
+        CUDA and memory-saving engines update squared distances and take the
+        square root of the heights at the end. The CPU dense engine uses
+        scipy's plain form instead; each engine states which it uses
+        (``log_form``, ``gpu_hclust._tree.LogForm``).
     euclidean_only : bool
         Observation input requires ``metric='euclidean'`` (scipy's rule).
     """

@@ -12,12 +12,13 @@ Engine contract (both backends)
     run(D, n, code, **options) -> (a, b, h)
 
 ``D`` is the working condensed distance matrix (length n(n-1)/2, float32 or
-float64; squared distances for methods whose ``Method.squared`` is true). The
-engine owns it and may overwrite it. ``a`` and ``b`` are int64 NumPy arrays of
+float64; squared distances where the engine works squared: the CUDA engines for
+methods whose ``Method.squared`` is true, the CPU engines never, as scipy).
+The engine owns it and may overwrite it. ``a`` and ``b`` are int64 NumPy arrays of
 length n-1 holding, for each merge in the order the engine performed it, any
 observation index inside each of the two merged clusters (for the mst family:
 the tree's edges in any order); ``h`` holds the
-merge heights (float64, still squared where the method is). ``gpu_hclust._tree``
+merge heights (float64, in the matrix's units). ``gpu_hclust._tree``
 turns this merge log into scipy's ``Z``. CUDA modules take the array namespace
 (CuPy, or NumPy under the simulator) as the ``xp`` option and return the log as
 host arrays, fetched once.

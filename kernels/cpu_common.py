@@ -69,3 +69,14 @@ def merge_counter(counter):
     each kernel has one compiled signature.
     """
     return np.zeros(1, dtype=np.int64) if counter is None else counter
+
+
+# Raised by the CPU kernels when a scan finds no finite candidate left (scipy
+# raises ValueError in the same place for centroid/median).
+NO_FINITE_CANDIDATE = (
+    "linkage: no finite distance is left between the remaining clusters "
+    "(a Lance-Williams update overflowed to inf or gave NaN; ward, centroid and median "
+    "square the distances, which overflows above about 1e154). Divide the data or the "
+    "distances by a power of two (e.g. y / 2.0**600): the tree is unchanged and the "
+    "heights scale by the same factor."
+)

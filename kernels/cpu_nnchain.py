@@ -2,11 +2,19 @@
 
 The chain follows nearest neighbours until two clusters are each other's
 nearest (a reciprocal pair); for reducible methods that pair can be merged at
-once and the chain stays valid. The matrix is updated in place with the
-Lance-Williams formula from ``formulas.py``; the merged cluster takes the
-larger slot. Scans and ties follow scipy's ``nn_chain`` (ascending index,
-strict '<', the chain's previous element preferred), so on generic data the
-merge log is scipy's.
+once and the chain stays valid. The matrix is updated in place with scipy's
+form of the Lance-Williams formula (``formulas.lw_update_scipy_form``: plain
+distances, ward's square root taken per update); the merged cluster takes the
+larger slot. Every choice follows scipy's ``nn_chain``: a new chain starts at
+the lowest live slot, a scan runs over ascending slots with strict '<'
+starting from the chain's previous element (so it wins ties), and the merged
+pair is stored smaller slot first. With the same arithmetic this gives
+scipy's merge log even under ties; ``_tree`` then sorts it stably and labels
+it as scipy does.
+
+If a scan finds no finite candidate (the updates overflowed to inf or NaN,
+e.g. ward on distances above ~1e154), the kernel raises ValueError instead of
+following a chain to slot -1.
 
 Live clusters are kept in a sorted compact list, so scans and updates touch
 only live rows; the list is split at the scanned slot into the part read down
@@ -23,10 +31,12 @@ import numpy as np
 
 from . import formulas
 from ._config import NUMBA_CACHE
-from .cpu_common import PREFETCH_AHEAD, lower_bound, merge_counter, prefetch
+from .cpu_common import (NO_FINITE_CANDIDATE, PREFETCH_AHEAD, lower_bound, merge_counter,
+                         prefetch)
 
 _condensed_index = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.condensed_index)
-_lw_update = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.lw_update)
+_lw_update = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.lw_update_scipy_form)
+
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
 def _nearest(D, n, live, m, x, best, arg):
@@ -57,13 +67,13 @@ def _nearest(D, n, live, m, x, best, arg):
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
-def nn_chain(D, n, code, counter):
+def nn_chain(D, n, code, counter, nogood):
     """Merge log of a reducible linkage on condensed ``D`` (overwritten).
 
     Parameters
     ----------
     D : ndarray of float32 or float64, shape (n(n-1)/2,)
-        Working distances (squared for ward).
+        Working distances (plain, also for ward).
     n : int
         Number of points.
     code : int
@@ -77,7 +87,10 @@ def nn_chain(D, n, code, counter):
     a, b : ndarray of int64, shape (n-1,)
         Slots (= an observation of each cluster) merged at each step, a < b.
     h : ndarray of float64, shape (n-1,)
-        Merge heights (squared for ward), in merge order.
+        Merge heights, in merge order.
+    nogood : ndarray of bool, shape (1,)
+        Set (and the kernel returns early) when a scan finds no finite
+        candidate; ``run`` raises then.
     """
     n = np.int64(n)
     a = np.empty(n - 1, dtype=np.int64)
@@ -89,7 +102,7 @@ def nn_chain(D, n, code, counter):
     chain = np.empty(n, dtype=np.int64)
     clen = 0
     for k in range(n - 1):
-        if clen == 0:
+        if clen == 0:  # scipy: a new chain starts at the lowest live slot
             chain[0] = live[0]
             clen = 1
         while True:
@@ -101,6 +114,9 @@ def nn_chain(D, n, code, counter):
                 y = np.int64(-1)
                 cur = np.inf
             cur, y = _nearest(D, n, live, m, x, cur, y)
+            if y < 0:  # nothing finite below inf: only after overflow/NaN
+                nogood[0] = True
+                return a, b, h
             if clen > 1 and y == chain[clen - 2]:
                 break
             chain[clen] = y
@@ -152,4 +168,8 @@ def run(D, n, code, counter=None, **options):
     """Engine entry point (see ``kernels.__init__``): reducible-family merge log."""
     if code not in (formulas.COMPLETE, formulas.AVERAGE, formulas.WEIGHTED, formulas.WARD):
         raise ValueError(f"cpu_nnchain runs complete/average/weighted/ward (method code {code})")
-    return nn_chain(D, np.int64(n), np.int64(code), merge_counter(counter))
+    nogood = np.zeros(1, dtype=np.bool_)
+    log = nn_chain(D, np.int64(n), np.int64(code), merge_counter(counter), nogood)
+    if nogood[0]:
+        raise ValueError(NO_FINITE_CANDIDATE)
+    return log

@@ -5,9 +5,18 @@ CUDA modules with ``numba.cuda.jit(device=True)``, so the CPU engine, the CUDA
 engine and the simulator all run the same arithmetic. Nothing here may import
 anything but the standard library: these functions are compiled for both targets.
 
+Two forms of the Lance-Williams update live here. ``lw_update`` works on
+squared Euclidean distances for ward/centroid/median (the CUDA and
+memory-saving engines: one square at the start, one root at the end).
+``lw_update_scipy_form`` is scipy's arithmetic, operation for operation, on
+plain distances (the CPU dense engine): equal distances then round the same
+way as in scipy, so ties break the same way and the tree is scipy's.
+
 Method codes are the integers the kernels dispatch on. The public method table
 (``gpu_hclust._methods``) maps names to these codes; nothing else defines them.
 """
+
+import math
 
 SINGLE = 0
 COMPLETE = 1
@@ -43,6 +52,41 @@ def lw_update(code, d_ik, d_jk, d_ij, n_i, n_j, n_k):
     else:  # MEDIAN
         r = 0.5 * d_ik + 0.5 * d_jk - 0.25 * d_ij
     return r if r > 0.0 else 0.0
+
+
+def lw_update_scipy_form(code, d_ik, d_jk, d_ij, n_i, n_j, n_k):
+    """Lance-Williams update in scipy's form and operation order.
+
+    Same arguments as ``lw_update`` except that every ``d_*`` is a plain
+    (unsquared) distance for every method. ward/centroid/median square their
+    arguments and take a square root per update, with the multiplications and
+    additions grouped as in scipy's ``_hierarchy_distance_update.pxi``
+    (left to right, sizes as exact floats). Under ties the squared form of
+    ``lw_update`` can round an update one ulp the other way, which changes
+    which of two equal-looking pairs merges first; this form cannot.
+
+    No clamp: a radicand a rounding error below zero gives NaN, as in scipy.
+    A NaN distance never compares below anything, so it is never merged
+    (the kernels raise once no finite candidate is left).
+    """
+    if code == SINGLE:
+        return d_ik if d_ik < d_jk else d_jk
+    if code == COMPLETE:
+        return d_ik if d_ik > d_jk else d_jk
+    if code == AVERAGE:
+        return (n_i * d_ik + n_j * d_jk) / (n_i + n_j)
+    if code == WEIGHTED:
+        return 0.5 * (d_ik + d_jk)
+    if code == WARD:
+        t = 1.0 / (n_i + n_j + n_k)
+        r = ((n_k + n_i) * t * d_ik * d_ik + (n_k + n_j) * t * d_jk * d_jk
+             - n_k * t * d_ij * d_ij)
+    elif code == CENTROID:
+        n_ij = n_i + n_j
+        r = ((n_i * d_ik * d_ik + n_j * d_jk * d_jk) - (n_i * n_j) * d_ij * d_ij / n_ij) / n_ij
+    else:  # MEDIAN
+        r = 0.5 * (d_ik * d_ik + d_jk * d_jk) - 0.25 * d_ij * d_ij
+    return math.sqrt(r)
 
 
 def condensed_index(n, i, j):
