@@ -21,7 +21,7 @@ import numpy as np
 
 from . import formulas
 from ._config import NUMBA_CACHE
-from .cpu_common import PREFETCH_AHEAD, lower_bound, merge_counter, prefetch
+from .cpu_common import PREFETCH_AHEAD, cancelled, lower_bound, merge_counter, prefetch
 
 _condensed_index = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.condensed_index)
 _lw_update = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.lw_update)
@@ -76,6 +76,8 @@ def generic(D, n, code, counter):
     for p in range(n - 1):
         _rescan(D, n, live, m, p, nn, bound)
     for k in range(n - 1):
+        if cancelled(counter):  # Ctrl-C (cancel.py): the log is discarded
+            break
         while True:
             # Smallest bound; the first (lowest slot) among equals.
             best = np.inf

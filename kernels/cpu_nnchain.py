@@ -23,7 +23,7 @@ import numpy as np
 
 from . import formulas
 from ._config import NUMBA_CACHE
-from .cpu_common import PREFETCH_AHEAD, lower_bound, merge_counter, prefetch
+from .cpu_common import PREFETCH_AHEAD, cancelled, lower_bound, merge_counter, prefetch
 
 _condensed_index = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.condensed_index)
 _lw_update = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.lw_update)
@@ -89,6 +89,8 @@ def nn_chain(D, n, code, counter):
     chain = np.empty(n, dtype=np.int64)
     clen = 0
     for k in range(n - 1):
+        if cancelled(counter):  # Ctrl-C (cancel.py): the log is discarded
+            break
         if clen == 0:
             chain[0] = live[0]
             clen = 1
