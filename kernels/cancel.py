@@ -28,6 +28,7 @@ set by the worker).
 This module imports only the standard library and NumPy.
 """
 
+import contextlib
 import signal
 import threading
 
@@ -132,7 +133,7 @@ def run(func, *, control=None, poll=None, n=None, interval=0.1):
     if control is None:
         control = new_control()
     if poll is None and n is not None and n < WORKER_MIN_N:
-        return _run_deferred(func, control, handler)
+        return _run_deferred(func, control)
     return _run_worker(func, control, poll, interval)
 
 
@@ -154,18 +155,23 @@ def _run_worker(func, control, poll, interval):
 
     # Not a daemon: the interpreter never exits under a kernel still using arrays.
     worker = threading.Thread(target=target, name="gpu_hclust-worker")
-    worker.start()
     # Waits use an Event, not Thread.join: on Python 3.11 a join interrupted by
     # Ctrl-C can mark a running thread as stopped (its lock released early).
     try:
+        with _sigint_deferred():  # start() waits too: Ctrl-C there would orphan the thread
+            worker.start()
         while not done.wait(interval):  # interruptible: Ctrl-C raises here at once
             if poll is not None:
                 poll(control)
     except BaseException:
-        if control.shape[0] > CANCEL:
-            control[CANCEL] = 1
-        done.wait()  # the kernel sees the flag within one step (a second Ctrl-C leaves)
-        worker.join()
+        if worker.ident is not None:  # started (else start() itself failed)
+            if control.shape[0] > CANCEL:
+                control[CANCEL] = 1
+            done.wait()  # the kernel sees the flag within one step (a second Ctrl-C leaves)
+            worker.join()
+            if poll is not None:
+                with contextlib.suppress(Exception):  # never mask the interrupt
+                    poll(control)  # a bar shows where the run stopped
         box.clear()  # drop the partial result and the worker's frames now
         raise
     worker.join()  # its last bytecodes: returns at once
@@ -176,24 +182,38 @@ def _run_worker(func, control, poll, interval):
     return box.pop("value")
 
 
-def _run_deferred(func, control, handler):
-    """Run ``func`` in the main thread; a SIGINT meanwhile is replayed after it returns.
+class _sigint_deferred:
+    """Context manager: a SIGINT inside the block is replayed when it ends.
 
-    The replacement handler only records the signal, so nothing can raise
-    inside compiled code's return path; the original handler then runs in
-    plain Python, via ``signal.raise_signal``.
+    The replacement handler only records the signal, so nothing raises inside
+    the block (e.g. in compiled code's return path); the original handler then
+    runs in plain Python, through ``signal.raise_signal``. A no-op off the main
+    thread, where Python runs no signal handlers.
     """
-    caught = []
-    try:
-        signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
-    except (ValueError, TypeError):  # not the main interpreter: run as is
-        return func()
-    _local.control = control
-    try:
-        value = func()
-    finally:
-        _local.control = None
-        signal.signal(signal.SIGINT, handler)
-        if caught:
-            signal.raise_signal(signal.SIGINT)  # the user's handler; default: KeyboardInterrupt
-    return value
+
+    def __enter__(self):
+        self.caught = []
+        self.handler = _python_sigint_handler()
+        if self.handler is not None:
+            try:
+                signal.signal(signal.SIGINT, lambda signum, frame: self.caught.append(signum))
+            except (ValueError, TypeError):  # not the main interpreter
+                self.handler = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.handler is not None:
+            signal.signal(signal.SIGINT, self.handler)
+            if self.caught:
+                signal.raise_signal(signal.SIGINT)  # the user's handler; default: KeyboardInterrupt
+        return False
+
+
+def _run_deferred(func, control):
+    """Run ``func`` in the calling (main) thread, SIGINT deferred until it returns."""
+    with _sigint_deferred():
+        _local.control = control
+        try:
+            return func()
+        finally:
+            _local.control = None
