@@ -14,6 +14,7 @@ from ._methods import get_method
 from ._progress import phase_bar, progress_enabled, track
 from ._tree import merge_log_to_linkage, squared_form
 from ._validation import validate_linkage_input
+from .kernels import cancel
 
 
 def _working_dtype(dtype):
@@ -125,6 +126,9 @@ def linkage(y, method="single", metric="euclidean", optimal_ordering=False, *,
     chosen = resolve_backend(backend, inp.n, inp.is_cupy)
     engine = _engine(chosen)
     show = progress_enabled(progress, n=inp.n)
+    # Phases run where Ctrl-C stops them (kernels/cancel.py); the simulator's
+    # launches are slow at any n, so CUDA runs always take a worker thread.
+    size = None if chosen == "cuda" else inp.n
 
     if _use_low_memory(low_memory, inp, spec, chosen, engine, work_dtype):
         from ._lowmem import predict_bytes, run_vector
@@ -136,24 +140,26 @@ def linkage(y, method="single", metric="euclidean", optimal_ordering=False, *,
         with phase_bar(show, "merges (memory-saving)", inp.n - 1, unit="merge") as bar:
             a, b, h = _run_tracked(
                 lambda counter: run_vector(inp.data, spec, inp.metric, chosen, work_dtype,
-                                           counter=counter), show, bar)
+                                           counter=counter), show, bar, size)
     else:
         _check_fits(inp, chosen, engine, work_dtype, extra_hint=_low_memory_hint(inp, spec))
         with phase_bar(show, "distances", 1, unit="matrix") as bar:
             form = engine.log_form(spec)
-            D = engine.condensed_working_matrix(inp, work_dtype, form.squared)
+            D = cancel.run(lambda: engine.condensed_working_matrix(inp, work_dtype, form.squared),
+                           n=size)
             bar.update(1)
         with phase_bar(show, "merges", inp.n - 1, unit="merge") as bar:
             a, b, h = _run_tracked(
-                lambda counter: engine.run_family(spec, D, inp.n, counter=counter), show, bar)
+                lambda counter: engine.run_family(spec, D, inp.n, counter=counter), show, bar, size)
         del D
     with phase_bar(show, "canonicalisation", 1, unit="tree") as bar:
-        Z = merge_log_to_linkage(a, b, h, inp.n, spec, form)
+        Z = cancel.run(lambda: merge_log_to_linkage(a, b, h, inp.n, spec, form), n=size)
         bar.update(1)
     if optimal_ordering:
         from ._ordering import optimal_leaf_ordering
 
-        Z = optimal_leaf_ordering(Z, to_host(inp.data), metric=inp.metric)
+        Z = cancel.run(lambda: optimal_leaf_ordering(Z, to_host(inp.data), metric=inp.metric),
+                       n=size)
     if inp.is_cupy:
         import cupy
 
@@ -193,12 +199,13 @@ def _memory_saving_is_faster(inp, spec, chosen):
     return False
 
 
-def _run_tracked(run, show, bar):
-    """Call ``run(counter)``; with bars on, mirror its merge counter into ``bar``."""
+def _run_tracked(run, show, bar, size):
+    """Call ``run(control)`` where Ctrl-C stops it (``kernels.cancel.run``, ``size``
+    observations); with bars on, mirror its merge count into ``bar``."""
+    control = cancel.new_control()
     if not show:
-        return run(None)
-    counter = np.zeros(1, dtype=np.int64)
-    return track(lambda: run(counter), counter, bar)
+        return cancel.run(lambda: run(control), control=control, n=size)
+    return track(lambda: run(control), control, bar)
 
 
 def _available(chosen, engine):

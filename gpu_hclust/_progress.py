@@ -7,16 +7,15 @@ is not under CI, and the run is large enough to take more than a couple of
 seconds. tqdm is an optional dependency, imported on first use; without it the
 bars are silent no-ops.
 
-Numba kernels cannot call Python, so a CPU engine reports merges through a
-one-element counter array that it writes as it goes; :func:`track` runs the
-engine in a worker thread (the kernels release the GIL) and copies the counter
-into the bar until the engine returns.
+Numba kernels cannot call Python, so a CPU engine reports merges through the
+first element of its control array (``kernels.cancel``), written as it goes;
+:func:`track` runs the engine in a worker thread (the kernels release the GIL)
+and copies the count into the bar until the engine returns.
 """
 
 import contextlib
 import os
 import sys
-import threading
 
 import numpy as np
 
@@ -155,15 +154,17 @@ def track(func, counter, bar, *, interval=0.1):
     For engines whose work happens inside one long GIL-releasing call (Numba
     ``nogil`` kernels): the kernel stores the number of steps done in
     ``counter[0]``; this function polls it every ``interval`` seconds and
-    advances ``bar`` to match. With progress off, call ``func()`` directly
-    instead: no thread is needed.
+    advances ``bar`` to match. Ctrl-C stops the worker as in
+    ``kernels.cancel.run`` (a control array ``counter`` of two elements
+    carries the request to the kernel).
 
     Parameters
     ----------
     func : callable
         Takes no arguments; its return value is returned.
     counter : ndarray
-        One-element integer array the worker writes its progress into.
+        Integer array the worker writes its progress into (element 0): a
+        control array from ``kernels.cancel.new_control``, or one element.
     bar : object
         From :func:`phase_bar`.
     interval : float, optional
@@ -174,6 +175,11 @@ def track(func, counter, bar, *, interval=0.1):
     object
         What ``func()`` returned. An exception raised by ``func`` is raised
         again here, in the calling thread.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        Ctrl-C while ``func`` ran, once the worker has stopped.
 
     Examples
     --------
@@ -187,26 +193,14 @@ def track(func, counter, bar, *, interval=0.1):
     ...     track(work, counter, bar)
     'done'
     """
-    result = {}
+    from .kernels import cancel
 
-    def worker():
-        try:
-            result["value"] = func()
-        except BaseException as exc:  # re-raised in the caller's thread
-            result["error"] = exc
+    shown = [0]
 
-    thread = threading.Thread(target=worker, name="gpu_hclust-engine", daemon=True)
-    thread.start()
-    shown = 0
-    while thread.is_alive():
-        thread.join(interval)
-        done = int(counter[0])
-        if done > shown:
-            bar.update(done - shown)
-            shown = done
-    done = int(counter[0])
-    if done > shown:
-        bar.update(done - shown)
-    if "error" in result:
-        raise result["error"]
-    return result.get("value")
+    def mirror(control):
+        done = int(control[0])
+        if done > shown[0]:
+            bar.update(done - shown[0])
+            shown[0] = done
+
+    return cancel.run(func, control=counter, poll=mirror, interval=interval)

@@ -3,6 +3,10 @@
 Reading down a column of the condensed matrix misses the cache on every entry
 (the stride is a whole row); the kernels issue software prefetches
 ``PREFETCH_AHEAD`` entries ahead of such reads.
+
+Every long kernel takes a control array (``cancel.py``): it writes merges done
+into ``control[DONE]`` and stops early once :func:`cancelled` sees
+``control[CANCEL]`` set by the thread waiting for it (Ctrl-C).
 """
 
 import numba
@@ -13,6 +17,7 @@ from numba import types as _types
 from numba.core import cgutils as _cgutils
 from numba.extending import intrinsic as _intrinsic
 
+from . import cancel
 from ._config import NUMBA_CACHE
 
 # Column entries fetched this many iterations before they are read (32: 1.5x,
@@ -62,13 +67,40 @@ def lower_bound(live, m, x):
     return lo
 
 
-def merge_counter(counter):
-    """The one-element int64 progress counter a kernel writes merges into.
+@_intrinsic
+def _load_relaxed(typingctx, arr, idx):
+    """``arr[idx]`` read as an atomic (relaxed) load: another thread writes it,
+    so the compiler must not keep it in a register across loop iterations."""
+    sig = arr.dtype(arr, idx)
 
-    Engines always pass an array (a throwaway when nobody watches) so that
-    each kernel has one compiled signature.
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = _cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]],
+                                        wraparound=False, boundscheck=False)
+        return builder.load_atomic(ptr, "monotonic", aryty.dtype.bitwidth // 8)
+
+    return sig, codegen
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def cancelled(control):
+    """True once the control array's cancel slot is set (one load per call).
+
+    A one-element array (a bare progress counter) is never cancelled.
     """
-    return np.zeros(1, dtype=np.int64) if counter is None else counter
+    return control.shape[0] > cancel.CANCEL and _load_relaxed(control, cancel.CANCEL) != 0
+
+
+def merge_counter(counter):
+    """The int64 control array a kernel writes merges into and polls for Ctrl-C.
+
+    ``counter`` when given (a control array, or a one-element progress
+    counter), else the current phase's control (``cancel.current``: a fresh
+    array when no phase runs). Engines always pass an array so that each
+    kernel has one compiled signature.
+    """
+    return cancel.current() if counter is None else counter
 
 
 # Raised by the CPU kernels when a scan finds no finite candidate left (scipy

@@ -35,8 +35,8 @@ import numpy as np
 
 from . import formulas
 from ._config import NUMBA_CACHE
-from .cpu_common import (NO_FINITE_CANDIDATE, PREFETCH_AHEAD, lower_bound, merge_counter,
-                         prefetch)
+from .cpu_common import (NO_FINITE_CANDIDATE, PREFETCH_AHEAD, cancelled, lower_bound,
+                         merge_counter, prefetch)
 
 _condensed_index = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.condensed_index)
 _lw_update = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.lw_update_scipy_form)
@@ -168,6 +168,8 @@ def generic(D, n, code, counter, nogood):
     for i in range(hsize // 2 - 1, -1, -1):
         _sift_down(hval, hkey, hpos, hsize, i)
     for k in range(n - 1):
+        if cancelled(counter):  # Ctrl-C (cancel.py): the log is discarded
+            break
         # Terminates: a rescanned row is exact (its bound is its candidate's
         # distance) until the next merge, so each retry fixes one more row.
         while True:

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import formulas
 from ._config import NUMBA_CACHE
-from .cpu_common import PREFETCH_AHEAD, lower_bound, merge_counter, prefetch
+from .cpu_common import PREFETCH_AHEAD, cancelled, lower_bound, merge_counter, prefetch
 
 _condensed_index = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.condensed_index)
 
@@ -54,6 +54,8 @@ def prim(D, n, counter):
     m = n - 1
     x = np.int64(0)
     for k in range(n - 1):
+        if cancelled(counter):  # Ctrl-C (cancel.py): the log is discarded
+            break
         best = np.inf
         bpos = 0
         split = lower_bound(live, m, x)

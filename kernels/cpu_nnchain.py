@@ -31,8 +31,8 @@ import numpy as np
 
 from . import formulas
 from ._config import NUMBA_CACHE
-from .cpu_common import (NO_FINITE_CANDIDATE, PREFETCH_AHEAD, lower_bound, merge_counter,
-                         prefetch)
+from .cpu_common import (NO_FINITE_CANDIDATE, PREFETCH_AHEAD, cancelled, lower_bound,
+                         merge_counter, prefetch)
 
 _condensed_index = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.condensed_index)
 _lw_update = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.lw_update_scipy_form)
@@ -102,6 +102,8 @@ def nn_chain(D, n, code, counter, nogood):
     chain = np.empty(n, dtype=np.int64)
     clen = 0
     for k in range(n - 1):
+        if cancelled(counter):  # Ctrl-C (cancel.py): the log is discarded
+            break
         if clen == 0:  # scipy: a new chain starts at the lowest live slot
             chain[0] = live[0]
             clen = 1

@@ -21,8 +21,9 @@ import types
 import numba
 import numpy as np
 
-from . import formulas, metrics
+from . import cancel, formulas, metrics
 from ._config import NUMBA_CACHE
+from .cpu_common import cancelled
 
 # Below this many element operations (~5 ms of work) a loop runs on the calling
 # thread.
@@ -163,11 +164,13 @@ def _fill_any_row(X, i, code, p, norms, out):
 
 
 @numba.njit(**_STRICT)
-def _fill_row_pairs(X, code, p, norms, out, r0, r1):
+def _fill_row_pairs(X, code, p, norms, out, r0, r1, control):
     """Rows r and n-2-r for r in [r0, r1); returns the non-finite count."""
     n = X.shape[0]
     bad = 0
     for r in range(r0, r1):
+        if cancelled(control):  # Ctrl-C (cancel.py): the matrix is discarded
+            break
         bad += _fill_any_row(X, r, code, p, norms, out)
         other = n - 2 - r
         if other > r:
@@ -176,12 +179,12 @@ def _fill_row_pairs(X, code, p, norms, out, r0, r1):
 
 
 @numba.njit(parallel=True, nogil=True, cache=NUMBA_CACHE)
-def _pdist_parallel(X, code, p, norms, out, nthreads):
+def _pdist_parallel(X, code, p, norms, out, nthreads, control):
     half = X.shape[0] // 2
     bad = np.zeros(nthreads, dtype=np.int64)
     for t in numba.prange(nthreads):
         bad[t] = _fill_row_pairs(X, code, p, norms, out,
-                                 half * t // nthreads, half * (t + 1) // nthreads)
+                                 half * t // nthreads, half * (t + 1) // nthreads, control)
     return bad.sum()
 
 
@@ -209,9 +212,10 @@ def pdist_into(X, code, p, norms, out):
     n, d = X.shape
     code = np.int64(code)
     p = np.float64(p)
+    control = cancel.current()  # polled per row for Ctrl-C
     if out.shape[0] * max(d, 1) < PARALLEL_MIN_WORK:
-        return int(_fill_row_pairs(X, code, p, norms, out, 0, n // 2))
-    return int(_pdist_parallel(X, code, p, norms, out, numba.get_num_threads()))
+        return int(_fill_row_pairs(X, code, p, norms, out, 0, n // 2, control))
+    return int(_pdist_parallel(X, code, p, norms, out, numba.get_num_threads(), control))
 
 
 @numba.njit(**_STRICT)

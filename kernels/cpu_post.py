@@ -19,8 +19,9 @@ all use one explicit-stack walk, ``_subtree_reverse_postorder``, read backwards
 import numba
 import numpy as np
 
-from . import formulas
+from . import cancel, formulas
 from ._config import NUMBA_CACHE
+from .cpu_common import cancelled
 
 _jit = numba.njit(nogil=True, cache=NUMBA_CACHE)
 _pjit = numba.njit(nogil=True, cache=NUMBA_CACHE, parallel=True)
@@ -1018,19 +1019,26 @@ def _olo_argmin(M, n, u0, u1, w0, w1):
     return bu, bw
 
 
-@_jit
 def optimal_swaps(left, right, n, y, chunk):
     """Rows of Z whose two children scipy's optimal leaf ordering swaps.
 
     ``y`` is the condensed distance matrix (float64). Returns a bool array of
     length n-1. Memory: two float32 condensed matrices (4·n(n-1) bytes).
+    Minutes at large n: runs where Ctrl-C stops it (``cancel.run``).
     """
+    return cancel.run(lambda: _optimal_swaps(left, right, n, y, chunk, cancel.current()), n=n)
+
+
+@_jit
+def _optimal_swaps(left, right, n, y, chunk, control):
     m = n - 1
     order, start, size = leaf_layout(left, right, n)
     Dp = permuted_distances(y, n, order)
     M = np.zeros(n * (n - 1) // 2, dtype=np.float32)
     must = np.zeros(m, dtype=np.bool_)
     for r in range(m):
+        if cancelled(control):  # Ctrl-C (cancel.py): the result is discarded
+            break
         lc = left[r]
         rc = right[r]
         for sl in range(1 if lc < n else 2):

@@ -39,7 +39,7 @@ in ``kernels/__init__.py`` and stores the number of merges done in
 import numba
 import numpy as np
 
-from . import formulas, metrics
+from . import cancel, formulas, metrics
 from ._config import NUMBA_CACHE
 
 # Slots per tile: a tile's accumulators stay in L1 while the d coordinate rows
@@ -681,6 +681,7 @@ def _drive(steps, n, d, counter, pacer=None):
 
     pacer = Pacer(d) if pacer is None else pacer
     while counter[0] < n - 1:
+        cancel.check(counter)  # Ctrl-C between chunks (~TARGET_S each)
         done = int(counter[0])
         m = n - done
         parallel = pacer.mode(m)

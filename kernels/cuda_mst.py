@@ -40,7 +40,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from . import formulas, launch
+from . import cancel, formulas, launch
 from ._config import NUMBA_CACHE
 
 # Threads per block at most (sizes the reduction's shared arrays).
@@ -292,6 +292,7 @@ def run(D, n, code, xp=np, tpb=None):
     init_state[per_vertex](dv["comp"], dv["hook_to"], dv["comp_w"], dv["comp_code"], dv["edge_u"], N)
     components = n
     while components > 1:
+        cancel.check()  # Ctrl-C between rounds
         row_best[per_row](dv["D"], dv["comp"], dv["row_w"], dv["row_j"], N)
         col_best[tiles](dv["D"], dv["comp"], dv["part_w"], dv["part_j"], N, np.int64(chunk))
         vertex_best[per_vertex](dv["comp"], dv["row_w"], dv["row_j"], dv["part_w"], dv["part_j"],

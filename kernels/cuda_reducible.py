@@ -33,7 +33,7 @@ import math
 import numpy as np
 from numba import cuda, float64, int64
 
-from . import formulas, launch
+from . import cancel, formulas, launch
 from ._config import NUMBA_CACHE
 
 # Shared arrays are sized by this constant; the launch's threads per block
@@ -365,6 +365,7 @@ def run(D, n, code, xp=np, tpb=None, max_blocks=None):
 
     merges, m, rnd = 0, n, 0
     while merges < n - 1:
+        cancel.check()  # Ctrl-C between rounds
         cols = -(-m // tpb)  # exactly covers alist[:m]: find_pairs..compact need it
         rescan_rows[launch.blocks(m, 1, max_blocks), tpb, stream](
             v["D"], n, alist, m, v["stale"], v["cnt"], v["nn"], v["nnd"])

@@ -53,7 +53,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from . import _cuda_rounding, cpu_vector, cuda_mst, formulas, launch, metrics  # noqa: F401 (_cuda_rounding: metrics.product)
+from . import _cuda_rounding, cancel, cpu_vector, cuda_mst, formulas, launch, metrics  # noqa: F401 (_cuda_rounding: metrics.product)
 from ._config import NUMBA_CACHE
 
 # Threads per block at most (sizes the shared arrays).
@@ -650,6 +650,7 @@ def _single(XT, norms, mcode, p, xp, tpb, stream, counter):
                                     dv["edge_u"], N)
     components = n
     while components > 1:
+        cancel.check()  # Ctrl-C between rounds
         point_carry[per_vertex](dv["comp"], dv["comp_w"], dv["cand_w"], dv["cand_j"],
                                 dv["cur_w"], dv["cur_j"], N)
         nrows[...] = 0
@@ -723,6 +724,7 @@ def _rnn_rounds(CT, code, metric, xp, tpb, stream, counter):
     m = n
     round_sizes = []
     while m > 1:
+        cancel.check()  # Ctrl-C between rounds
         act = xp.flatnonzero(active).astype(_I32)
         best(stale, act, 0)
         npairs[...] = 0
@@ -780,6 +782,7 @@ def _generic(CT, code, metric, xp, tpb, stream, counter):
     one = (1, tpb, stream)
     grid = (nparts, tpb, stream)
     for step in range(n - 1):
+        cancel.check()  # Ctrl-C between steps
         generic_pick[one](dv["CT"], dv["size"], dv["extra"], dv["active"], dv["rep"], dv["nn"],
                           dv["nnd"], dv["pick"], dv["stale_count"], dv["log_a"], dv["log_b"],
                           dv["log_h"], _I64(step), N, C, M)

@@ -152,7 +152,9 @@ def test_parallel_entry_points_match_serial(rng, n, nthreads):
     m = n * (n - 1) // 2
     ref = pdist(X)
     out = np.full(m, np.nan)
-    assert cpu_pdist._pdist_parallel(X, metrics.EUCLIDEAN, 2.0, np.ones(n), out, nthreads) == 0
+    control = np.zeros(2, dtype=np.int64)  # Ctrl-C slot (kernels/cancel.py), never set here
+    assert cpu_pdist._pdist_parallel(X, metrics.EUCLIDEAN, 2.0, np.ones(n), out, nthreads,
+                                     control) == 0
     assert_allclose(out, ref, rtol=1e-12)
     sq = np.empty(m, dtype=np.float32)
     cpu_pdist._copy_parallel(ref, sq, True, nthreads)

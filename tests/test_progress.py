@@ -1,13 +1,18 @@
 """Progress bars: silent when not interactive or in CI, drawn when forced on."""
 
 import io
+import os
+import signal
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
 
 from gpu_hclust import _progress
 from gpu_hclust._progress import PROGRESS_MIN_N, phase_bar, progress_enabled, track
+from gpu_hclust.kernels import cancel
 
 
 class FakeTTY(io.StringIO):
@@ -127,6 +132,41 @@ def test_track_reraises_the_workers_error():
     with phase_bar(False, "merges", total=10) as bar:
         with pytest.raises(MemoryError, match="no room for the matrix"):
             track(work, counter, bar)
+
+
+class Interrupted(Exception):
+    """The test's SIGINT handler raises this: a stray signal cannot end pytest."""
+
+
+def test_track_stops_the_worker_on_ctrl_c():
+    # A real SIGINT while the bar is drawn: the worker is asked to stop through
+    # the control array, has stopped when the interrupt reaches the caller,
+    # and the bar shows how far it got.
+    def handler(signum, frame):
+        raise Interrupted("SIGINT")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    control = cancel.new_control()
+    state = {}
+
+    def work():
+        control[0] = 7
+        os.kill(os.getpid(), signal.SIGINT)
+        while not cancel.requested(control):  # a kernel polling its cancel slot
+            time.sleep(0.001)
+        state["stopped"] = True
+        return "partial"
+
+    base = threading.active_count()
+    try:
+        with phase_bar(True, "merges", total=10, stream=io.StringIO()) as bar:
+            with pytest.raises(Interrupted, match="SIGINT"):
+                track(work, control, bar, interval=0.01)
+            assert bar.n == 7
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert state == {"stopped": True}
+    assert threading.active_count() == base
 
 
 def test_min_n_is_a_positive_int():
