@@ -109,6 +109,8 @@ def find(parent, x):
 # offered to it: the root is the largest kept value, the one a smaller newcomer
 # replaces. Ties keep the earlier item (the comparisons below are fixed:
 # results that depend on which of equal values is kept must not change).
+# _sift_up and _sift_down mirror each other (up past smaller parents, down past
+# larger children), so `duplicates` lists them as a pair of the same shape.
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE, inline="always")
 def _sift_up(val, idx, pos, v):

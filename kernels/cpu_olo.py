@@ -481,6 +481,18 @@ def _olo_argmin(M, n, u0, u1, w0, w1):
 
 
 @_jit
+def _end_and_inner(c, side, outer, inner, n):
+    """The part of child ``c`` that holds the end leaves and the part next to
+    the other child, as node ids: for ``side = 0`` its ``outer`` and ``inner``
+    children, for ``side = 1`` the other way round; a leaf is both."""
+    if c < n:
+        return c, c
+    if side == 0:
+        return outer[c - n], inner[c - n]
+    return inner[c - n], outer[c - n]
+
+
+@_jit
 def _swaps_from_orientation(left, right, n, must):
     """Rows to swap: those where an odd number of the row and its ancestors
     must swap (a swap of a node reverses its whole subtree)."""
@@ -513,26 +525,10 @@ def optimal_swaps(left, right, n, y, chunk):
         rc = right[r]
         for sl in range(1 if lc < n else 2):
             # u from the left child's left part (sl = 0) or right part (sl = 1)
-            if lc < n:
-                ucl = lc
-                mcl = lc
-            elif sl == 0:
-                ucl = left[lc - n]
-                mcl = right[lc - n]
-            else:
-                ucl = right[lc - n]
-                mcl = left[lc - n]
+            ucl, mcl = _end_and_inner(lc, sl, left, right, n)
             for sr in range(1 if rc < n else 2):
                 # w from the right child's right part (sr = 0) or left part (sr = 1)
-                if rc < n:
-                    wcl = rc
-                    kcl = rc
-                elif sr == 0:
-                    wcl = right[rc - n]
-                    kcl = left[rc - n]
-                else:
-                    wcl = left[rc - n]
-                    kcl = right[rc - n]
+                wcl, kcl = _end_and_inner(rc, sr, right, left, n)
                 args = (M, Dp, y, n, order,
                         start[ucl], start[ucl] + size[ucl],
                         start[mcl], start[mcl] + size[mcl],

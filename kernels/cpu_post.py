@@ -275,6 +275,21 @@ def cophenetic_fill(left, right, n, heights, out):
 # flat clusters
 # --------------------------------------------------------------------------
 
+@_jit_inline
+def _pass_down(x, g, c, n, under, T):
+    """Hand child ``x`` of a row under cluster ``g`` (0: none) its number:
+    a row records ``g``; a leaf takes ``g``, or the next number ``c - 1``
+    when it lies under no cluster top. Returns the last number used."""
+    if x >= n:
+        under[x - n] = g
+    elif g == 0:
+        c -= 1
+        T[x] = c
+    else:
+        T[x] = g
+    return c
+
+
 @_jit
 def monocrit_labels(left, right, n, mc, cutoff):
     """Flat cluster numbers: a node with ``mc <= cutoff`` (and no such ancestor)
@@ -304,22 +319,8 @@ def monocrit_labels(left, right, n, mc, cutoff):
             c -= 1
             g = c
         # right before left: the post-order numbers the left leaf first
-        b = right[r]
-        if b >= n:
-            under[b - n] = g
-        elif g == 0:
-            c -= 1
-            T[b] = c
-        else:
-            T[b] = g
-        a = left[r]
-        if a >= n:
-            under[a - n] = g
-        elif g == 0:
-            c -= 1
-            T[a] = c
-        else:
-            T[a] = g
+        c = _pass_down(right[r], g, c, n, under, T)
+        c = _pass_down(left[r], g, c, n, under, T)
     shift = 1 - c  # -1 (the last number) becomes -c, the number of clusters
     for i in range(n):
         T[i] += shift
@@ -399,18 +400,15 @@ def leaders(left, right, n, T, nc):
         if cl == cr:
             cid[n + r] = cl
         else:
-            if cl != -1:
-                if li >= nc:
-                    return L, M, n + r
-                L[li] = left[r]
-                M[li] = cl
-                li += 1
-            if cr != -1:
-                if li >= nc:
-                    return L, M, n + r
-                L[li] = right[r]
-                M[li] = cr
-                li += 1
+            # each child that is one whole cluster leads it (left first)
+            for child in (left[r], right[r]):
+                cc = cid[child]
+                if cc != -1:
+                    if li >= nc:
+                        return L, M, n + r
+                    L[li] = child
+                    M[li] = cc
+                    li += 1
             cid[n + r] = -1
     cl = cid[left[m - 1]]
     cr = cid[right[m - 1]]
