@@ -11,17 +11,7 @@ GPU-only options are keyword-only: ``backend=`` ('auto', 'cpu', 'cuda') and
 imports neither CuPy nor numba.cuda.
 """
 
-from ._analysis import (
-    annotated_dendrogram,
-    assign_to_clusters,
-    cluster_profiles,
-    elbow,
-    inconsistency_report,
-    indices_to_labels,
-    labels_to_indices,
-    plot_elbow,
-    scatter_clusters,
-)
+# scipy.cluster.hierarchy's API (ClusterWarning and DisjointSet: see __getattr__)
 from ._checks import (
     correspond,
     from_mlab_linkage,
@@ -38,13 +28,28 @@ from ._linkage import average, centroid, complete, linkage, median, single, ward
 from ._ordering import optimal_leaf_ordering
 from ._stats import cophenet, inconsistent, maxdists, maxinconsts, maxRstat
 from ._treenode import ClusterNode, leaves_list, to_tree
+
+# ours: the estimator (HierarchicalClustering: see __getattr__), tutorial helpers, version
+from ._analysis import (
+    annotated_dendrogram,
+    assign_to_clusters,
+    cluster_profiles,
+    elbow,
+    inconsistency_report,
+    indices_to_labels,
+    labels_to_indices,
+    plot_elbow,
+    scatter_clusters,
+)
 from ._version import __version__
 
-__all__ = [
+# scipy's contract: every name in scipy.cluster.hierarchy.__all__, with scipy's
+# signatures, results and exceptions (ClusterNode, DisjointSet, ...), plus
+# ClusterWarning, which scipy defines there too but leaves out of __all__.
+_SCIPY_NAMES = [
     "ClusterNode",
     "ClusterWarning",
     "DisjointSet",
-    "HierarchicalClustering",
     "average",
     "centroid",
     "complete",
@@ -75,6 +80,12 @@ __all__ = [
     "to_tree",
     "ward",
     "weighted",
+]
+
+# Ours, beyond scipy: the scikit-learn style estimator, the tutorial helpers
+# (gpu_hclust._analysis) and the version.
+_OUR_NAMES = [
+    "HierarchicalClustering",
     "__version__",
     "annotated_dendrogram",
     "assign_to_clusters",
@@ -86,6 +97,8 @@ __all__ = [
     "plot_elbow",
     "scatter_clusters",
 ]
+
+__all__ = _SCIPY_NAMES + _OUR_NAMES
 
 
 def __getattr__(name):

@@ -14,6 +14,7 @@ import numbers
 import numpy as np
 
 from ._backend import is_cupy_array, to_host
+from .kernels import cpu_post
 
 try:
     from sklearn.base import BaseEstimator as _Base
@@ -73,15 +74,6 @@ def _equal(a, b):
         return False
 
 
-def _roots(parent):
-    """Top-most ancestor of every node, by pointer jumping (log depth vectorised passes)."""
-    while True:
-        grand = parent[parent]
-        if np.array_equal(grand, parent):
-            return parent
-        parent = grand
-
-
 def cut_labels(Z, applied):
     """Flat labels 0..k-1 after making the merges ``applied`` marks.
 
@@ -106,15 +98,13 @@ def cut_labels(Z, applied):
     array([0, 0, 1])
     """
     n = Z.shape[0] + 1
-    parent = np.arange(2 * n - 1)
-    rows = np.flatnonzero(applied)
-    parent[Z[rows, 0].astype(np.intp)] = n + rows
-    parent[Z[rows, 1].astype(np.intp)] = n + rows
-    roots = _roots(parent)[:n]
-    _, first, inverse = np.unique(roots, return_index=True, return_inverse=True)
-    rank = np.empty(first.size, dtype=np.intp)
-    rank[np.argsort(first, kind="stable")] = np.arange(first.size)
-    return rank[inverse.ravel()].astype(np.intp)
+    left = Z[:, 0].astype(np.int64)
+    right = Z[:, 1].astype(np.int64)
+    # rows in index order put children before parents, as the union-find pass needs
+    rows = np.flatnonzero(applied).astype(np.int64)
+    steps = np.array([rows.size], dtype=np.int64)
+    labels = cpu_post.cut_labels_union_find(left, right, n, rows, steps)[0]
+    return labels.astype(np.intp, copy=False)
 
 
 class HierarchicalClustering(_ClusterMixin, _Base):

@@ -5,7 +5,7 @@ import numpy as np
 from ._checks import checked_linkage, host_array, like_input, linkage_tree
 from ._validation import SQUARE_DISTANCES_WARNING
 from ._warnings import warn_cluster
-from .kernels import cpu_post
+from .kernels import cpu_olo
 
 # Rows of M handled per task in the parallel loop: large enough that buffer
 # allocation is amortised, small enough to balance two to a few dozen threads.
@@ -100,7 +100,7 @@ def optimal_leaf_ordering(Z, y, metric="euclidean"):
         raise ValueError(f"`y` describes {distance.num_obs_y(yh)} observations but "
                          f"`Z` has {n}: pass the distances Z was built from.")
     left, right = linkage_tree(Zh)
-    swap = cpu_post.optimal_swaps(left, right, n, np.ascontiguousarray(yh), _CHUNK)
+    swap = cpu_olo.optimal_swaps(left, right, n, np.ascontiguousarray(yh), _CHUNK)
     out = Zh.copy()
     out[swap, 0] = Zh[swap, 1]
     out[swap, 1] = Zh[swap, 0]

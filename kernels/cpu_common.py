@@ -1,4 +1,5 @@
-"""Helpers shared by the CPU linkage kernels (cpu_mst, cpu_nnchain, cpu_generic).
+"""Helpers shared by the CPU kernels: prefetching for the linkage engines, and
+the primitives every CPU module uses (condensed index, union-find, heap select).
 
 Reading down a column of the condensed matrix misses the cache on every entry
 (the stride is a whole row); the kernels issue software prefetches
@@ -17,7 +18,7 @@ from numba import types as _types
 from numba.core import cgutils as _cgutils
 from numba.extending import intrinsic as _intrinsic
 
-from . import cancel
+from . import cancel, formulas
 from ._config import NUMBA_CACHE
 
 # Column entries fetched this many iterations before they are read (32: 1.5x,
@@ -112,3 +113,112 @@ NO_FINITE_CANDIDATE = (
     "distances by a power of two (e.g. y / 2.0**600): the tree is unchanged and the "
     "heights scale by the same factor."
 )
+
+
+
+# --------------------------------------------------------------------------
+# Primitives shared by the CPU kernels: each written once, here.
+# --------------------------------------------------------------------------
+
+_condensed_index_formula = numba.njit(nogil=True, cache=NUMBA_CACHE, inline="always")(
+    formulas.condensed_index)
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def condensed_index(n, i, j):
+    """``formulas.condensed_index`` in int64 whatever the callers' integer types.
+
+    The position of the pair (i, j), i != j, in a condensed matrix of n points;
+    the casts keep ``n * i`` from overflowing int32 (from n = 46 342) when an
+    argument comes from an int32 array.
+    """
+    return _condensed_index_formula(np.int64(n), np.int64(i), np.int64(j))
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def find(parent, x):
+    """Root of ``x`` in the union-find forest ``parent`` (roots point to themselves).
+
+    Path halving: every visited node is re-pointed at its grandparent, which
+    keeps the trees flat (amortised near-constant time) without recursion.
+    """
+    while parent[x] != x:
+        parent[x] = parent[parent[x]]
+        x = parent[x]
+    return x
+
+
+# A bounded max-heap over (value, index) pairs keeps the p smallest values
+# offered to it: the root is the largest kept value, the one a smaller newcomer
+# replaces. Ties keep the earlier item (the comparisons below are fixed:
+# results that depend on which of equal values is kept must not change).
+# _sift_up and _sift_down mirror each other (up past smaller parents, down past
+# larger children), so `duplicates` lists them as a pair of the same shape.
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE, inline="always")
+def _sift_up(val, idx, pos, v):
+    """Move the hole at ``pos`` up past every parent smaller than ``v``;
+    returns the position where ``v`` belongs."""
+    while pos > 0:
+        up = (pos - 1) // 2
+        if val[up] >= v:
+            break
+        val[pos] = val[up]
+        idx[pos] = idx[up]
+        pos = up
+    return pos
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE, inline="always")
+def _sift_down(val, idx, size, v):
+    """Move the hole at the root of a heap of ``size`` entries down past every
+    child larger than ``v``; returns the position where ``v`` belongs."""
+    pos = 0
+    while True:
+        ch = 2 * pos + 1
+        if ch >= size:
+            break
+        if ch + 1 < size and val[ch + 1] > val[ch]:
+            ch += 1
+        if val[ch] <= v:
+            break
+        val[pos] = val[ch]
+        idx[pos] = idx[ch]
+        pos = ch
+    return pos
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE, inline="always")
+def heap_offer(val, idx, p, i, v):
+    """Offer item ``i`` (the i-th offered, counting from 0) with value ``v`` to
+    the heap ``val``/``idx`` that keeps the ``p`` smallest values offered."""
+    if i < p:
+        pos = _sift_up(val, idx, i, v)
+    elif v < val[0]:
+        pos = _sift_down(val, idx, p, v)
+    else:
+        return
+    val[pos] = v
+    idx[pos] = i
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def select_smallest(vals, count, p, out_val, out_idx):
+    """The ``p`` smallest of ``vals[:count]`` and their indices, ascending.
+
+    Written to ``out_val[:p]``/``out_idx[:p]`` (1 <= p <= count): a bounded
+    max-heap, then heapsort. O(count + p log p) for typical inputs; every
+    value left out is >= ``out_val[p - 1]``.
+    """
+    for i in range(count):
+        heap_offer(out_val, out_idx, p, i, vals[i])
+    for end in range(p - 1, 0, -1):
+        top_v = out_val[0]
+        top_i = out_idx[0]
+        v = out_val[end]
+        iv = out_idx[end]
+        pos = _sift_down(out_val, out_idx, end, v)
+        out_val[pos] = v
+        out_idx[pos] = iv
+        out_val[end] = top_v
+        out_idx[end] = top_i

@@ -19,9 +19,8 @@ all use one explicit-stack walk, ``_subtree_reverse_postorder``, read backwards
 import numba
 import numpy as np
 
-from . import cancel, formulas
 from ._config import NUMBA_CACHE
-from .cpu_common import cancelled
+from .cpu_common import condensed_index, find
 
 _jit = numba.njit(nogil=True, cache=NUMBA_CACHE)
 _pjit = numba.njit(nogil=True, cache=NUMBA_CACHE, parallel=True)
@@ -251,7 +250,7 @@ def cophenetic_fill(left, right, n, heights, out):
     order, start, size = leaf_layout(left, right, n)
     parent = parents(left, right, n)
     for i in numba.prange(n - 1):
-        base = np.int64(n) * i - (np.int64(i) * (i + 1)) // 2 - i - 1
+        base = condensed_index(n, i, i + 1) - (i + 1)  # out[base + j] is pair (i, j)
         child = np.int64(i)
         node = parent[i]
         while node >= 0:
@@ -275,6 +274,21 @@ def cophenetic_fill(left, right, n, heights, out):
 # --------------------------------------------------------------------------
 # flat clusters
 # --------------------------------------------------------------------------
+
+@_jit_inline
+def _pass_down(x, g, c, n, under, T):
+    """Hand child ``x`` of a row under cluster ``g`` (0: none) its number:
+    a row records ``g``; a leaf takes ``g``, or the next number ``c - 1``
+    when it lies under no cluster top. Returns the last number used."""
+    if x >= n:
+        under[x - n] = g
+    elif g == 0:
+        c -= 1
+        T[x] = c
+    else:
+        T[x] = g
+    return c
+
 
 @_jit
 def monocrit_labels(left, right, n, mc, cutoff):
@@ -305,22 +319,8 @@ def monocrit_labels(left, right, n, mc, cutoff):
             c -= 1
             g = c
         # right before left: the post-order numbers the left leaf first
-        b = right[r]
-        if b >= n:
-            under[b - n] = g
-        elif g == 0:
-            c -= 1
-            T[b] = c
-        else:
-            T[b] = g
-        a = left[r]
-        if a >= n:
-            under[a - n] = g
-        elif g == 0:
-            c -= 1
-            T[a] = c
-        else:
-            T[a] = g
+        c = _pass_down(right[r], g, c, n, under, T)
+        c = _pass_down(left[r], g, c, n, under, T)
     shift = 1 - c  # -1 (the last number) becomes -c, the number of clusters
     for i in range(n):
         T[i] += shift
@@ -400,18 +400,15 @@ def leaders(left, right, n, T, nc):
         if cl == cr:
             cid[n + r] = cl
         else:
-            if cl != -1:
-                if li >= nc:
-                    return L, M, n + r
-                L[li] = left[r]
-                M[li] = cl
-                li += 1
-            if cr != -1:
-                if li >= nc:
-                    return L, M, n + r
-                L[li] = right[r]
-                M[li] = cr
-                li += 1
+            # each child that is one whole cluster leads it (left first)
+            for child in (left[r], right[r]):
+                cc = cid[child]
+                if cc != -1:
+                    if li >= nc:
+                        return L, M, n + r
+                    L[li] = child
+                    M[li] = cc
+                    li += 1
             cid[n + r] = -1
     cl = cid[left[m - 1]]
     cr = cid[right[m - 1]]
@@ -466,14 +463,6 @@ def children_first(left, right, n, rows):
 
 
 @_jit
-def _find(parent, x):
-    while parent[x] != x:
-        parent[x] = parent[parent[x]]
-        x = parent[x]
-    return x
-
-
-@_jit
 def cut_labels_union_find(left, right, n, rows, steps):
     """Group labels after ``steps[c]`` merges (``steps`` ascending), merges
     taken in the order ``rows``; children must come before parents.
@@ -490,14 +479,14 @@ def cut_labels_union_find(left, right, n, rows, steps):
     for c in range(steps.shape[0]):
         while done < steps[c]:
             r = rows[done]
-            a = _find(parent, left[r])
-            b = _find(parent, right[r])
+            a = find(parent, left[r])
+            b = find(parent, right[r])
             parent[a] = n + r
             parent[b] = n + r
             done += 1
         nxt = 0
         for leaf in range(n):
-            root = _find(parent, leaf)
+            root = find(parent, leaf)
             if seen[root] != c:
                 seen[root] = c
                 label[root] = nxt
@@ -580,513 +569,3 @@ def mlab_sizes(child, n):
         else:
             cs[r] += 1.0
     return cs
-
-
-# --------------------------------------------------------------------------
-# optimal leaf ordering
-# --------------------------------------------------------------------------
-#
-# Bar-Joseph et al.'s dynamic programme with scipy's arithmetic and choices, so
-# the result equals scipy's: M[u, w], the cost of the best ordering of a node's
-# leaves from end leaf u to end leaf w, is float32, each candidate being
-# float32(float32(M[u, m] + M[w, k]) + D[m, k]) for an inner pair (m, k); every
-# node orients its children by its own best (u, w), the first in (u, w) order.
-#
-# Leaves are addressed by position in the current leaf order, so each node's
-# leaves form a range; M and a float32 copy of D are condensed matrices over
-# positions. Per merge and per choice of grandchildren (U, Ms | K, W):
-#   stage 1: T[u, k] = min_m M[u, m] + D[m, k]   (m by increasing M[u, m],
-#            stopped once M[u, m] + min_m' D[m', k] exceeds the best)
-#   stage 2: V[u, w] = min_k T[u, k] + M[k, w]   (k by increasing M[k, w],
-#            sorted once per w, stopped once M[k, w] + min_k' T[u, k'] exceeds it)
-# in float64, then the float32 value scipy would get is the minimum of the
-# exact candidate expression over the pairs (m, k) within a relative window
-# _WINDOW of V (which covers float32 rounding and the float32 copy of D). Every
-# stop is a valid lower bound, so the minimum is exact, not heuristic.
-
-_condensed_index = numba.njit(inline="always")(formulas.condensed_index)
-
-_WINDOW = 2.0 ** -20
-_MAXCAND = 8
-_KCHUNK = 256
-_NEAR = 32
-_PREFIX = 128
-
-
-@_jit
-def _ci(n, i, j):
-    return _condensed_index(np.int64(n), np.int64(i), np.int64(j))
-
-
-@_jit_inline
-def _mval(M, n, p, q):
-    """M at positions (p, q); 0 on the diagonal (a leaf alone)."""
-    if p == q:
-        return np.float32(0.0)
-    return M[_ci(n, p, q)]
-
-
-@_jit
-def _permuted_row(y, n, order, i, out):
-    base = _ci(n, i, i + 1) - i - 1
-    oi = order[i]
-    for j in range(i + 1, n):
-        out[base + j] = y[_ci(n, oi, order[j])]
-
-
-@_pjit
-def permuted_distances(y, n, order):
-    """float32 condensed distances between leaf positions. Row t is paired
-    with row n-2-t so every parallel task does the same work."""
-    out = np.empty(n * (n - 1) // 2, dtype=np.float32)
-    for t in numba.prange(n // 2):
-        _permuted_row(y, n, order, t, out)
-        if n - 2 - t != t:
-            _permuted_row(y, n, order, n - 2 - t, out)
-    return out
-
-
-@_jit
-def _exact_value(a32, b32, d):
-    """scipy's candidate: float32(float32(M[u, m] + M[w, k]) + D[m, k])."""
-    s = a32 + b32
-    return np.float32(np.float64(s) + d)
-
-
-@_jit
-def _select_smallest(vals, count, p, out_val, out_idx):
-    """The p smallest of vals[:count] and their indices, ascending, in
-    out_val/out_idx[:p]: a bounded max-heap, then heapsort. O(count + p log p)
-    for typical inputs; every value left out is >= out_val[p - 1]."""
-    for i in range(count):
-        v = vals[i]
-        if i < p:
-            pos = i
-            while pos > 0:
-                up = (pos - 1) // 2
-                if out_val[up] >= v:
-                    break
-                out_val[pos] = out_val[up]
-                out_idx[pos] = out_idx[up]
-                pos = up
-        elif v < out_val[0]:
-            pos = 0
-            while True:
-                ch = 2 * pos + 1
-                if ch >= p:
-                    break
-                if ch + 1 < p and out_val[ch + 1] > out_val[ch]:
-                    ch += 1
-                if out_val[ch] <= v:
-                    break
-                out_val[pos] = out_val[ch]
-                out_idx[pos] = out_idx[ch]
-                pos = ch
-        else:
-            continue
-        out_val[pos] = v
-        out_idx[pos] = i
-    for end in range(p - 1, 0, -1):
-        top_v = out_val[0]
-        top_i = out_idx[0]
-        v = out_val[end]
-        iv = out_idx[end]
-        pos = 0
-        while True:
-            ch = 2 * pos + 1
-            if ch >= end:
-                break
-            if ch + 1 < end and out_val[ch + 1] > out_val[ch]:
-                ch += 1
-            if out_val[ch] <= v:
-                break
-            out_val[pos] = out_val[ch]
-            out_idx[pos] = out_idx[ch]
-            pos = ch
-        out_val[pos] = v
-        out_idx[pos] = iv
-        out_val[end] = top_v
-        out_idx[end] = top_i
-
-
-@_jit
-def _window_min(Dp, y, n, order, m0, nm, k0, k, b, limit, T, targ, t2, arow):
-    """Smallest exact candidate with inner leaf k (M[k, w] = b) whose total
-    stays within ``limit``; +inf if none."""
-    best = np.float32(np.inf)
-    if T[k] + b > limit:
-        return best
-    if t2[k] + b > limit:
-        # no other m comes within the window
-        m = targ[k]
-        d = y[_ci(n, order[m0 + m], order[k0 + k])]
-        return _exact_value(np.float32(arow[m]), np.float32(b), d)
-    for m in range(nm):  # near-ties (rare): every m
-        a = arow[m]
-        if a + np.float64(Dp[_ci(n, m0 + m, k0 + k)]) + b <= limit:
-            d = y[_ci(n, order[m0 + m], order[k0 + k])]
-            v = _exact_value(np.float32(a), np.float32(b), d)
-            if v < best:
-                best = v
-    return best
-
-
-def _olo_block_impl(M, Dp, y, n, order, u0, u1, m0, m1, w0, w1, k0, k1, chunk):
-    """Fill M[u, w] for u in [u0, u1), w in [w0, w1) (all u < w): the best
-    over m in [m0, m1), k in [k0, k1) of M[u, m] + D[m, k] + M[k, w].
-
-    Sorted lists are prefixes (the _PREFIX smallest) with a bound for the
-    rest; a search that runs past both prefixes falls back to a linear scan.
-    """
-    nm = m1 - m0
-    nk = k1 - k0
-    nw = w1 - w0
-    nu = u1 - u0
-    # The _NEAR nearest inner leaves m of every k (ascending D[m, k]) and the
-    # bound D[m, k] >= drest[k] for every m not among them.
-    npre = min(_NEAR, nm)
-    dval = np.empty((nk, npre), dtype=np.float64)
-    didx = np.empty((nk, npre), dtype=np.int64)
-    drest = np.full(nk, np.inf)
-    for c in numba.prange((nk + _KCHUNK - 1) // _KCHUNK):
-        ka = c * _KCHUNK
-        kb = min(nk, ka + _KCHUNK)
-        # a max-heap of the npre smallest per k, fed row by row of D
-        for i in range(nm):
-            base = _ci(n, m0 + i, k0)
-            for j in range(ka, kb):
-                d = np.float64(Dp[base + j])
-                if i < npre:
-                    pos = i
-                    while pos > 0:
-                        up = (pos - 1) // 2
-                        if dval[j, up] >= d:
-                            break
-                        dval[j, pos] = dval[j, up]
-                        didx[j, pos] = didx[j, up]
-                        pos = up
-                elif d < dval[j, 0]:
-                    pos = 0
-                    while True:
-                        ch = 2 * pos + 1
-                        if ch >= npre:
-                            break
-                        if ch + 1 < npre and dval[j, ch + 1] > dval[j, ch]:
-                            ch += 1
-                        if dval[j, ch] <= d:
-                            break
-                        dval[j, pos] = dval[j, ch]
-                        didx[j, pos] = didx[j, ch]
-                        pos = ch
-                else:
-                    continue
-                dval[j, pos] = d
-                didx[j, pos] = i
-        for j in range(ka, kb):
-            if npre < nm:
-                drest[j] = dval[j, 0]
-            srt = np.argsort(dval[j])
-            sv = dval[j][srt]
-            si = didx[j][srt]
-            dval[j, :] = sv
-            didx[j, :] = si
-    # M[k, w] for every w as a row, and its _PREFIX smallest (shared by all u).
-    pb = min(_PREFIX, nk)
-    bdense = np.empty((nw, nk), dtype=np.float64)
-    bval = np.empty((nw, pb), dtype=np.float64)
-    bidx = np.empty((nw, pb), dtype=np.int64)
-    brest = np.full(nw, np.inf)
-    for wi in numba.prange(nw):
-        for j in range(nk):
-            bdense[wi, j] = _mval(M, n, w0 + wi, k0 + j)
-        _select_smallest(bdense[wi], nk, pb, bval[wi], bidx[wi])
-        if pb < nk:
-            brest[wi] = bval[wi, pb - 1]
-    bmax = 0.0
-    for wi in range(nw):
-        for j in range(nk):
-            if bdense[wi, j] > bmax:
-                bmax = bdense[wi, j]
-    # Stage 2 follows both lists (threshold algorithm) when there are enough
-    # w to pay for ordering each u's T.
-    two_lists = nw >= 8
-    u_before = u0 < m0
-    pa = min(_PREFIX, nm)
-    pt = min(_PREFIX, nk)
-    for c in numba.prange((nu + chunk - 1) // chunk):
-        ua = u0 + c * chunk
-        ub = min(u1, ua + chunk)
-        tile = np.empty((ub - ua, nm), dtype=np.float64)
-        if u_before or nm == 1:
-            for u in range(ua, ub):
-                for i in range(nm):
-                    tile[u - ua, i] = _mval(M, n, u, m0 + i)
-        else:
-            # u after m: M[m, u] is contiguous over consecutive u
-            for i in range(nm):
-                base = _ci(n, m0 + i, ua)
-                for u in range(ua, ub):
-                    tile[u - ua, i] = M[base + u - ua]
-        # the _PREFIX smallest first; the full order only when a search needs it
-        a_val = np.empty(nm, dtype=np.float64)
-        a_idx = np.empty(nm, dtype=np.int64)
-        T = np.empty(nk, dtype=np.float64)
-        targ = np.empty(nk, dtype=np.int64)
-        t2 = np.empty(nk, dtype=np.float64)
-        stamped = np.full(nm, -1, dtype=np.int64)
-        tval = np.empty(nk, dtype=np.float64)
-        tidx = np.empty(nk, dtype=np.int64)
-        cand = np.empty(_MAXCAND, dtype=np.int64)
-        for u in range(ua, ub):
-            arow = tile[u - ua]
-            _select_smallest(arow, nm, pa, a_val, a_idx)
-            alen = pa
-            arest = a_val[pa - 1] if pa < nm else np.inf
-            # Stage 1 by the threshold algorithm over m by increasing M[u, m]
-            # and m by increasing D[m, k], remembering whether a second m comes
-            # within the window. When both lists run out, the A list is
-            # extended to the full order and walked again (seen m are skipped).
-            tmin = np.inf
-            for j in range(nk):
-                stamp = (u - ua) * nk + j
-                best = np.inf
-                second = np.inf
-                rest = np.inf
-                arg = 0
-                d = 0
-                while True:
-                    for side in range(2):
-                        if side == 0:
-                            if d >= alen:
-                                continue
-                            m = a_idx[d]
-                            v = a_val[d] + np.float64(Dp[_ci(n, m0 + m, k0 + j)])
-                        else:
-                            if d >= npre:
-                                continue
-                            m = didx[j, d]
-                            v = arow[m] + dval[j, d]
-                        if stamped[m] == stamp:
-                            continue
-                        stamped[m] = stamp
-                        if v < best:
-                            second = best
-                            best = v
-                            arg = m
-                        elif v < second:
-                            second = v
-                    # every m not yet seen lies past position d in both lists
-                    a_next = a_val[d + 1] if d + 1 < alen else arest
-                    d_next = dval[j, d + 1] if d + 1 < npre else drest[j]
-                    rest = a_next + d_next
-                    if rest > best + (best + bmax) * _WINDOW:
-                        break
-                    d += 1
-                    if d >= alen and d >= npre:
-                        srt = np.argsort(arow)
-                        for i in range(nm):
-                            a_idx[i] = srt[i]
-                            a_val[i] = arow[srt[i]]
-                        alen = nm
-                        arest = np.inf
-                        d = 0
-                T[j] = best
-                targ[j] = arg
-                # no m but targ[j] costs less than this (seen or bounded)
-                t2[j] = second if second < rest else rest
-                if best < tmin:
-                    tmin = best
-            tlen = 0
-            trest = np.inf
-            if two_lists:
-                _select_smallest(T, nk, pt, tval, tidx)
-                tlen = pt
-                trest = tval[pt - 1] if pt < nk else np.inf
-            row = _ci(n, u, w0)
-            for wi in range(nw):
-                brow = bdense[wi]
-                best = np.inf
-                nc = 0
-                # Threshold algorithm over k by increasing M[k, w] and k by
-                # increasing T[u, k] (or M[k, w] alone, bounded by min T): an
-                # unseen k costs at least the values reached, so stop once
-                # that exceeds the window of the best. Inner leaves within the
-                # window are kept in `cand`; nc past _MAXCAND flags more
-                # near-ties than it holds. When both lists run out, the T list
-                # is extended to the full order (with one list only: every k).
-                d = 0
-                while True:
-                    for side in range(2 if two_lists else 1):
-                        if side == 0:
-                            if d >= pb:
-                                continue
-                            k = bidx[wi, d]
-                        else:
-                            if d >= tlen:
-                                continue
-                            k = tidx[d]
-                        v = T[k] + brow[k]
-                        if v > best * (1.0 + _WINDOW):
-                            continue
-                        seen = False
-                        for q in range(min(nc, _MAXCAND)):
-                            if cand[q] == k:
-                                seen = True
-                        if seen:
-                            continue
-                        if v < best:
-                            best = v
-                            if nc <= _MAXCAND:
-                                keep = 0
-                                for q in range(nc):
-                                    kq = cand[q]
-                                    if T[kq] + brow[kq] <= best * (1.0 + _WINDOW):
-                                        cand[keep] = kq
-                                        keep += 1
-                                nc = keep
-                        if nc < _MAXCAND:
-                            cand[nc] = k
-                            nc += 1
-                        else:
-                            nc = _MAXCAND + 1
-                    b_next = bval[wi, d + 1] if d + 1 < pb else brest[wi]
-                    if two_lists:
-                        t_next = tval[d + 1] if d + 1 < tlen else trest
-                    else:
-                        t_next = tmin
-                    if b_next + t_next > best * (1.0 + _WINDOW):
-                        break
-                    d += 1
-                    if d >= pb and d >= tlen:
-                        if two_lists:
-                            tsrt = np.argsort(T)
-                            for i in range(nk):
-                                tidx[i] = tsrt[i]
-                                tval[i] = T[tsrt[i]]
-                            tlen = nk
-                            trest = np.inf
-                            d = 0
-                        else:
-                            # the exact minimum over every k; the window is
-                            # then searched in full below
-                            for k in range(nk):
-                                v = T[k] + brow[k]
-                                if v < best:
-                                    best = v
-                            nc = _MAXCAND + 1
-                            break
-                limit = best * (1.0 + _WINDOW)
-                res = np.float32(np.inf)
-                if nc <= _MAXCAND:
-                    for q in range(nc):
-                        k = cand[q]
-                        v32 = _window_min(Dp, y, n, order, m0, nm, k0, k, brow[k], limit,
-                                          T, targ, t2, arow)
-                        if v32 < res:
-                            res = v32
-                else:
-                    for k in range(nk):
-                        if T[k] + brow[k] <= limit:
-                            v32 = _window_min(Dp, y, n, order, m0, nm, k0, k, brow[k],
-                                              limit, T, targ, t2, arow)
-                            if v32 < res:
-                                res = v32
-                M[row + wi] = res
-
-
-_olo_block_parallel = _pjit(_olo_block_impl)
-_olo_block_serial = _jit(_olo_block_impl)
-
-# Blocks with less work than this run on the calling thread: starting the
-# thread pool costs microseconds, and most merges are small.
-_PARALLEL_WORK = 1 << 14
-
-
-@_jit
-def _olo_argmin(M, n, u0, u1, w0, w1):
-    """First (u, w) in row-major order with the smallest M[u, w]."""
-    best = np.float32(np.inf)
-    bu = u0
-    bw = w0
-    for u in range(u0, u1):
-        row = _ci(n, u, w0)
-        for j in range(w1 - w0):
-            v = M[row + j]
-            if v < best:
-                best = v
-                bu = u
-                bw = w0 + j
-    return bu, bw
-
-
-def optimal_swaps(left, right, n, y, chunk):
-    """Rows of Z whose two children scipy's optimal leaf ordering swaps.
-
-    ``y`` is the condensed distance matrix (float64). Returns a bool array of
-    length n-1. Memory: two float32 condensed matrices (4·n(n-1) bytes).
-    Minutes at large n: runs where Ctrl-C stops it (``cancel.run``).
-    """
-    return cancel.run(lambda: _optimal_swaps(left, right, n, y, chunk, cancel.current()), n=n)
-
-
-@_jit
-def _optimal_swaps(left, right, n, y, chunk, control):
-    m = n - 1
-    order, start, size = leaf_layout(left, right, n)
-    Dp = permuted_distances(y, n, order)
-    M = np.zeros(n * (n - 1) // 2, dtype=np.float32)
-    must = np.zeros(m, dtype=np.bool_)
-    for r in range(m):
-        if cancelled(control):  # Ctrl-C (cancel.py): the result is discarded
-            break
-        lc = left[r]
-        rc = right[r]
-        for sl in range(1 if lc < n else 2):
-            # u from the left child's left part (sl = 0) or right part (sl = 1)
-            if lc < n:
-                ucl = lc
-                mcl = lc
-            elif sl == 0:
-                ucl = left[lc - n]
-                mcl = right[lc - n]
-            else:
-                ucl = right[lc - n]
-                mcl = left[lc - n]
-            for sr in range(1 if rc < n else 2):
-                # w from the right child's right part (sr = 0) or left part (sr = 1)
-                if rc < n:
-                    wcl = rc
-                    kcl = rc
-                elif sr == 0:
-                    wcl = right[rc - n]
-                    kcl = left[rc - n]
-                else:
-                    wcl = left[rc - n]
-                    kcl = right[rc - n]
-                args = (M, Dp, y, n, order,
-                        start[ucl], start[ucl] + size[ucl],
-                        start[mcl], start[mcl] + size[mcl],
-                        start[wcl], start[wcl] + size[wcl],
-                        start[kcl], start[kcl] + size[kcl], chunk)
-                work = size[ucl] * (size[wcl] + size[kcl]) + size[mcl] * size[kcl]
-                if work >= _PARALLEL_WORK:
-                    _olo_block_parallel(*args)
-                else:
-                    _olo_block_serial(*args)
-        bu, bw = _olo_argmin(M, n, start[lc], start[lc] + size[lc],
-                             start[rc], start[rc] + size[rc])
-        if lc >= n:
-            rl = right[lc - n]
-            must[lc - n] = start[rl] <= bu and bu < start[rl] + size[rl]
-        if rc >= n:
-            lr = left[rc - n]
-            must[rc - n] = start[lr] <= bw and bw < start[lr] + size[lr]
-    # A row is swapped when an odd number of it and its ancestors must swap.
-    swap = np.zeros(m, dtype=np.bool_)
-    for r in range(m - 1, -1, -1):
-        swap[r] = swap[r] ^ must[r]
-        if left[r] >= n:
-            swap[left[r] - n] = swap[r]
-        if right[r] >= n:
-            swap[right[r] - n] = swap[r]
-    return swap

@@ -8,15 +8,7 @@ import numba
 import numpy as np
 
 from ._config import NUMBA_CACHE
-
-
-@numba.njit(nogil=True, cache=NUMBA_CACHE)
-def _find(parent, x):
-    # Path halving: amortised near-constant time, no recursion.
-    while parent[x] != x:
-        parent[x] = parent[parent[x]]
-        x = parent[x]
-    return x
+from .cpu_common import find
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
@@ -31,8 +23,8 @@ def lift_heights(a, b, h, n):
     top = np.full(n, -np.inf)  # height of the cluster rooted here (distances may be negative)
     out = h.copy()
     for k in range(a.shape[0]):
-        ra = _find(parent, a[k])
-        rb = _find(parent, b[k])
+        ra = find(parent, a[k])
+        rb = find(parent, b[k])
         hk = out[k]
         if top[ra] > hk:
             hk = top[ra]
@@ -58,8 +50,8 @@ def relabel(a, b, h, n):
     label = np.arange(n)
     size = np.ones(n, dtype=np.int64)
     for k in range(m):
-        ra = _find(parent, a[k])
-        rb = _find(parent, b[k])
+        ra = find(parent, a[k])
+        rb = find(parent, b[k])
         if ra == rb:
             raise ValueError("merge log joins a cluster with itself")
         la = label[ra]

@@ -141,10 +141,6 @@ def test_fclusterdata_wiring_matches_scipy(rng, monkeypatch):
 
 
 def test_fclusterdata_end_to_end(rng):
-    try:
-        from gpu_hclust import _engine_cpu  # noqa: F401
-    except ImportError:
-        pytest.skip("the CPU linkage engine is not merged yet")
     X = rng.random((40, 2))
     for method in ("single", "average", "ward"):
         for crit, t in (("inconsistent", 1.0), ("distance", 0.3), ("maxclust", 3)):

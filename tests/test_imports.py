@@ -62,3 +62,24 @@ def test_our_warnings_are_caught_by_scipy_filters():
         warnings.simplefilter("always", sch.ClusterWarning)
         assert gpu_hclust.is_valid_linkage(bad, warning=True) is False
     assert any(issubclass(w.category, sch.ClusterWarning) for w in caught)
+
+
+def test_every_scipy_name_is_importable_from_the_package():
+    for name in sch.__all__:
+        obj = getattr(gpu_hclust, name)  # the drop-in contract: scipy code runs unchanged
+        assert obj is not None, name
+    namespace = {}
+    exec(f"from gpu_hclust import {', '.join(sch.__all__)}", namespace)  # noqa: S102
+    assert set(sch.__all__) <= set(namespace)
+
+
+def test_all_is_scipys_names_plus_ours():
+    scipy_names = set(gpu_hclust._SCIPY_NAMES)
+    ours = set(gpu_hclust._OUR_NAMES)
+    # scipy's group is exactly scipy's public API (its __all__ and its warning class)
+    assert scipy_names == set(sch.__all__) | {"ClusterWarning"}
+    assert not scipy_names & ours
+    assert sorted(gpu_hclust.__all__) == sorted(scipy_names | ours)
+    assert len(gpu_hclust.__all__) == len(set(gpu_hclust.__all__))
+    for name in gpu_hclust.__all__:  # every advertised name resolves (lazy ones included)
+        getattr(gpu_hclust, name)

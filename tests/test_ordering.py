@@ -9,7 +9,7 @@ from scipy.cluster.hierarchy import ClusterWarning
 from scipy.spatial.distance import pdist, squareform
 
 import gpu_hclust as hc
-from gpu_hclust.kernels import cpu_post
+from gpu_hclust.kernels import cpu_olo
 
 METHODS = ["single", "complete", "average", "weighted", "ward", "centroid", "median"]
 
@@ -102,4 +102,4 @@ def test_permuted_distances(rng):
         y = pdist(rng.random((n, 2)))
         order = rng.permutation(n).astype(np.int32)
         expect = squareform(squareform(y)[np.ix_(order, order)]).astype(np.float32)
-        np.testing.assert_array_equal(cpu_post.permuted_distances(y, n, order), expect)
+        np.testing.assert_array_equal(cpu_olo.permuted_distances(y, n, order), expect)
