@@ -81,6 +81,9 @@ def nn_chain(D, n, code, counter, nogood):
     counter : ndarray of int64, shape (1,)
         Merges done so far, written as the loop runs (read by progress bars
         from another thread; the kernel releases the GIL).
+    nogood : ndarray of bool, shape (1,)
+        Set (and the kernel returns early) when a scan finds no finite
+        candidate; ``run`` raises then.
 
     Returns
     -------
@@ -88,9 +91,6 @@ def nn_chain(D, n, code, counter, nogood):
         Slots (= an observation of each cluster) merged at each step, a < b.
     h : ndarray of float64, shape (n-1,)
         Merge heights, in merge order.
-    nogood : ndarray of bool, shape (1,)
-        Set (and the kernel returns early) when a scan finds no finite
-        candidate; ``run`` raises then.
     """
     n = np.int64(n)
     a = np.empty(n - 1, dtype=np.int64)
