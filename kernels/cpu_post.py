@@ -731,7 +731,7 @@ def _window_min(Dp, y, n, order, m0, nm, k0, k, b, limit, T, targ, t2, arow):
     return best
 
 
-def _olo_block_impl(M, Dp, y, n, order, u0, u1, m0, m1, w0, w1, k0, k1, chunk):
+def _olo_block_impl(M, Dp, y, n, order, u0, u1, m0, m1, w0, w1, k0, k1, chunk, control):
     """Fill M[u, w] for u in [u0, u1), w in [w0, w1) (all u < w): the best
     over m in [m0, m1), k in [k0, k1) of M[u, m] + D[m, k] + M[k, w].
 
@@ -814,6 +814,8 @@ def _olo_block_impl(M, Dp, y, n, order, u0, u1, m0, m1, w0, w1, k0, k1, chunk):
     pa = min(_PREFIX, nm)
     pt = min(_PREFIX, nk)
     for c in numba.prange((nu + chunk - 1) // chunk):
+        if cancelled(control):  # Ctrl-C (cancel.py): M is discarded
+            continue
         ua = u0 + c * chunk
         ub = min(u1, ua + chunk)
         tile = np.empty((ub - ua, nm), dtype=np.float64)
@@ -1067,7 +1069,7 @@ def _optimal_swaps(left, right, n, y, chunk, control):
                         start[ucl], start[ucl] + size[ucl],
                         start[mcl], start[mcl] + size[mcl],
                         start[wcl], start[wcl] + size[wcl],
-                        start[kcl], start[kcl] + size[kcl], chunk)
+                        start[kcl], start[kcl] + size[kcl], chunk, control)
                 work = size[ucl] * (size[wcl] + size[kcl]) + size[mcl] * size[kcl]
                 if work >= _PARALLEL_WORK:
                     _olo_block_parallel(*args)
