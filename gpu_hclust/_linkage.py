@@ -126,9 +126,7 @@ def linkage(y, method="single", metric="euclidean", optimal_ordering=False, *,
     chosen = resolve_backend(backend, inp.n, inp.is_cupy)
     engine = _engine(chosen)
     show = progress_enabled(progress, n=inp.n)
-    # Phases run where Ctrl-C stops them (kernels/cancel.py); the simulator's
-    # launches are slow at any n, so CUDA runs always take a worker thread.
-    size = None if chosen == "cuda" else inp.n
+    phase = _phase_runner(chosen, engine, inp.n)
 
     if _use_low_memory(low_memory, inp, spec, chosen, engine, work_dtype):
         from ._lowmem import predict_bytes, run_vector
@@ -140,26 +138,24 @@ def linkage(y, method="single", metric="euclidean", optimal_ordering=False, *,
         with phase_bar(show, "merges (memory-saving)", inp.n - 1, unit="merge") as bar:
             a, b, h = _run_tracked(
                 lambda counter: run_vector(inp.data, spec, inp.metric, chosen, work_dtype,
-                                           counter=counter), show, bar, size)
+                                           counter=counter), show, bar, phase)
     else:
         _check_fits(inp, chosen, engine, work_dtype, extra_hint=_low_memory_hint(inp, spec))
         with phase_bar(show, "distances", 1, unit="matrix") as bar:
             form = engine.log_form(spec)
-            D = cancel.run(lambda: engine.condensed_working_matrix(inp, work_dtype, form.squared),
-                           n=size)
+            D = phase(lambda: engine.condensed_working_matrix(inp, work_dtype, form.squared))
             bar.update(1)
         with phase_bar(show, "merges", inp.n - 1, unit="merge") as bar:
             a, b, h = _run_tracked(
-                lambda counter: engine.run_family(spec, D, inp.n, counter=counter), show, bar, size)
+                lambda counter: engine.run_family(spec, D, inp.n, counter=counter), show, bar, phase)
         del D
     with phase_bar(show, "canonicalisation", 1, unit="tree") as bar:
-        Z = cancel.run(lambda: merge_log_to_linkage(a, b, h, inp.n, spec, form), n=size)
+        Z = phase(lambda: merge_log_to_linkage(a, b, h, inp.n, spec, form))
         bar.update(1)
     if optimal_ordering:
         from ._ordering import optimal_leaf_ordering
 
-        Z = cancel.run(lambda: optimal_leaf_ordering(Z, to_host(inp.data), metric=inp.metric),
-                       n=size)
+        Z = phase(lambda: optimal_leaf_ordering(Z, to_host(inp.data), metric=inp.metric))
     if inp.is_cupy:
         import cupy
 
@@ -199,13 +195,48 @@ def _memory_saving_is_faster(inp, spec, chosen):
     return False
 
 
-def _run_tracked(run, show, bar, size):
-    """Call ``run(control)`` where Ctrl-C stops it (``kernels.cancel.run``, ``size``
-    observations); with bars on, mirror its merge count into ``bar``."""
+def _run_tracked(run, show, bar, phase):
+    """Call ``run(control)`` through ``phase`` (``_phase_runner``); with bars on,
+    mirror its merge count into ``bar``."""
     control = cancel.new_control()
-    if not show:
-        return cancel.run(lambda: run(control), control=control, n=size)
-    return track(lambda: run(control), control, bar)
+    return phase(lambda: run(control), control, bar if show else None)
+
+
+def _phase_runner(chosen, engine, n):
+    """How ``linkage`` runs a phase: ``run(func, control=None, bar=None)``.
+
+    Where Ctrl-C stops it (``kernels.cancel.run``: a worker thread from n =
+    ``WORKER_MIN_N``, always for CUDA, whose simulated launches are slow at
+    any n), on the caller's GPU and CuPy stream (a new thread starts on device
+    0 and the default stream), mirroring ``control[0]`` into ``bar`` if given.
+    """
+    size = None if chosen == "cuda" else n
+    on_device = _same_device(chosen, engine)
+
+    def run(func, control=None, bar=None):
+        if bar is not None:
+            return track(on_device(func), control, bar)
+        return cancel.run(on_device(func), control=control, n=size)
+
+    return run
+
+
+def _same_device(chosen, engine):
+    """Wrap a phase so that a worker thread uses the caller's CuPy device and stream."""
+    if chosen != "cuda" or not engine.on_real_gpu():
+        return lambda func: func
+    import cupy
+
+    device, stream = cupy.cuda.Device(), cupy.cuda.get_current_stream()
+
+    def on_device(func):
+        def call():
+            with device, stream:
+                return func()
+
+        return call
+
+    return on_device
 
 
 def _available(chosen, engine):

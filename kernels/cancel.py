@@ -96,7 +96,8 @@ def run(func, *, control=None, poll=None, n=None, interval=0.1):
         :func:`current`.
     control : ndarray of int64, optional
         The phase's control array (``new_control()``); a fresh one if None.
-        A one-element progress counter is accepted but cannot be cancelled:
+        Default: the enclosing phase's (nested calls), else a fresh one. A
+        one-element progress counter is accepted but cannot be cancelled:
         Ctrl-C then waits for ``func`` to finish.
     poll : callable, optional
         Called as ``poll(control)`` every ``interval`` seconds while ``func``
@@ -131,7 +132,7 @@ def run(func, *, control=None, poll=None, n=None, interval=0.1):
         # Not the main thread (signals never interrupt it) or no Python handler.
         return func()
     if control is None:
-        control = new_control()
+        control = current()  # nested in a phase: its control; else a fresh one
     if poll is None and n is not None and n < WORKER_MIN_N:
         return _run_deferred(func, control)
     return _run_worker(func, control, poll, interval)
@@ -211,9 +212,10 @@ class _sigint_deferred:
 
 def _run_deferred(func, control):
     """Run ``func`` in the calling (main) thread, SIGINT deferred until it returns."""
+    outer = getattr(_local, "control", None)
     with _sigint_deferred():
         _local.control = control
         try:
             return func()
         finally:
-            _local.control = None
+            _local.control = outer

@@ -417,7 +417,7 @@ def _fill_rows(M, Dp, y, n, order, ua, ub, m0, nm, w0, nw, k0, nk, u_before, two
 # one block, one merge, the whole tree
 # --------------------------------------------------------------------------
 
-def _olo_block_impl(M, Dp, y, n, order, u0, u1, m0, m1, w0, w1, k0, k1, chunk):
+def _olo_block_impl(M, Dp, y, n, order, u0, u1, m0, m1, w0, w1, k0, k1, chunk, control):
     """Fill M[u, w] for u in [u0, u1), w in [w0, w1) (all u < w): the best
     over m in [m0, m1), k in [k0, k1) of M[u, m] + D[m, k] + M[k, w].
 
@@ -455,6 +455,8 @@ def _olo_block_impl(M, Dp, y, n, order, u0, u1, m0, m1, w0, w1, k0, k1, chunk):
     two_lists = nw >= 8
     u_before = u0 < m0
     for c in numba.prange((nu + chunk - 1) // chunk):
+        if cancelled(control):  # Ctrl-C (cancel.py): M is discarded
+            continue
         ua = u0 + c * chunk
         _fill_rows(M, Dp, y, n, order, ua, min(u1, ua + chunk), m0, nm, w0, nw, k0, nk,
                    u_before, two_lists, dval, didx, drest, bdense, bval, bidx, brest, bmax)
@@ -541,7 +543,7 @@ def _optimal_swaps(left, right, n, y, chunk, control):
                         start[ucl], start[ucl] + size[ucl],
                         start[mcl], start[mcl] + size[mcl],
                         start[wcl], start[wcl] + size[wcl],
-                        start[kcl], start[kcl] + size[kcl], chunk)
+                        start[kcl], start[kcl] + size[kcl], chunk, control)
                 work = size[ucl] * (size[wcl] + size[kcl]) + size[mcl] * size[kcl]
                 if work >= _PARALLEL_WORK:
                     _olo_block_parallel(*args)

@@ -246,7 +246,7 @@ while True:
 def test_random_moments_of_short_runs(tmp_path):
     # Old behaviour: a signal during a short kernel in the main thread surfaced
     # inside Numba's result boxing as SystemError (or a crash).
-    rounds = 8
+    rounds = 6
     script = tmp_path / "stress.py"
     script.write_text(STRESS)
     env = dict(os.environ, PYTHONFAULTHANDLER="1", PYTHONPATH=str(ROOT))
