@@ -433,3 +433,24 @@ def linkage_from_array(X, method, metric, *, client, dtype=None, progress=None, 
         chunk_rows = max(1, -(-X.shape[0] // (4 * workers)))
     return linkage(da.from_array(X, chunks=(int(chunk_rows), -1)), method, metric,
                    client=client, dtype=dtype, progress=progress)
+
+
+def linkage_entry(y, method, metric, optimal_ordering, *, backend, dtype, low_memory, progress):
+    """``gpu_hclust.linkage`` called with a dask array: check its options, then ``linkage``."""
+    if optimal_ordering:
+        raise ValueError(
+            "optimal_ordering=True is not available for dask input (it needs every pairwise "
+            "distance on one machine); call gpu_hclust.optimal_leaf_ordering(Z, X.compute()) "
+            "afterwards if the data fits."
+        )
+    if backend not in (None, "auto", "cpu"):
+        raise ValueError(
+            f"backend={backend!r} is not available for dask input: the Dask engine runs on "
+            "CPU workers (pass backend=None)."
+        )
+    if low_memory is False:
+        raise ValueError(
+            "low_memory=False is not available for dask input: the Dask engine always "
+            "computes from the observations (pass low_memory=None)."
+        )
+    return linkage(y, method, metric, dtype=dtype, progress=progress)

@@ -44,9 +44,11 @@ def prepare_block(X, off, method, metric, dtype):
     copy), so preparing block by block gives the same floats as preparing the
     whole matrix at once.
     """
+    from .._backend import to_host
     from .._lowmem import prepare
 
-    X = np.asarray(X)
+    # CuPy chunks (dask-cuda workers) come to the host: the tiles run on the CPU.
+    X = np.asarray(to_host(X))
     if X.dtype.kind not in "biuf":
         raise ValueError(
             f"`y` must hold real numbers; got a dask array of dtype {X.dtype}. "
@@ -55,16 +57,10 @@ def prepare_block(X, off, method, metric, dtype):
     X = X.astype(np.float64, copy=False)
     if not np.isfinite(X).all():
         raise ValueError(FINITE_MESSAGE)
-    if metric in ("cosine", "correlation"):
-        R = X - X.mean(axis=1, keepdims=True) if metric == "correlation" else X
-        zero = np.flatnonzero(np.sqrt(np.einsum("ij,ij->i", R, R)) == 0)
-        if zero.size:
-            what = "constant" if metric == "correlation" else "all-zero"
-            raise ValueError(
-                f"metric={metric!r} is undefined for {what} observations (rows "
-                f"{(zero[:5] + off).tolist()} of `y`); remove them or choose another metric."
-            )
-    CT, norms, _code, mcode = prepare(X, method, metric, dtype)
+    try:
+        CT, norms, _code, mcode = prepare(X, method, metric, dtype)
+    except ValueError as exc:  # its row numbers count from this block's first row
+        raise ValueError(f"{exc} (rows numbered within the chunk starting at row {off})") from None
     return Block(CT, np.ascontiguousarray(norms, dtype=np.float64), int(off), int(mcode))
 
 
