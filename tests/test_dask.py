@@ -96,9 +96,9 @@ def test_float32_storage(client, rounds_only, rng, method, metric):
 @pytest.mark.parametrize("method,metric", [("single", "euclidean"), ("single", "cityblock"),
                                            ("ward", "euclidean"), ("average", "sqeuclidean")])
 def test_ties_deterministic_and_replay_valid(client, rounds_only, rng, method, metric):
-    X = np.round(rng.uniform(0, 3, size=(90, 2)))  # integer grid: duplicates, many ties
-    Z1 = gdask.linkage(da.from_array(X, chunks=(30, 2)), method, metric, client=client)
-    Z2 = gdask.linkage(da.from_array(X, chunks=(17, 2)), method, metric, client=client)
+    X = np.round(rng.uniform(0, 3, size=(60, 2)))  # integer grid: duplicates, many ties
+    Z1 = gdask.linkage(da.from_array(X, chunks=(20, 2)), method, metric, client=client)
+    Z2 = gdask.linkage(da.from_array(X, chunks=(25, 2)), method, metric, client=client)
     assert_array_equal(Z1, Z2)  # any chunking, any task order: the same Z
     assert gpu_hclust.is_valid_linkage(Z1) and gpu_hclust.is_monotonic(Z1)
     y = pdist(X, metric)
@@ -212,8 +212,8 @@ def test_memory_error_before_computing(client):
 
 
 def test_predict_worker_bytes_scales_with_workers():
-    one = gdask.predict_worker_bytes(10**6, 32, [10**5] * 10, 1, np.float64)
-    four = gdask.predict_worker_bytes(10**6, 32, [10**5] * 10, 4, np.float64)
+    one = gdask.predict_worker_bytes(10**6, 32, [25_000] * 40, 1, np.float64)
+    four = gdask.predict_worker_bytes(10**6, 32, [25_000] * 40, 4, np.float64)
     assert 3 * four < one  # O(n d / workers + n)
 
 
