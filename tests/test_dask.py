@@ -264,3 +264,50 @@ def test_worker_loss_same_result(client, rounds_only, rng):
         print("worker loss: run completed")
         assert_same(out["Z"], Zr)
 
+
+
+@pytest.mark.slow
+def test_no_client_starts_and_closes_a_local_cluster(tmp_path):
+    """client=None and no current client: a LocalCluster is started, announced, and closed."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import warnings, numpy as np, dask.array as da\n"
+        "import gpu_hclust\n"
+        "from gpu_hclust import dask as gdask\n"
+        "if __name__ == '__main__':\n"
+        "    X = np.random.default_rng(1).normal(size=(80, 3))\n"
+        "    with warnings.catch_warnings(record=True) as w:\n"
+        "        warnings.simplefilter('always')\n"
+        "        Z = gdask.linkage(da.from_array(X, chunks=(40, 3)), 'single')\n"
+        "    assert any('starting a LocalCluster' in str(x.message) for x in w)\n"
+        "    from distributed import get_client\n"
+        "    try:\n"
+        "        get_client(); raise SystemExit('a client is still running')\n"
+        "    except ValueError:\n"
+        "        pass\n"
+        "    Zr = gpu_hclust.linkage(X, 'single', low_memory=True)\n"
+        "    assert np.array_equal(Z, Zr)\n"
+        "    print('OK')\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=600, env=env, cwd=root)
+    assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-3000:]
+
+
+@pytest.mark.gpu
+def test_one_gpu_local_cuda_cluster(rng):
+    """dask-cuda worker with CuPy chunks (the tiles run on the worker's CPU for now)."""
+    dask_cuda = pytest.importorskip("dask_cuda")
+    cupy = pytest.importorskip("cupy")
+    from distributed import Client
+
+    X = rng.normal(size=(600, 8))
+    with dask_cuda.LocalCUDACluster(n_workers=1) as cluster, Client(cluster) as cl:
+        Xd = da.from_array(X, chunks=(150, 8)).map_blocks(cupy.asarray)
+        for method in ("single", "ward"):
+            Z = gdask.linkage(Xd, method, client=cl)
+            assert_same(Z, gpu_hclust.linkage(X, method, low_memory=True))
