@@ -71,6 +71,9 @@ _WHY_NOT = {
               "round's reciprocal pairs at once would change the tree; use "
               "gpu_hclust.linkage(..., low_memory=True) on one machine",
 }
+# Work and traffic counters of the last call in this process (see
+# gpu_hclust._dask._engines.new_stats), for benchmarks and the cost model.
+last_run_stats = {}
 # Restarts after lost workers before giving up.
 MAX_RESTARTS = 2
 # Per-row bookkeeping on a worker beyond the prepared block, bytes: candidate
@@ -366,12 +369,17 @@ def _run(client, X, spec, metric, dtype, bar):
         bar.set_postfix_str(f"round {rounds}")
 
     report.shown = 0
+    stats = _engines.new_stats()
+    last_run_stats.clear()
+    itemsize_d = int(X.shape[1]) * np.dtype(dtype).itemsize
     if spec.family == "mst":
         a, b, h, rounds = _engines.single_rounds(client, blocks, layout, _lowmem.MINKOWSKI_P,
-                                                 report)
-        return a, b, h, rounds
-    mcode = client.submit(_tasks.block_mcode, blocks[0], pure=False).result()
-    (a, b, h), rounds = _engines.reducible_rounds(client, blocks, layout, spec.code, mcode, report)
+                                                 report, stats, itemsize_d)
+    else:
+        mcode = client.submit(_tasks.block_mcode, blocks[0], pure=False).result()
+        (a, b, h), rounds = _engines.reducible_rounds(client, blocks, layout, spec.code, mcode,
+                                                      report, stats, itemsize_d)
+    last_run_stats.update(stats, n=layout.n, d=int(X.shape[1]), blocks=len(layout))
     return a, b, h, rounds
 
 

@@ -240,11 +240,11 @@ def test_worker_loss_same_result(client, rounds_only, rng):
 
     real_report = _engines.reducible_rounds
 
-    def rounds_with_kill(client_, blocks, layout, code, mcode, report):
+    def rounds_with_kill(client_, blocks, layout, code, mcode, report, *rest):
         def both(done, rounds):
             report(done, rounds)
             watch(done, rounds)
-        return real_report(client_, blocks, layout, code, mcode, both)
+        return real_report(client_, blocks, layout, code, mcode, both, *rest)
 
     _engines.reducible_rounds = rounds_with_kill
     try:

@@ -60,6 +60,35 @@ class Layout:
         return np.searchsorted(self.offs, idx, side="right") - 1
 
 
+def new_stats():
+    """Work and traffic counters of one run (for the cost model in benchmarks/bench_dask.py).
+
+    pairs: distances evaluated by block-pair scans; offers: distances from new
+    clusters to existing ones; client_chain: clusters the client finished
+    with; to_client / from_client: bytes of arrays gathered by / sent from the
+    client; block_reads: bytes of the other block read by pair tasks (an upper
+    bound on block copies between workers).
+    """
+    return dict(rounds=0, pairs=0, offers=0, client_chain=0, to_client=0, from_client=0,
+                block_reads=0)
+
+
+def _count_pairs(stats, layout, need, itemsize_d):
+    """Distances a round's pair scans evaluate, and the block bytes they read."""
+    nb = len(layout)
+    cnt = [int(x.sum()) for x in need]
+    for i in range(nb):
+        for j in range(i, nb):
+            if not (cnt[i] or cnt[j]):
+                continue
+            bi, bj = layout.sizes[i], layout.sizes[j]
+            if i == j:
+                stats["pairs"] += cnt[i] * bi - cnt[i] * (cnt[i] + 1) // 2
+            else:
+                stats["pairs"] += cnt[i] * bj + (bi - cnt[i]) * cnt[j]
+                stats["block_reads"] += min(bi, bj) * itemsize_d
+
+
 def _pair_tasks(client, layout, need, submit_pair):
     """Submit a task per block pair (i <= j) where either block has needy rows;
     return, per needy block, the (sides, futures) to fold."""
@@ -80,7 +109,7 @@ def _pair_tasks(client, layout, need, submit_pair):
     return parts
 
 
-def single_rounds(client, blocks, layout, p, report):
+def single_rounds(client, blocks, layout, p, report, stats, itemsize_d):
     """MST edges (u, v, w) of single linkage by distributed Borůvka.
 
     ``report(merges_done, rounds)`` is called after each round.
@@ -95,6 +124,7 @@ def single_rounds(client, blocks, layout, p, report):
     rounds = 0
     while done < n - 1:
         comp_f = client.scatter(comp, broadcast=True, hash=False)
+        stats["from_client"] += comp.nbytes
         w = np.full(n, np.inf)
         v = np.full(n, -1, dtype=np.int64)
         if lists[0] is None:
@@ -105,8 +135,11 @@ def single_rounds(client, blocks, layout, p, report):
             w = np.concatenate([r[0] for r in res])
             v = np.concatenate([r[1] for r in res])
             stale = np.concatenate([r[2] for r in res])
+            stats["to_client"] += w.nbytes + v.nbytes + stale.nbytes
         if stale.any():
             need = [layout.part(stale, i) for i in range(len(layout))]
+            _count_pairs(stats, layout, need, itemsize_d)
+            stats["from_client"] += stale.nbytes
             parts = _pair_tasks(client, layout, need, lambda i, j: client.submit(
                 _tasks.scan_points_pair, blocks[i], blocks[j], comp_f, need[i], need[j], k, p,
                 pure=False))
@@ -119,6 +152,7 @@ def single_rounds(client, blocks, layout, p, report):
             for i, r in zip(best, client.gather(list(best.values()))):
                 layout.part(w, i)[:] = r[0]
                 layout.part(v, i)[:] = r[1]
+                stats["to_client"] += r[0].nbytes + r[1].nbytes + r[2].nbytes
         u, vv, ww = _component_edges(comp, w, v)
         if u.size == 0:
             raise RuntimeError(f"single linkage round {rounds}: no component has an outgoing "
@@ -131,6 +165,7 @@ def single_rounds(client, blocks, layout, p, report):
         ew.append(ww)
         done += u.size
         rounds += 1
+        stats["rounds"] = rounds
         report(done, rounds)
     return np.concatenate(eu), np.concatenate(ev), np.concatenate(ew), rounds
 
@@ -154,7 +189,7 @@ def _component_edges(comp, w, v):
     return lo[keep], hi[keep], ww[keep]
 
 
-def reducible_rounds(client, blocks, layout, code, mcode, report):
+def reducible_rounds(client, blocks, layout, code, mcode, report, stats, itemsize_d):
     """Merge log (a, b, h) of ward / average by reciprocal-nearest-neighbour rounds."""
     from ..kernels import cpu_vector
 
@@ -169,6 +204,8 @@ def reducible_rounds(client, blocks, layout, code, mcode, report):
     rounds = 0
     while m > 1:
         need = [layout.part(stale, i) for i in range(nb)]
+        _count_pairs(stats, layout, need, itemsize_d)
+        stats["from_client"] += stale.nbytes
         parts = _pair_tasks(client, layout, need, lambda i, j: client.submit(
             _tasks.scan_clusters_pair, code, mcode, states[i], states[j], need[i], need[j],
             pure=False))
@@ -178,6 +215,7 @@ def reducible_rounds(client, blocks, layout, code, mcode, report):
         res = client.gather([client.submit(_tasks.neighbours, s, pure=False) for s in states])
         nn = np.concatenate([r[0] for r in res])
         nnd = np.concatenate([r[1] for r in res])
+        stats["to_client"] += nn.nbytes + nnd.nbytes
         act = np.flatnonzero(active)
         partner = nn[act]
         if (partner < 0).any():
@@ -193,15 +231,19 @@ def reducible_rounds(client, blocks, layout, code, mcode, report):
         few = lo.size < CHAIN_GUARD_FRACTION * m
         if m <= CLIENT_FINISH_CLUSTERS or (few and _fits_on_client(client, states, m)):
             a, b, hh = _finish_on_client(client, states, code, mcode, cpu_vector)
+            stats["client_chain"] = m
+            stats["to_client"] += m * (itemsize_d + 24)
             la.append(a)
             lb.append(b)
             lh.append(hh)
             done += a.size
             rounds += 1
+            stats["rounds"] = rounds
             report(done, rounds)
             break
         CT2, size2, extra2 = _fetch_children(client, states, layout, lo, hi)
         _kernels.merge_summaries(code, mcode, CT2, size2, extra2)
+        stats["to_client"] += CT2.nbytes + size2.nbytes + extra2.nbytes
         CTn = np.ascontiguousarray(CT2[:, 0::2])
         sn = size2[0::2].copy()
         en = extra2[0::2].copy()
@@ -219,9 +261,13 @@ def reducible_rounds(client, blocks, layout, code, mcode, report):
         for i in range(nb):
             states[i] = client.submit(_tasks.apply_merges, code, mcode, states[i], lo, hi, CTn, sn,
                                       en, layout.part(stale, i), pure=False)
+        stats["offers"] += lo.size * (m - 2 * lo.size)
+        stats["from_client"] += nb * (CTn.nbytes + sn.nbytes + en.nbytes + lo.nbytes + hi.nbytes) \
+            + stale.nbytes
         m -= lo.size
         done += lo.size
         rounds += 1
+        stats["rounds"] = rounds
         report(done, rounds)
     if not la:
         return (np.empty(0, dtype=np.int64),) * 2 + (np.empty(0),), rounds
