@@ -63,14 +63,29 @@ class Layout:
 def new_stats():
     """Work and traffic counters of one run (for the cost model in benchmarks/bench_dask.py).
 
-    pairs: distances evaluated by block-pair scans; offers: distances from new
+    tasks: tasks submitted; pairs: distances evaluated by block-pair scans; offers: distances from new
     clusters to existing ones; client_chain: clusters the client finished
     with; to_client / from_client: bytes of arrays gathered by / sent from the
     client; block_reads: bytes of the other block read by pair tasks (an upper
     bound on block copies between workers).
     """
-    return dict(rounds=0, pairs=0, offers=0, client_chain=0, to_client=0, from_client=0,
-                block_reads=0)
+    return dict(rounds=0, tasks=0, pairs=0, offers=0, client_chain=0, to_client=0,
+                from_client=0, block_reads=0)
+
+
+class _Counting:
+    """The client, counting the tasks submitted (the per-task overhead of the cost model)."""
+
+    def __init__(self, client, stats):
+        self._client = client
+        self._stats = stats
+
+    def submit(self, *args, **kwargs):
+        self._stats["tasks"] += 1
+        return self._client.submit(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
 
 
 def _count_pairs(stats, layout, need, itemsize_d):
@@ -114,6 +129,7 @@ def single_rounds(client, blocks, layout, p, report, stats, itemsize_d):
 
     ``report(merges_done, rounds)`` is called after each round.
     """
+    client = _Counting(client, stats)
     n = layout.n
     k = CANDIDATES
     comp = np.arange(n, dtype=np.int64)
@@ -193,6 +209,7 @@ def reducible_rounds(client, blocks, layout, code, mcode, report, stats, itemsiz
     """Merge log (a, b, h) of ward / average by reciprocal-nearest-neighbour rounds."""
     from ..kernels import cpu_vector
 
+    client = _Counting(client, stats)
     n = layout.n
     nb = len(layout)
     states = [client.submit(_tasks.init_summaries, blk, pure=False) for blk in blocks]
