@@ -9,7 +9,6 @@ chunkings) and replay-valid (tests/reference.py).
 import os
 import signal
 import threading
-import time
 
 import numpy as np
 import pytest
