@@ -257,6 +257,14 @@ class HierarchicalClustering(_ClusterMixin, _Base):
             )
 
     def _validate_X(self, X):
+        if type(X).__module__.startswith("dask."):  # a dask array: gpu_hclust.dask checks the rest
+            if self.metric == "precomputed" or X.ndim != 2 or X.shape[0] < 2:
+                raise ValueError(
+                    "a dask array X must be (n_samples, n_features) observations with at least "
+                    f"2 samples (metric='precomputed' is not supported); got shape {X.shape}"
+                )
+            self.n_features_in_ = int(X.shape[1])
+            return X
         if is_cupy_array(X):
             if X.ndim != 2 or X.shape[0] < 2:
                 raise ValueError(

@@ -120,6 +120,11 @@ def linkage(y, method="single", metric="euclidean", optimal_ordering=False, *,
     array([[0.        , 1.        , 1.        , 2.        ],
            [2.        , 3.        , 6.40312424, 3.        ]])
     """
+    if type(y).__module__.startswith("dask."):  # a dask array (duck type: dask not imported)
+        from .dask import linkage_entry
+
+        return linkage_entry(y, method, metric, optimal_ordering, backend=backend, dtype=dtype,
+                             low_memory=low_memory, progress=progress)
     spec = get_method(method)
     work_dtype = _working_dtype(dtype)
     inp = validate_linkage_input(y, spec, metric)

@@ -1,0 +1,312 @@
+"""gpu_hclust.dask on a real 2-worker LocalCluster (processes, one thread each).
+
+Oracle: the single-machine memory-saving path, ``gpu_hclust.linkage(X, method,
+metric, low_memory=True)``: ids and sizes exact, heights to rtol 1e-12, on
+generic-position data. Under ties: deterministic (the same Z for other
+chunkings) and replay-valid (tests/reference.py).
+"""
+
+import os
+import signal
+import threading
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.spatial.distance import pdist
+
+pytest.importorskip("distributed")
+da = pytest.importorskip("dask.array")
+
+import gpu_hclust  # noqa: E402
+from gpu_hclust import dask as gdask  # noqa: E402
+from gpu_hclust._dask import _engines  # noqa: E402
+from reference import replay_check  # noqa: E402
+
+PAIRS = [(m, metric) for m, metrics in gdask.SUPPORTED.items() for metric in metrics]
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                           dashboard_address=None)
+    cl = Client(cluster)
+    yield cl
+    cl.close()
+    cluster.close()
+
+
+@pytest.fixture
+def rounds_only(monkeypatch):
+    """Keep the rounds going to the last merge (the client finishes only at 2 clusters)."""
+    monkeypatch.setattr(_engines, "CLIENT_FINISH_CLUSTERS", 2)
+    monkeypatch.setattr(_engines, "CHAIN_GUARD_FRACTION", 0.0)
+
+
+def _data(rng, n, d, metric):
+    X = rng.normal(size=(n, d))
+    if metric in ("cosine", "correlation"):
+        X += 0.5  # away from the origin: no near-zero rows
+    return X
+
+
+def assert_same(Z, Zr, rtol=1e-12):
+    assert Z.dtype == np.float64 and Z.shape == Zr.shape
+    assert_array_equal(Z[:, [0, 1, 3]], Zr[:, [0, 1, 3]])
+    assert_allclose(Z[:, 2], Zr[:, 2], rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize("method,metric", PAIRS)
+def test_rounds_equal_single_machine(client, rounds_only, rng, method, metric):
+    X = _data(rng, 240, 4, metric)
+    Xd = da.from_array(X, chunks=(70, 4))  # 4 uneven blocks
+    Z = gdask.linkage(Xd, method, metric, client=client)
+    assert_same(Z, gpu_hclust.linkage(X, method, metric, low_memory=True))
+
+
+@pytest.mark.parametrize("method", ["single", "ward"])
+def test_default_settings_n2000(client, rng, method):
+    """Default thresholds: rounds down to CLIENT_FINISH_CLUSTERS, then the client's chain."""
+    X = rng.normal(size=(2000, 8))
+    Z = gdask.linkage(da.from_array(X, chunks=(500, 8)), method, client=client)
+    assert_same(Z, gpu_hclust.linkage(X, method, low_memory=True))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method,metric", [("single", "euclidean"), ("ward", "euclidean"),
+                                           ("average", "cosine")])
+def test_default_settings_n5000(client, rng, method, metric):
+    X = _data(rng, 5000, 16, metric)
+    Z = gdask.linkage(da.from_array(X, chunks=(1250, 16)), method, metric, client=client)
+    assert_same(Z, gpu_hclust.linkage(X, method, metric, low_memory=True))
+
+
+@pytest.mark.parametrize("method,metric", [("single", "euclidean"), ("ward", "euclidean"),
+                                           ("average", "cosine")])
+def test_float32_storage(client, rounds_only, rng, method, metric):
+    X = _data(rng, 200, 5, metric)
+    Z = gdask.linkage(da.from_array(X, chunks=(64, 5)), method, metric, client=client,
+                      dtype=np.float32)
+    assert_same(Z, gpu_hclust.linkage(X, method, metric, low_memory=True, dtype=np.float32))
+
+
+@pytest.mark.parametrize("method,metric", [("single", "euclidean"), ("single", "cityblock"),
+                                           ("ward", "euclidean"), ("average", "sqeuclidean")])
+def test_ties_deterministic_and_replay_valid(client, rounds_only, rng, method, metric):
+    X = np.round(rng.uniform(0, 3, size=(60, 2)))  # integer grid: duplicates, many ties
+    Z1 = gdask.linkage(da.from_array(X, chunks=(20, 2)), method, metric, client=client)
+    Z2 = gdask.linkage(da.from_array(X, chunks=(25, 2)), method, metric, client=client)
+    assert_array_equal(Z1, Z2)  # any chunking, any task order: the same Z
+    assert gpu_hclust.is_valid_linkage(Z1) and gpu_hclust.is_monotonic(Z1)
+    y = pdist(X, metric)
+    replay_check(Z1, y, method, rtol=1e-9)
+    if method == "single":  # every minimum spanning tree has the same weights
+        Zs = gpu_hclust.linkage(X, method, metric, low_memory=True)
+        assert_allclose(np.sort(Z1[:, 2]), np.sort(Zs[:, 2]), rtol=1e-12, atol=0)
+
+
+def test_chain_guard_finishes_on_client(client, monkeypatch):
+    """A line with growing gaps merges one pair per round: the guard hands it to the client."""
+    calls = []
+    real = _engines._finish_on_client
+
+    def spy(*args):
+        out = real(*args)
+        calls.append(out[0].size + 1)  # clusters left when the client took over
+        return out
+
+    monkeypatch.setattr(_engines, "_finish_on_client", spy)
+    monkeypatch.setattr(_engines, "CLIENT_FINISH_CLUSTERS", 2)
+    x = np.cumsum(np.linspace(1.0, 2.0, 300)) ** 1.1
+    X = np.column_stack([x, np.zeros_like(x)])
+    Z = gdask.linkage(da.from_array(X, chunks=(100, 2)), "ward", client=client)
+    assert calls and calls[0] > 250  # taken over after the first thin round
+    assert_same(Z, gpu_hclust.linkage(X, "ward", low_memory=True))
+
+
+def test_entry_points(client, rng):
+    X = rng.normal(size=(150, 3))
+    Xd = da.from_array(X, chunks=(50, 3))
+    Zr = gpu_hclust.linkage(X, "ward", low_memory=True)
+    assert_same(gpu_hclust.linkage(Xd, "ward"), Zr)  # current client, dispatch by duck type
+    model = gpu_hclust.HierarchicalClustering(n_clusters=4, method="ward").fit(Xd)
+    ref = gpu_hclust.HierarchicalClustering(n_clusters=4, method="ward", low_memory=True).fit(X)
+    assert_array_equal(model.labels_, ref.labels_)
+    assert_same(model.linkage_, Zr)
+    with pytest.raises(ValueError, match="optimal_ordering=True is not available"):
+        gpu_hclust.linkage(Xd, "ward", optimal_ordering=True)
+    with pytest.raises(ValueError, match="backend='cuda' is not available"):
+        gpu_hclust.linkage(Xd, "ward", backend="cuda")
+    with pytest.raises(ValueError, match="metric='precomputed' is not supported"):
+        gpu_hclust.HierarchicalClustering(metric="precomputed").fit(Xd)
+
+
+def test_progress_bar(client, rng, capsys):
+    pytest.importorskip("tqdm")
+    X = rng.normal(size=(120, 3))
+    gdask.linkage(da.from_array(X, chunks=(40, 3)), "single", client=client, progress=True)
+    err = capsys.readouterr().err
+    assert "single rounds (dask)" in err and "119/119" in err and "round" in err
+
+
+@pytest.mark.parametrize("method,metric,match", [
+    ("complete", "euclidean", "complete linkage needs every pairwise distance"),
+    ("weighted", "euclidean", "weighted linkage depends on the merge history"),
+    ("centroid", "euclidean", "centroid linkage is not reducible"),
+    ("median", "euclidean", "median linkage is not reducible"),
+    ("ward", "cityblock", r"method='ward' with metric='cityblock'.*euclidean"),
+    ("average", "euclidean", r"average supports metric in \['sqeuclidean', 'cosine'"),
+    ("single", "hamming", "cannot compute method='single' with metric='hamming'"),
+    ("bogus", "euclidean", "Invalid method"),
+])
+def test_unsupported_pairs(method, metric, match):
+    X = da.zeros((10, 2), chunks=(5, 2))
+    with pytest.raises(ValueError, match=match):
+        gdask.linkage(X, method, metric)
+
+
+def test_callable_metric_refused():
+    with pytest.raises(ValueError, match="not a callable"):
+        gdask.linkage(da.zeros((10, 2), chunks=(5, 2)), "single", lambda u, v: 0.0)
+
+
+def test_bad_input(client, rng):
+    with pytest.raises(ValueError, match="must be a dask.array.Array"):
+        gdask.linkage(np.zeros((5, 2)), "single", client=client)
+    with pytest.raises(ValueError, match="2-D"):
+        gdask.linkage(da.zeros(10, chunks=5), "single", client=client)
+    with pytest.raises(ValueError, match="at least 2"):
+        gdask.linkage(da.zeros((1, 3), chunks=(1, 3)), "single", client=client)
+    with pytest.raises(ValueError, match="real numbers"):
+        gdask.linkage(da.from_array(np.array([["a"], ["b"]])), "single", client=client)
+    with pytest.raises(ValueError, match="dtype must be None"):
+        gdask.linkage(da.zeros((4, 2), chunks=(2, 2)), "single", client=client, dtype=np.int32)
+    X = rng.normal(size=(20, 2))
+    X[13, 1] = np.nan
+    with pytest.raises(ValueError, match="only finite values"):
+        gdask.linkage(da.from_array(X, chunks=(5, 2)), "single", client=client)
+    X = rng.normal(size=(20, 2))
+    X[7] = 0.0
+    with pytest.raises(ValueError, match=r"undefined for all-zero observations \(rows \[2\].*row 5"):
+        gdask.linkage(da.from_array(X, chunks=(5, 2)), "average", "cosine", client=client)
+    Xu = da.from_array(rng.normal(size=(20, 2)), chunks=(5, 2))
+    Xu = Xu[Xu[:, 0] > -10]  # unknown row chunk sizes
+    with pytest.raises(ValueError, match="compute_chunk_sizes"):
+        gdask.linkage(Xu, "single", client=client)
+
+
+def test_input_not_modified(client, rng):
+    X = rng.normal(size=(60, 3))
+    keep = X.copy()
+    gdask.linkage(da.from_array(X, chunks=(20, 3)), "average", "correlation", client=client)
+    assert_array_equal(X, keep)
+
+
+def test_memory_error_before_computing(client):
+    X = da.zeros((10**9, 1000), chunks=(10**7, 1000))  # never computed
+    with pytest.raises(MemoryError, match=r"per worker for n=1000000000.*Ways out: dtype=np.float32"):
+        gdask.linkage(X, "ward", client=client)
+
+
+def test_predict_worker_bytes_scales_with_workers():
+    one = gdask.predict_worker_bytes(10**6, 32, [25_000] * 40, 1, np.float64)
+    four = gdask.predict_worker_bytes(10**6, 32, [25_000] * 40, 4, np.float64)
+    assert 3 * four < one  # O(n d / workers + n)
+
+
+def test_worker_loss_same_result(client, rounds_only, rng):
+    """Kill a worker process mid-run: the run completes with the same Z (or raises)."""
+    X = rng.normal(size=(400, 4))
+    Zr = gpu_hclust.linkage(X, "ward", low_memory=True)
+    Xd = da.from_array(X, chunks=(50, 4))
+    pids = client.run(os.getpid)
+    out = {}
+
+    def run():
+        try:
+            out["Z"] = gdask.linkage(Xd, "ward", client=client)
+        except Exception as exc:  # reported below
+            out["error"] = exc
+
+    started = []
+
+    def watch(done, rounds):  # kill once the run is a few rounds in
+        if rounds == 3 and not started:
+            started.append(True)
+            os.kill(next(iter(pids.values())), signal.SIGKILL)
+
+    real_report = _engines.reducible_rounds
+
+    def rounds_with_kill(client_, blocks, layout, code, mcode, report, *rest):
+        def both(done, rounds):
+            report(done, rounds)
+            watch(done, rounds)
+        return real_report(client_, blocks, layout, code, mcode, both, *rest)
+
+    _engines.reducible_rounds = rounds_with_kill
+    try:
+        t = threading.Thread(target=run)
+        t.start()
+        t.join(timeout=600)
+    finally:
+        _engines.reducible_rounds = real_report
+    assert started, "the run ended before the worker could be killed"
+    assert not t.is_alive()
+    client.wait_for_workers(2, timeout=120)
+    if "error" in out:  # allowed: a clear error, no partial output
+        assert isinstance(out["error"], RuntimeError), out["error"]
+        assert "lost workers" in str(out["error"])
+        assert "Z" not in out
+    else:
+        print("worker loss: run completed")
+        assert_same(out["Z"], Zr)
+
+
+
+@pytest.mark.slow
+def test_no_client_starts_and_closes_a_local_cluster(tmp_path):
+    """client=None and no current client: a LocalCluster is started, announced, and closed."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import warnings, numpy as np, dask.array as da\n"
+        "import gpu_hclust\n"
+        "from gpu_hclust import dask as gdask\n"
+        "if __name__ == '__main__':\n"
+        "    X = np.random.default_rng(1).normal(size=(80, 3))\n"
+        "    with warnings.catch_warnings(record=True) as w:\n"
+        "        warnings.simplefilter('always')\n"
+        "        Z = gdask.linkage(da.from_array(X, chunks=(40, 3)), 'single')\n"
+        "    assert any('starting a LocalCluster' in str(x.message) for x in w)\n"
+        "    from distributed import get_client\n"
+        "    try:\n"
+        "        get_client(); raise SystemExit('a client is still running')\n"
+        "    except ValueError:\n"
+        "        pass\n"
+        "    Zr = gpu_hclust.linkage(X, 'single', low_memory=True)\n"
+        "    assert np.array_equal(Z, Zr)\n"
+        "    print('OK')\n")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=600, env=env, cwd=root)
+    assert res.returncode == 0 and "OK" in res.stdout, res.stderr[-3000:]
+
+
+@pytest.mark.gpu
+def test_one_gpu_local_cuda_cluster(rng):
+    """dask-cuda worker with CuPy chunks (the tiles run on the worker's CPU for now)."""
+    dask_cuda = pytest.importorskip("dask_cuda")
+    cupy = pytest.importorskip("cupy")
+    from distributed import Client
+
+    X = rng.normal(size=(600, 8))
+    with dask_cuda.LocalCUDACluster(n_workers=1) as cluster, Client(cluster) as cl:
+        Xd = da.from_array(X, chunks=(150, 8)).map_blocks(cupy.asarray)
+        for method in ("single", "ward"):
+            Z = gdask.linkage(Xd, method, client=cl)
+            assert_same(Z, gpu_hclust.linkage(X, method, low_memory=True))
