@@ -191,14 +191,29 @@ def _shift_and_exponent(X, metric, xp):
     if metric not in _SCALE_DEGREE:
         return None, 0
     shift = X.mean(axis=0) if metric in _TRANSLATION_INVARIANT else None
+    return shift, scaling_exponent(float(xp.abs(X).max()), shift, xp)
+
+
+def scaling_exponent(absmax, shift, xp=np):
+    """The power of two e with 2**-e * max|x - shift| <= 1, from max|x| and the shift.
+
+    Split out so that a caller holding the data in pieces (``gpu_hclust.dask``)
+    scales every piece alike from global reductions.
+    """
     # max |x - shift| <= max |x| + max |shift|, both finite (validated input);
     # halved first so that the sum cannot overflow.
-    big = float(xp.abs(X).max()) * 0.5
+    big = absmax * 0.5
     if shift is not None:
         big += float(xp.abs(shift).max()) * 0.5
     if big == 0.0:
-        return shift, 0
-    return shift, int(np.frexp(big)[1]) + 1  # 2**-e * max|x - shift| <= 1
+        return 0
+    return int(np.frexp(big)[1]) + 1
+
+
+def height_exponent(method, metric, e):
+    """Power of two that undoes a scaling by ``2**-e`` on ``method``'s heights."""
+    spec = METHODS[_method_name(method)]
+    return (2 if spec.squared else _SCALE_DEGREE.get(metric, 0)) * e
 
 
 def prepare(X, method, metric, dtype, xp=np):
@@ -207,7 +222,7 @@ def prepare(X, method, metric, dtype, xp=np):
     return prepare_scaled(X, method, metric, dtype, xp)[:4]
 
 
-def prepare_scaled(X, method, metric, dtype, xp=np):
+def prepare_scaled(X, method, metric, dtype, xp=np, *, scaling=None):
     """Working arrays for an engine: transposed data in ``dtype``, row norms, codes.
 
     Euclidean-family rows are centred and scaled by a power of two (see
@@ -224,10 +239,13 @@ def prepare_scaled(X, method, metric, dtype, xp=np):
     height_exponent : int
         Multiply the engine's heights by ``2**height_exponent`` to undo the
         scaling (0 where the data was not scaled).
+
+    ``scaling`` (keyword-only): a ``(shift, e)`` pair to use instead of the
+    one computed from ``X`` (data prepared in pieces must share it).
     """
     spec = METHODS[_method_name(method)]
     mcode = metrics.METRIC_CODES[metric]
-    shift, e = _shift_and_exponent(X, metric, xp)
+    shift, e = _shift_and_exponent(X, metric, xp) if scaling is None else scaling
     reshape = metric in ("cosine", "correlation")
     if shift is not None or e:
         # Row by row (one O(n) float64 temporary), straight into the working
@@ -256,8 +274,7 @@ def prepare_scaled(X, method, metric, dtype, xp=np):
         norms = xp.ones(CT.shape[1], dtype=np.float64)
     if CT.dtype != dtype:
         CT = xp.ascontiguousarray(CT, dtype=dtype)
-    degree = 2 if spec.squared else _SCALE_DEGREE.get(metric, 0)
-    return CT, norms, spec.code, mcode, degree * e
+    return CT, norms, spec.code, mcode, height_exponent(spec, metric, e)
 
 
 def _unscale(h, exponent, method, metric):

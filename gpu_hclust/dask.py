@@ -358,8 +358,9 @@ def _run(client, X, spec, metric, dtype, bar):
     X = X.rechunk({1: -1}) if len(X.chunks[1]) > 1 else X
     layout = _engines.Layout(X.chunks[0])
     parts = X.to_delayed().ravel()
+    scaling = _global_scaling(X, metric)
     prep = [dask.delayed(_tasks.prepare_block, pure=True)(part, int(layout.offs[i]), spec,
-                                                          metric, dtype)
+                                                          metric, dtype, scaling)
             for i, part in enumerate(parts)]
     blocks = client.compute(prep)
 
@@ -380,7 +381,31 @@ def _run(client, X, spec, metric, dtype, bar):
         (a, b, h), rounds = _engines.reducible_rounds(client, blocks, layout, spec.code, mcode,
                                                       report, stats, itemsize_d)
     last_run_stats.update(stats, n=layout.n, d=int(X.shape[1]), blocks=len(layout))
+    h = _lowmem._unscale(h, _lowmem.height_exponent(spec, metric, scaling[1]), spec, metric)
     return a, b, h, rounds
+
+
+def _global_scaling(X, metric):
+    """The memory-saving path's centring and power-of-two scaling for the whole of ``X``.
+
+    Every block must be prepared with the same column means and exponent as the
+    single-machine path (``_lowmem.prepare_scaled``); both come from dask
+    reductions (O(d) to the client). Non-finite input is reported by the blocks.
+    """
+    import dask
+
+    from . import _lowmem
+
+    if metric not in _lowmem._SCALE_DEGREE:
+        return None, 0
+    Xf = X.astype(np.float64)
+    mean = Xf.mean(axis=0) if metric in _lowmem._TRANSLATION_INVARIANT else None
+    absmax = abs(Xf).max()
+    mean, absmax = dask.compute(mean, absmax)
+    absmax = float(absmax)
+    if not np.isfinite(absmax) or (mean is not None and not np.isfinite(mean).all()):
+        return None, 0  # prepare_block raises the finiteness error
+    return mean, _lowmem.scaling_exponent(absmax, mean)
 
 
 def cluster_client(scheduler=None, local_workers=None):

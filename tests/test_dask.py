@@ -310,3 +310,33 @@ def test_one_gpu_local_cuda_cluster(rng):
         for method in ("single", "ward"):
             Z = gdask.linkage(Xd, method, client=cl)
             assert_same(Z, gpu_hclust.linkage(X, method, low_memory=True))
+
+
+def test_cli_scheduler_flag(client, rng, tmp_path, capsys):
+    """``gpu-hclust cluster --scheduler ADDRESS`` runs on that cluster, same Z."""
+    from gpu_hclust.cli import main
+
+    X = _data(rng, 300, 4, "euclidean")
+    src = tmp_path / "X.npy"
+    np.save(src, X)
+    zpath = tmp_path / "Z.npy"
+    rc = main(["cluster", str(src), "--method", "ward", "--scheduler",
+               client.scheduler.address, "-z", str(zpath), "--maxclust", "3", "-q"])
+    assert rc == 0, capsys.readouterr().err
+    assert_same(np.load(zpath), gpu_hclust.linkage(X, "ward", low_memory=True))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--scheduler", "tcp://127.0.0.1:1", "--local-workers", "2"], "not allowed with"),
+    (["--local-workers", "2", "--backend", "cuda"], "drop --optimal-ordering, --backend cuda"),
+    (["--local-workers", "0"], "--local-workers"),
+])
+def test_cli_dask_flags_refused(tmp_path, capsys, argv, message):
+    from gpu_hclust.cli import main
+
+    src = tmp_path / "X.npy"
+    np.save(src, np.arange(20.0).reshape(10, 2))
+    rc = main(["cluster", str(src), "-z", str(tmp_path / "Z.npy")] + argv)
+    assert rc != 0
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "Z.npy").exists()

@@ -37,15 +37,16 @@ class Block:
         return self.CT.shape[1]
 
 
-def prepare_block(X, off, method, metric, dtype):
+def prepare_block(X, off, method, metric, dtype, scaling):
     """Block of observations -> ``Block`` with ``_lowmem.prepare``'s arithmetic.
 
     Every step of ``prepare`` works row by row (per column of the transposed
-    copy), so preparing block by block gives the same floats as preparing the
-    whole matrix at once.
+    copy), so preparing block by block with the whole matrix's ``scaling``
+    (column means and power of two, ``dask._global_scaling``) gives the floats
+    of preparing the whole matrix at once, up to the rounding of the means.
     """
     from .._backend import to_host
-    from .._lowmem import prepare
+    from .._lowmem import prepare_scaled
 
     # CuPy chunks (dask-cuda workers) come to the host: the tiles run on the CPU.
     X = np.asarray(to_host(X))
@@ -58,7 +59,7 @@ def prepare_block(X, off, method, metric, dtype):
     if not np.isfinite(X).all():
         raise ValueError(FINITE_MESSAGE)
     try:
-        CT, norms, _code, mcode = prepare(X, method, metric, dtype)
+        CT, norms, _code, mcode, _e = prepare_scaled(X, method, metric, dtype, scaling=scaling)
     except ValueError as exc:  # its row numbers count from this block's first row
         raise ValueError(f"{exc} (rows numbered within the chunk starting at row {off})") from None
     return Block(CT, np.ascontiguousarray(norms, dtype=np.float64), int(off), int(mcode))

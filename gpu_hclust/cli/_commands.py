@@ -37,10 +37,14 @@ def _run_linkage(data, args):
     from .._backend import to_host
 
     try:
-        Z = gpu_hclust.linkage(data, method=args.method, metric=args.metric,
-                               optimal_ordering=args.optimal_ordering, backend=args.backend,
-                               dtype=np.dtype(args.dtype), low_memory=_tristate(args.low_memory),
-                               progress=_tristate(args.progress))
+        if getattr(args, "scheduler", None) is not None or getattr(args, "local_workers", None):
+            Z = _run_dask_linkage(data, args)
+        else:
+            Z = gpu_hclust.linkage(data, method=args.method, metric=args.metric,
+                                   optimal_ordering=args.optimal_ordering, backend=args.backend,
+                                   dtype=np.dtype(args.dtype),
+                                   low_memory=_tristate(args.low_memory),
+                                   progress=_tristate(args.progress))
     except ValueError:
         # read_data left the scan to linkage (one pass over a large file): say where.
         where = first_non_finite(data)
@@ -48,6 +52,26 @@ def _run_linkage(data, args):
             raise non_finite_error(args.input, data, where) from None
         raise
     return np.asarray(to_host(Z), dtype=np.float64)
+
+
+def _run_dask_linkage(data, args):
+    """``--scheduler`` / ``--local-workers``: the same linkage on a Dask cluster."""
+    if data.ndim != 2:
+        raise InputError("--scheduler/--local-workers need observations (one per row), "
+                         "not condensed distances")
+    if args.optimal_ordering or args.backend == "cuda" or args.low_memory == "off":
+        raise InputError("--scheduler/--local-workers run the memory-saving engine on CPU "
+                         "workers: drop --optimal-ordering, --backend cuda and --low-memory off")
+    from .. import dask as gdask
+
+    client, close = gdask.cluster_client(scheduler=args.scheduler,
+                                         local_workers=args.local_workers)
+    try:
+        return gdask.linkage_from_array(data, args.method, args.metric, client=client,
+                                        dtype=np.dtype(args.dtype),
+                                        progress=_tristate(args.progress))
+    finally:
+        close()
 
 
 def _n_obs(data):

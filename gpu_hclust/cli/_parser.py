@@ -126,6 +126,14 @@ def _add_linkage_options(p):
                    help="reorder leaves so neighbours are close (slow for large inputs)")
     g.add_argument("--progress", default="auto", choices=["auto", "on", "off"],
                    help="progress bars on stderr (default: auto = on a terminal, long runs)")
+    dask = g.add_mutually_exclusive_group()
+    dask.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                      help="cluster on a running Dask scheduler (tcp://host:8786): single, "
+                           "ward, average with sqeuclidean/cosine/correlation; needs the "
+                           "'dask' extra")
+    dask.add_argument("--local-workers", metavar="N", type=_positive_int, default=None,
+                      help="cluster on a local Dask cluster of N single-threaded worker "
+                           "processes (same methods as --scheduler)")
 
 
 def _add_input_options(p):
