@@ -176,8 +176,9 @@ def test_input_is_not_modified(rng):
         assert_array_equal(X, keep)
 
 
+# (ward with cityblock is refused earlier, by scipy's euclidean-only rule)
 @pytest.mark.parametrize("method, metric", [("complete", "euclidean"), ("weighted", "cosine"),
-                                            ("average", "euclidean"), ("ward", "cityblock")])
+                                            ("average", "euclidean"), ("single", "hamming")])
 def test_unsupported_pairs_raise(rng, method, metric):
     X = rng.standard_normal((5, 2))
     with pytest.raises(ValueError, match=f"low_memory=True cannot compute method='{method}'"):
