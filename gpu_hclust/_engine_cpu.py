@@ -15,14 +15,8 @@ import numpy as np
 from . import kernels
 from ._backend import to_host
 from ._tree import scipy_form
+from ._validation import NONFINITE as _NONFINITE
 from .kernels import cpu_pdist, metrics
-
-_NONFINITE = "The condensed distance matrix must contain only finite values."
-
-
-def on_real_gpu():
-    """The CPU engine never runs on a GPU (memory checks use host memory)."""
-    return False
 
 
 def log_form(method):

@@ -1,7 +1,7 @@
 """CUDA engine: the working condensed matrix on the device and the family kernels.
 
-Same interface as the CPU engine (``on_real_gpu``, ``log_form``,
-``condensed_working_matrix``, ``run_family``). Device arrays are CuPy arrays on
+Same interface as the CPU engine (``log_form``, ``condensed_working_matrix``,
+``run_family``). Device arrays are CuPy arrays on
 a GPU and NumPy arrays under numba-cuda's simulator (``_backend.device_namespace()``); the kernels
 themselves (``kernels/cuda_*.py``) never see CuPy, only arrays exposing
 ``__cuda_array_interface__``.
@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _backend
 from ._tree import squared_form
+from ._validation import NONFINITE as _NONFINITE_MESSAGE
 from .kernels import get_engine, launch, metrics
 
 # Host-to-device copies of host condensed matrices that must change precision
@@ -24,17 +25,10 @@ from .kernels import get_engine, launch, metrics
 # ever held on the device next to the float32 matrix.
 _TRANSFER_CHUNK = 1 << 26
 
-_NONFINITE_MESSAGE = "The condensed distance matrix must contain only finite values."
-
 
 def log_form(method):
     """Squared distances for ward/centroid/median, lifted heights (``_tree.squared_form``)."""
     return squared_form(method)
-
-
-def on_real_gpu():
-    """True unless the numba-cuda simulator stands in for the GPU."""
-    return not _backend.simulator_enabled()
 
 
 def _to_device(y, dtype, xp):

@@ -320,9 +320,9 @@ class HierarchicalClustering(_ClusterMixin, _Base):
             Invalid parameters, fewer than 2 samples, NaN/inf, more clusters
             than samples, or a non-Euclidean metric with ward/centroid/median.
         """
-        import gpu_hclust
-
+        from ._linkage import linkage
         from ._methods import get_method
+        from ._stats import maxdists
 
         self._check_params()
         X = self._validate_X(X)
@@ -335,9 +335,8 @@ class HierarchicalClustering(_ClusterMixin, _Base):
                 f"Cannot extract more clusters than samples: {self.n_clusters} clusters "
                 f"were given for a tree with {n} leaves."
             )
-        Z = gpu_hclust.linkage(y_in, method=self.method, metric=metric,
-                               backend=self.backend, dtype=self.dtype,
-                               low_memory=self.low_memory)
+        Z = linkage(y_in, method=self.method, metric=metric, backend=self.backend,
+                    dtype=self.dtype, low_memory=self.low_memory)
         Z = np.asarray(to_host(Z), dtype=np.float64)
 
         if self.n_clusters is not None:
@@ -347,7 +346,7 @@ class HierarchicalClustering(_ClusterMixin, _Base):
             if not get_method(self.method).sorted_output:
                 # centroid/median heights can decrease: judge a merge by the
                 # largest height inside it, so the made merges stay a subtree cut.
-                heights = np.asarray(gpu_hclust.maxdists(Z), dtype=np.float64)
+                heights = np.asarray(maxdists(Z), dtype=np.float64)
             applied = heights < self.distance_threshold
         self.linkage_ = Z
         self.children_ = Z[:, :2].astype(np.intp)

@@ -1,38 +1,17 @@
-"""``linkage`` and its seven method aliases: validate, pick the engine, canonicalise."""
+"""``linkage`` and its seven method aliases.
 
-import numpy as np
+The story of a run: validate -> plan (``_plan``: backend, path, dtype, memory) ->
+distances -> family kernel (or the memory-saving engine) -> canonicalise (``_tree``) ->
+the input's array namespace.
+"""
 
-from ._backend import resolve_backend, to_host
-from ._memory import (
-    check_fits,
-    condensed_bytes,
-    device_available_bytes,
-    host_available_bytes,
-    working_bytes,
-)
+from ._backend import simulator_enabled, to_host
 from ._methods import get_method
+from ._plan import make_plan, working_dtype
 from ._progress import phase_bar, progress_enabled, track
 from ._tree import merge_log_to_linkage, squared_form
 from ._validation import validate_linkage_input
 from .kernels import cancel
-
-
-def _working_dtype(dtype):
-    """The precision the ``dtype`` argument names, for the dense matrix and for
-    ``_lowmem``'s summaries alike; ValueError unless None, float32 or float64."""
-    if dtype is None:
-        return np.dtype(np.float64)
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = np.dtype(object)  # not a dtype at all: rejected below
-    # compare by name: numpy treats `dtype == None` as float64
-    if dt.name not in ("float32", "float64"):
-        raise ValueError(
-            f"dtype must be None, np.float32 or np.float64 (the working distance "
-            f"matrix's precision); got {dtype!r}"
-        )
-    return dt
 
 
 def _engine(backend):
@@ -126,34 +105,13 @@ def linkage(y, method="single", metric="euclidean", optimal_ordering=False, *,
         return linkage_entry(y, method, metric, optimal_ordering, backend=backend, dtype=dtype,
                              low_memory=low_memory, progress=progress)
     spec = get_method(method)
-    work_dtype = _working_dtype(dtype)
+    working_dtype(dtype)  # a bad dtype is reported before the input is scanned
     inp = validate_linkage_input(y, spec, metric)
-    chosen = resolve_backend(backend, inp.n, inp.is_cupy)
-    engine = _engine(chosen)
+    plan = make_plan(inp, spec, backend, dtype, low_memory)
     show = progress_enabled(progress, n=inp.n)
-    phase = _phase_runner(chosen, engine, inp.n)
-
-    if _use_low_memory(low_memory, inp, spec, chosen, engine, work_dtype):
-        from ._lowmem import predict_bytes, run_vector
-
-        form = squared_form(spec)  # the vector engines work squared, as the CUDA ones
-        available, where = _available(chosen, engine)
-        check_fits(predict_bytes(inp.n, inp.data.shape[1], spec, work_dtype), available, where,
-                   work_dtype, what="working copy of the observations (memory-saving path)")
-        with phase_bar(show, "merges (memory-saving)", inp.n - 1, unit="merge") as bar:
-            a, b, h = _run_tracked(
-                lambda counter: run_vector(inp.data, spec, inp.metric, chosen, work_dtype,
-                                           counter=counter), show, bar, phase)
-    else:
-        _check_fits(inp, chosen, engine, work_dtype, extra_hint=_low_memory_hint(inp, spec))
-        with phase_bar(show, "distances", 1, unit="matrix") as bar:
-            form = engine.log_form(spec)
-            D = phase(lambda: engine.condensed_working_matrix(inp, work_dtype, form.squared))
-            bar.update(1)
-        with phase_bar(show, "merges", inp.n - 1, unit="merge") as bar:
-            a, b, h = _run_tracked(
-                lambda counter: engine.run_family(spec, D, inp.n, counter=counter), show, bar, phase)
-        del D
+    phase = _phase_runner(plan.backend, inp.n)
+    merge_log = _memory_saving_log if plan.memory_saving else _dense_log
+    a, b, h, form = merge_log(inp, spec, plan, show, phase)
     with phase_bar(show, "canonicalisation", 1, unit="tree") as bar:
         Z = phase(lambda: merge_log_to_linkage(a, b, h, inp.n, spec, form))
         bar.update(1)
@@ -168,36 +126,28 @@ def linkage(y, method="single", metric="euclidean", optimal_ordering=False, *,
     return Z
 
 
-# Single linkage from observations on the CPU: Prim with distances computed on
-# the fly beat pdist + Prim on the matrix at n = 12 000, d = 32 (0.48 s vs
-# 1.91 s, 2 cores, benchmarks/bench_lowmem.py); below a few hundred points
-# both take milliseconds.
-_PRIM_ON_THE_FLY_MIN_N = 256
-
-# Reducible linkages from cluster summaries on the CPU (ward; average with
-# sqeuclidean, cosine or correlation): the memory-saving chain costs about
-# n^2 d, the dense path pdist (n^2 d / 2) plus a chain over an n^2/2 matrix
-# that stops fitting in cache as n grows. Memory-saving / dense time of one call
-# in a fresh process, 2 cores (benchmarks/results/lowmem-crossover-cpu-*.json):
-# d = 32: 0.61-0.91 at n = 10 000, 0.54-0.62 at 20 000, 0.31-0.41 at 40 000;
-# d = 64: 1.4-1.6 at 10 000, 0.82 at 20 000; d = 128: 1.9-2.0 at 10 000,
-# 1.1-1.4 at 20 000. Hence n >= 20 000 * max(1, d/32), on the safe side.
-# Provisional (one 2-core machine). Centroid (0.70 at 20 000, d = 32, but
-# 1.7x slower in a run under load) and median stay memory-driven.
-_SUMMARY_CHAIN_MIN_N = 20_000
-_SUMMARY_CHAIN_REF_D = 32
+def _dense_log(inp, spec, plan, show, phase):
+    """Distances, then the family kernel: the merge log and its ``LogForm``."""
+    engine = _engine(plan.backend)
+    form = engine.log_form(spec)
+    with phase_bar(show, "distances", 1, unit="matrix") as bar:
+        D = phase(lambda: engine.condensed_working_matrix(inp, plan.dtype, form.squared))
+        bar.update(1)
+    with phase_bar(show, "merges", inp.n - 1, unit="merge") as bar:
+        a, b, h = _run_tracked(
+            lambda counter: engine.run_family(spec, D, inp.n, counter=counter), show, bar, phase)
+    return a, b, h, form
 
 
-def _memory_saving_is_faster(inp, spec, chosen):
-    """True where the memory-saving path was measured faster than the dense one."""
-    if chosen != "cpu":
-        return False  # GPU crossover not measured: only when the matrix does not fit
-    if spec.family == "mst":
-        return inp.n > _PRIM_ON_THE_FLY_MIN_N
-    if spec.family == "reducible":
-        d = inp.data.shape[1]
-        return inp.n >= _SUMMARY_CHAIN_MIN_N * max(1.0, d / _SUMMARY_CHAIN_REF_D)
-    return False
+def _memory_saving_log(inp, spec, plan, show, phase):
+    """The memory-saving engine from the observations: the merge log and its ``LogForm``."""
+    from ._lowmem import run_vector
+
+    with phase_bar(show, "merges (memory-saving)", inp.n - 1, unit="merge") as bar:
+        a, b, h = _run_tracked(lambda counter: run_vector(
+            inp.data, spec, inp.metric, plan.backend, plan.dtype, counter=counter),
+            show, bar, phase)
+    return a, b, h, squared_form(spec)  # the vector engines work squared, as the CUDA ones
 
 
 def _run_tracked(run, show, bar, phase):
@@ -207,7 +157,7 @@ def _run_tracked(run, show, bar, phase):
     return phase(lambda: run(control), control, bar if show else None)
 
 
-def _phase_runner(chosen, engine, n):
+def _phase_runner(chosen, n):
     """How ``linkage`` runs a phase: ``run(func, control=None, bar=None)``.
 
     Where Ctrl-C stops it (``kernels.cancel.run``: a worker thread from n =
@@ -216,7 +166,7 @@ def _phase_runner(chosen, engine, n):
     0 and the default stream), mirroring ``control[0]`` into ``bar`` if given.
     """
     size = None if chosen == "cuda" else n
-    on_device = _same_device(chosen, engine)
+    on_device = _same_device(chosen)
 
     def run(func, control=None, bar=None):
         if bar is not None:
@@ -226,9 +176,9 @@ def _phase_runner(chosen, engine, n):
     return run
 
 
-def _same_device(chosen, engine):
+def _same_device(chosen):
     """Wrap a phase so that a worker thread uses the caller's CuPy device and stream."""
-    if chosen != "cuda" or not engine.on_real_gpu():
+    if chosen != "cuda" or simulator_enabled():
         return lambda func: func
     import cupy
 
@@ -242,54 +192,6 @@ def _same_device(chosen, engine):
         return call
 
     return on_device
-
-
-def _available(chosen, engine):
-    if chosen == "cuda" and engine.on_real_gpu():
-        return device_available_bytes(), "GPU"
-    return host_available_bytes(), "host"
-
-
-def _dense_bytes(inp, where, work_dtype):
-    """Bytes the dense path holds: the condensed matrix and the engines' working arrays."""
-    return condensed_bytes(inp.n, work_dtype) + working_bytes(inp, where == "GPU")
-
-
-def _check_fits(inp, chosen, engine, work_dtype, extra_hint=""):
-    available, where = _available(chosen, engine)
-    check_fits(_dense_bytes(inp, where, work_dtype), available, where, work_dtype, extra_hint)
-
-
-def _low_memory_hint(inp, spec):
-    from ._lowmem import supports
-
-    if inp.kind == "observations" and supports(spec.name, inp.metric):
-        return "low_memory=True (no distance matrix, O(n d) memory)"
-    return ""
-
-
-def _use_low_memory(low_memory, inp, spec, chosen, engine, work_dtype):
-    """Decide the memory-saving path (see ``linkage``'s ``low_memory``)."""
-    if low_memory is None or low_memory is False:
-        if low_memory is False or inp.kind != "observations":
-            return False
-        from ._lowmem import supports
-
-        if not supports(spec.name, inp.metric):
-            return False
-        if _memory_saving_is_faster(inp, spec, chosen):
-            return True
-        available, where = _available(chosen, engine)
-        return available is not None and _dense_bytes(inp, where, work_dtype) > available
-    if low_memory is not True:
-        raise ValueError(f"low_memory must be None, True or False; got {low_memory!r}")
-    if inp.kind != "observations":
-        raise ValueError(
-            "low_memory=True needs an (n, d) observation matrix: `y` is a condensed "
-            "distance matrix, which is already the dense input. Pass the observations "
-            "or low_memory=False."
-        )
-    return True
 
 
 def _alias(name):

@@ -1,77 +1,28 @@
 """Memory-saving linkage from observations: O(n*d) memory instead of n(n-1)/2 distances.
 
-The dense path stores every pairwise distance (8 n(n-1)/2 bytes in float64:
-40 GB at n = 100 000). For the (method, metric) pairs in :data:`SUPPORT` the
-same tree can be computed exactly from the observations alone:
+For the (method, metric) pairs in the method table
+(``_methods.Method.memory_saving_metrics``) the tree is computed exactly from
+the observations alone: single linkage as a minimum spanning tree with
+distances recomputed from the points; ward, centroid and median from cluster
+centroids and sizes; average with sqeuclidean, cosine or correlation from
+per-cluster sums (centroid and spread, or the mean unit vector). Why the other
+pairs cannot, the cost and the measured speed: README, "Memory-saving path".
 
-* **single**, any metric with a compiled kernel (``kernels.metrics.METRIC_CODES``):
-  the minimum spanning tree, with distances recomputed from the points when
-  needed (Prim on the CPU, Borůvka rounds on the GPU).
-* **ward, centroid, median** (Euclidean, as scipy requires for observations):
-  every cluster is its centroid and size; the Lance-Williams recurrences of
-  these methods are exactly the distances between centroids
-  (ward: 2 sa sb / (sa + sb) ||ca - cb||^2; centroid and median: ||ca - cb||^2,
-  median's centroid being the midpoint of the merged ones).
-* **average with sqeuclidean**: the mean squared distance between the points of
-  two clusters is ||ca - cb||^2 + va + vb (v the mean squared deviation from
-  the centroid), so a cluster is (centroid, size, v).
-* **average with cosine**: rows normalised once; the mean cosine distance
-  between two clusters is 1 - ua.ub (u the mean of the cluster's unit rows).
-* **average with correlation**: correlation is the cosine distance of centred
-  rows, so the cosine summary applies after centring.
-
-Why the other pairs cannot: a linkage has a memory-saving exact path when the
-distance between two clusters is a function of fixed-size summaries of the two
-point sets. *Complete* linkage is the largest pairwise distance, which no
-summary smaller than the points determines (each merge would need all pairs
-between the two clusters again). *Weighted* linkage (WPGMA) halves the weight
-of each side at every merge, so it depends on the merge history, not on the
-point sets: equal clusters built in different orders have different distances.
-*Average* with a metric that is not an inner product of fixed feature vectors
-(euclidean, cityblock, chebyshev, minkowski: a square root, absolute values or
-a maximum inside the sum) has no decomposition of the mean over pairs into
-per-cluster sums. *Single* with a metric that has no compiled kernel (scipy's
-other metrics, callables) would call Python for each of the ~n^2/2 pairs.
-Those pairs use the dense path (``low_memory=False``) or precomputed distances.
-
-Cost: O(n^2 d) time like the dense path (single: n^2/2 point distances;
-ward/average: about 3 nearest-neighbour sweeps per merge on the CPU), and
-``predict_bytes`` memory: one transposed working copy of the data plus O(n)
-(at n = 10^6, d = 32: about 0.45 GB against 4 TB for the float64 matrix).
-
-Engines: ``kernels.cpu_vector`` (Numba; each sweep on one thread or on all,
-chosen by measured throughput) and ``kernels.cuda_vector`` (Numba CUDA).
-Heights equal the dense path to about 1e-12 relative on data without ties;
-under ties the merge order among equal heights may differ from scipy's (the
-tree is still a valid one, every merge at the current minimum).
+This module prepares the engines' input (a transposed, centred and scaled
+working copy of the points, row norms, codes) and runs the backend's
+memory-saving engine (``kernels.REGISTRY[backend]["vector"]``). Whether the
+path is taken and whether it fits is decided before, by ``_plan.make_plan``;
+its memory is ``_memory.memory_saving_bytes``.
 """
 
 import numpy as np
 
 from ._backend import to_host
-from ._linkage import _working_dtype
 from ._methods import METHODS
-from .kernels import formulas, metrics
-
-# The one (method -> metrics) table of the memory-saving path. Metric names are
-# scipy's canonical names (gpu_hclust._validation.canonical_metric).
-SUPPORT = {
-    "single": frozenset(metrics.METRIC_CODES),
-    "ward": frozenset({"euclidean"}),
-    "centroid": frozenset({"euclidean"}),
-    "median": frozenset({"euclidean"}),
-    "average": frozenset({"sqeuclidean", "cosine", "correlation"}),
-    "complete": frozenset(),
-    "weighted": frozenset(),
-}
+from .kernels import formulas, get_engine, metrics
 
 # Minkowski exponent: linkage passes no metric arguments, so scipy's default.
 MINKOWSKI_P = 2.0
-
-# O(n) arrays the engines hold beyond the transposed copy of the data, in bytes
-# per observation (generous: slot maps, bounds, scratch, the merge log, and on
-# the GPU the per-round lists and partial results).
-_PER_OBSERVATION_BYTES = 192
 
 
 def _method_name(method):
@@ -80,6 +31,8 @@ def _method_name(method):
 
 def supports(method_name, metric):
     """True when the memory-saving path computes ``method`` with ``metric`` exactly.
+
+    The method table's answer (``Method.supports_memory_saving``), for a name.
 
     Parameters
     ----------
@@ -97,65 +50,8 @@ def supports(method_name, metric):
     >>> supports("average", "cosine"), supports("average", "euclidean")
     (True, False)
     """
-    if not isinstance(metric, str):
-        return False
-    return metric in SUPPORT.get(_method_name(method_name), frozenset())
-
-
-def predict_bytes(n, d, method, dtype=None):
-    """Working memory of a memory-saving run, in bytes (the input itself excluded).
-
-    One transposed copy of the observations in ``dtype`` plus O(n) bookkeeping;
-    the same on the host (CPU) and on the device (CUDA).
-
-    Parameters
-    ----------
-    n, d : int
-        Observations and features.
-    method : str or gpu_hclust._methods.Method
-    dtype : {None, np.float32, np.float64}
-        Working precision (None: float64).
-    """
-    itemsize = np.dtype(np.float64 if dtype is None else dtype).itemsize
-    return int(n) * int(d) * itemsize + int(n) * _PER_OBSERVATION_BYTES
-
-
-def largest_n(available, d, dtype=None):
-    """Most observations of ``d`` features a memory-saving run fits in ``available`` bytes.
-
-    Parameters
-    ----------
-    available : int or None
-        Free bytes (None: unknown, returns None).
-    d : int
-        Features per observation.
-    dtype : {None, np.float32, np.float64}
-        Working precision (None: float64).
-
-    Returns
-    -------
-    int or None
-
-    Examples
-    --------
-    >>> largest_n(16 * 2**30, 384)  # a 16 GiB GPU, 384-dimensional embeddings
-    5263440
-    """
-    if available is None:
-        return None
-    return int(available) // predict_bytes(1, d, None, dtype)  # linear in n
-
-
-def _check_supported(method, metric):
-    if not supports(method, metric):
-        name = _method_name(method)
-        ok = sorted(SUPPORT.get(name, ()))
-        hint = f"metric in {ok}" if ok else "no metric (use low_memory=False)"
-        raise ValueError(
-            f"low_memory=True cannot compute method={name!r} with metric={metric!r} exactly "
-            f"without the distance matrix; it supports {hint} for this method. "
-            "Pass low_memory=False (or None) to use the dense path."
-        )
+    spec = METHODS.get(_method_name(method_name))
+    return spec is not None and spec.supports_memory_saving(metric)
 
 
 def _row_norms(XT, xp, metric):
@@ -294,14 +190,12 @@ def _unscale(h, exponent, method, metric):
     return h
 
 
-def _mst_merge_order(a, b, h):
-    """MST edges in a valid merge order: by weight (Prim emits them in tree order)."""
-    order = np.argsort(h, kind="stable")
-    return a[order], b[order], h[order]
-
-
 def run_vector(X, method, metric, backend="cpu", dtype=None, *, tpb=None, counter=None):
     """Merge log of a memory-saving linkage run.
+
+    The caller has planned the run (``_plan.make_plan``): the pair is
+    supported, the backend and dtype are valid and the memory fits; none of
+    that is checked again here.
 
     Parameters
     ----------
@@ -310,7 +204,7 @@ def run_vector(X, method, metric, backend="cpu", dtype=None, *, tpb=None, counte
         simulator). Never modified.
     method : gpu_hclust._methods.Method
     metric : str
-        Canonical scipy metric name; ``supports(method.name, metric)`` must hold.
+        Canonical scipy metric name; ``method.supports_memory_saving(metric)``.
     backend : {'cpu', 'cuda'}
     dtype : {None, np.float32, np.float64}
         Precision of the working copy of the data (None: float64).
@@ -325,7 +219,9 @@ def run_vector(X, method, metric, backend="cpu", dtype=None, *, tpb=None, counte
     Returns
     -------
     a, b : ndarray of int64, shape (n-1,)
-        An observation in each merged cluster, in the engine's merge order.
+        An observation in each merged cluster, in the engine's merge order
+        (single linkage: the tree's edges, in the order the engine found
+        them; ``_tree`` sorts them by height).
     h : ndarray of float64, shape (n-1,)
         Merge heights, squared where ``method.squared`` (ward/centroid/median),
         so that ``gpu_hclust._tree.merge_log_to_linkage`` gives ``Z``.
@@ -333,27 +229,21 @@ def run_vector(X, method, metric, backend="cpu", dtype=None, *, tpb=None, counte
     Raises
     ------
     ValueError
-        Unsupported (method, metric) pair; all-zero rows with cosine, constant
-        rows with correlation.
+        All-zero rows with cosine, constant rows with correlation; heights
+        beyond the float64 range.
     """
-    _check_supported(method, metric)
-    dt = _working_dtype(dtype)
+    dt = np.dtype(np.float64 if dtype is None else dtype)
     spec = METHODS[_method_name(method)]
+    engine = get_engine(backend, "vector")
     if backend == "cuda":
         from ._backend import device_namespace
-        from .kernels import cuda_vector
 
         xp = device_namespace()
         Xd = xp.asarray(X)
         CT, norms, code, mcode, exponent = prepare_scaled(Xd, spec, metric, dt, xp)
-        a, b, h = cuda_vector.run(CT, norms, code, mcode, MINKOWSKI_P, xp=xp, tpb=tpb,
-                                  counter=counter)
-        h = _unscale(h, exponent, spec, metric)
-        return _mst_merge_order(a, b, h) if spec.family == "mst" else (a, b, h)
-    if backend != "cpu":
-        raise ValueError(f"backend must be 'cpu' or 'cuda'; got {backend!r}")
-    from .kernels import cpu_vector
-
+        a, b, h = engine.run(CT, norms, code, mcode, MINKOWSKI_P, xp=xp, tpb=tpb,
+                             counter=counter)
+        return a, b, _unscale(h, exponent, spec, metric)
     X = np.asarray(X)
     n = X.shape[0]
     CT, norms, code, mcode, exponent = prepare_scaled(X, spec, metric, dt, np)
@@ -364,10 +254,10 @@ def run_vector(X, method, metric, backend="cpu", dtype=None, *, tpb=None, counte
         counter = np.zeros(1, dtype=np.int64)
     counter[0] = 0
     if spec.family == "mst":
-        cpu_vector.single(mcode, CT, norms, MINKOWSKI_P, a, b, h, counter)
-        return _mst_merge_order(a, b, _unscale(h, exponent, spec, metric))
-    size = np.ones(n, dtype=np.float64)
-    extra = np.zeros(n, dtype=np.float64)
-    engine = cpu_vector.generic if spec.family == "generic" else cpu_vector.reducible
-    engine(code, mcode, CT, size, extra, a, b, h, counter)
+        engine.single(mcode, CT, norms, MINKOWSKI_P, a, b, h, counter)
+    else:
+        size = np.ones(n, dtype=np.float64)
+        extra = np.zeros(n, dtype=np.float64)
+        run = engine.generic if spec.family == "generic" else engine.reducible
+        run(code, mcode, CT, size, extra, a, b, h, counter)
     return a, b, _unscale(h, exponent, spec, metric)

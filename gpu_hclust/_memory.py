@@ -17,7 +17,11 @@ _SCRATCH_PER_OBSERVATION = 600
 
 def _extra_bytes(n, on_gpu, d, metric):
     """The dense path's bytes beyond the matrix for n observations of d features (d = 0:
-    condensed input)."""
+    condensed input).
+
+    On the GPU the observations are prepared in float64 on the device (a second
+    copy for correlation's centring). On the host that copy already exists.
+    """
     extra = n * _SCRATCH_PER_OBSERVATION
     if on_gpu and d:
         copies = 2 if metric == "correlation" else 1
@@ -25,21 +29,11 @@ def _extra_bytes(n, on_gpu, d, metric):
     return extra
 
 
-def working_bytes(inp, on_gpu):
-    """Bytes a dense run holds besides the condensed matrix.
-
-    On the GPU the observations are prepared in float64 on the device (a second
-    copy for correlation's centring). On the host that copy already exists.
-    """
-    d = inp.data.shape[1] if inp.kind == "observations" else 0
-    return _extra_bytes(inp.n, on_gpu, d, inp.metric)
-
-
 def dense_bytes(n, dtype, *, on_gpu=False, d=0, metric="euclidean"):
     """Bytes the dense path holds: the condensed matrix and the engines' working arrays.
 
     The figure ``linkage`` compares with the free memory before allocating
-    (``condensed_bytes + working_bytes`` of its input).
+    (``gpu_hclust._plan.make_plan``).
 
     Parameters
     ----------
@@ -104,6 +98,63 @@ def largest_n(available, dtype, *, on_gpu=False, d=0, metric="euclidean"):
         else:
             hi = mid
     return lo
+
+
+# O(n) arrays the memory-saving engines hold beyond the transposed copy of the
+# data, in bytes per observation (generous: slot maps, bounds, scratch, the
+# merge log, and on the GPU the per-round lists and partial results).
+_SAVING_PER_OBSERVATION = 192
+
+
+def memory_saving_bytes(n, d, dtype=None):
+    """Working memory of a memory-saving run (``_lowmem``), in bytes (the input excluded).
+
+    One transposed copy of the observations in ``dtype`` plus O(n) bookkeeping;
+    the same on the host (CPU) and on the device (CUDA), for every method.
+
+    Parameters
+    ----------
+    n, d : int
+        Observations and features.
+    dtype : {None, np.float32, np.float64}
+        Working precision (None: float64).
+
+    Examples
+    --------
+    >>> memory_saving_bytes(10**6, 32)  # 256 MB of points + 192 B per observation
+    448000000
+    """
+    itemsize = np.dtype(np.float64 if dtype is None else dtype).itemsize
+    return int(n) * int(d) * itemsize + int(n) * _SAVING_PER_OBSERVATION
+
+
+def memory_saving_largest_n(available, d, dtype=None):
+    """Most observations of ``d`` features a memory-saving run fits in ``available`` bytes.
+
+    The largest n with ``memory_saving_bytes(n, d, dtype) <= available``: the
+    boundary of the check ``linkage`` makes on that path.
+
+    Parameters
+    ----------
+    available : int or None
+        Free bytes (None: unknown, returns None).
+    d : int
+        Features per observation.
+    dtype : {None, np.float32, np.float64}
+        Working precision (None: float64).
+
+    Returns
+    -------
+    int or None
+
+    Examples
+    --------
+    >>> memory_saving_largest_n(16 * 2**30, 384)  # a 16 GiB GPU, 384-dimensional embeddings
+    5263440
+    """
+    if available is None:
+        return None
+    return int(available) // memory_saving_bytes(1, d, dtype)  # linear in n
 
 
 def _fmt(nbytes):

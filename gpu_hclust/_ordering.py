@@ -3,7 +3,7 @@
 import numpy as np
 
 from ._checks import checked_linkage, host_array, like_input, linkage_tree
-from ._validation import SQUARE_DISTANCES_WARNING
+from ._validation import NONFINITE_INPUT, SQUARE_DISTANCES_WARNING
 from ._warnings import warn_cluster
 from .kernels import cpu_olo
 
@@ -93,8 +93,7 @@ def optimal_leaf_ordering(Z, y, metric="euclidean"):
         raise ValueError("`y` must be 1 or 2 dimensional (condensed distances or an "
                          f"(n, d) observation matrix); got {yh.ndim} dimensions.")
     if not np.all(np.isfinite(yh)):
-        raise ValueError("The condensed distance matrix must contain only finite "
-                         "values: `y` holds NaN or inf; remove or impute them first.")
+        raise ValueError(NONFINITE_INPUT)
     n = Zh.shape[0] + 1
     if yh.shape[0] != n * (n - 1) // 2:
         raise ValueError(f"`y` describes {distance.num_obs_y(yh)} observations but "

@@ -94,6 +94,11 @@ def _num_obs_condensed(m):
     return n if n * (n - 1) // 2 == m else None
 
 
+# scipy's words for non-finite distances, once for every module that raises them:
+# the distances computed by an engine (NONFINITE), the user's `y` (NONFINITE_INPUT).
+NONFINITE = "The condensed distance matrix must contain only finite values."
+NONFINITE_INPUT = f"{NONFINITE[:-1]}: `y` holds NaN or inf; remove or impute them first."
+
 # Issued when observations look like an uncondensed distance matrix (scipy's words first).
 SQUARE_DISTANCES_WARNING = (
     "The symmetric non-negative hollow observation matrix looks suspiciously like an "
@@ -193,8 +198,5 @@ def validate_linkage_input(y, method, metric):
             f"matrix: `y` describes {n} observation(s) and linkage needs at least 2."
         )
     if data.size and not _all_finite(data, xp):
-        raise ValueError(
-            "The condensed distance matrix must contain only finite values: `y` holds "
-            "NaN or inf; remove or impute them first."
-        )
+        raise ValueError(NONFINITE_INPUT)
     return LinkageInput(kind=kind, data=data, n=int(n), metric=metric, is_cupy=is_cupy)

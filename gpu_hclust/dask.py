@@ -52,13 +52,18 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-# Method -> metrics the rounds compute exactly (canonical scipy names).
-SUPPORTED = {
-    "single": ("euclidean", "sqeuclidean", "cityblock", "chebyshev", "minkowski", "cosine",
-               "correlation"),
-    "ward": ("euclidean",),
-    "average": ("sqeuclidean", "cosine", "correlation"),
-}
+# Method -> metrics the rounds compute exactly (canonical scipy names): the
+# memory-saving pairs of the method table whose family merges in rounds
+# (single: Boruvka; reducible: reciprocal nearest neighbours). Centroid and
+# median are not reducible, complete and weighted have no memory-saving path.
+def _round_pairs():
+    from ._methods import METHODS
+
+    return {m.name: tuple(sorted(m.memory_saving_metrics)) for m in METHODS.values()
+            if m.family in ("mst", "reducible") and m.memory_saving_metrics}
+
+
+SUPPORTED = _round_pairs()
 _WHY_NOT = {
     "complete": "complete linkage needs every pairwise distance between two clusters "
                 "(the full distance matrix); use gpu_hclust.linkage on one machine",
@@ -88,8 +93,8 @@ def _plan(method, metric, dtype):
     be replaced by the linkage plan object). Raises ValueError for everything
     the Dask path does not compute.
     """
-    from ._linkage import _working_dtype
     from ._methods import get_method
+    from ._plan import working_dtype
     from ._validation import canonical_metric
 
     spec = get_method(method)
@@ -112,7 +117,7 @@ def _plan(method, metric, dtype):
             "follows from cluster sums; ward is defined for euclidean). "
             f"Supported: {_supported_text()}."
         )
-    return spec, name, _working_dtype(dtype)
+    return spec, name, working_dtype(dtype)
 
 
 def _supported_text():

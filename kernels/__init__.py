@@ -22,16 +22,25 @@ merge heights (float64, in the matrix's units). ``gpu_hclust._tree``
 turns this merge log into scipy's ``Z``. CUDA modules take the array namespace
 (CuPy, or NumPy under the simulator) as the ``xp`` option and return the log as
 host arrays, fetched once.
+
+``REGISTRY[backend]["vector"]`` names the memory-saving engine of that backend
+(every family, from the observations: no distance matrix). It works on the
+transposed observations ``CT`` (d, n) prepared by ``gpu_hclust._lowmem``
+and returns the same merge log; ``cpu_vector`` exposes one compiled driver per
+family (``single``, ``reducible``, ``generic``), ``cuda_vector`` one ``run``.
 """
 
 from importlib import import_module
 
 REGISTRY = {
-    "cpu": {"mst": "cpu_mst", "reducible": "cpu_nnchain", "generic": "cpu_generic"},
-    "cuda": {"mst": "cuda_mst", "reducible": "cuda_reducible", "generic": "cuda_generic"},
+    "cpu": {"mst": "cpu_mst", "reducible": "cpu_nnchain", "generic": "cpu_generic",
+            "vector": "cpu_vector"},
+    "cuda": {"mst": "cuda_mst", "reducible": "cuda_reducible", "generic": "cuda_generic",
+             "vector": "cuda_vector"},
 }
 
 
 def get_engine(backend, family):
-    """Import and return the kernel module that runs ``family`` on ``backend``."""
+    """Import and return the kernel module that runs ``family`` (or ``'vector'``,
+    the memory-saving engine) on ``backend``."""
     return import_module(f".{REGISTRY[backend][family]}", __name__)

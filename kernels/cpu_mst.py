@@ -11,9 +11,9 @@ to the smallest index, exactly as in scipy: the merge log, sorted stably by
 height, is scipy's (bitwise, ties included, for the same condensed input).
 
 Half of the new vertex's distances lie down a column of the condensed matrix
-(a cache miss per entry); those reads are prefetched ahead. Measured, one
-thread, d = 32: n = 10 000 0.44 -> 0.19 s, n = 20 000 0.75 s, where a
-Boruvka variant (rows only, parallel rounds) took 0.30 and 1.55 s on one thread.
+(a cache miss per entry); those reads are prefetched ahead. Prim was kept over
+a Boruvka variant (rows only, parallel rounds), which was slower on one thread
+(figures: benchmarks/README.md, "Design measurements").
 """
 
 import numba

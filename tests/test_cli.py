@@ -417,14 +417,14 @@ def test_semicolon_csv_gets_a_delimiter_hint(tmp_path, capsys):
 
 
 def test_low_memory_help_describes_the_automatic_choice(capsys):
-    from gpu_hclust import _linkage
+    from gpu_hclust import _plan
 
     code, out, _ = run(["cluster", "--help"], capsys)
     assert code == 0
     text = " ".join(out.split())
-    assert f"single from n > {_linkage._PRIM_ON_THE_FLY_MIN_N}" in text
-    assert (f"from n >= {_linkage._SUMMARY_CHAIN_MIN_N} * "
-            f"max(1, d/{_linkage._SUMMARY_CHAIN_REF_D})") in text
+    assert f"single from n > {_plan._PRIM_ON_THE_FLY_MIN_N}" in text
+    assert (f"from n >= {_plan._SUMMARY_CHAIN_MIN_N} * "
+            f"max(1, d/{_plan._SUMMARY_CHAIN_REF_D})") in text
     assert "when the distance matrix would not fit" in text
 
 
@@ -507,7 +507,7 @@ def _set_available(monkeypatch, nbytes):
 
 
 def test_info_json_and_largest_n(capsys):
-    from gpu_hclust import _lowmem, _memory
+    from gpu_hclust import _memory
 
     code, out, _ = run(["info", "--json"], capsys)
     assert code == 0
@@ -521,8 +521,8 @@ def test_info_json_and_largest_n(capsys):
     saving = info["largest_n_memory_saving"]["cpu"]
     assert list(saving) == ["32", "384", "1024"]
     for d, n in saving.items():
-        assert _lowmem.predict_bytes(n, int(d), "ward") <= avail
-        assert _lowmem.predict_bytes(n + 1, int(d), "ward") > avail
+        assert _memory.memory_saving_bytes(n, int(d)) <= avail
+        assert _memory.memory_saving_bytes(n + 1, int(d)) > avail
     assert saving["32"] > 100 * info["largest_n"]["cpu"]["float64"]
 
 

@@ -52,10 +52,14 @@ def test_simulator_is_active():
     assert launch.default_tpb() == 32
 
 
-def test_engine_reports_simulator():
-    from gpu_hclust import _engine_cuda
+def test_plan_checks_host_memory_under_the_simulator():
+    from gpu_hclust._methods import METHODS
+    from gpu_hclust._plan import make_plan
+    from gpu_hclust._validation import validate_linkage_input
 
-    assert _engine_cuda.on_real_gpu() is (not SIMULATED)
+    inp = validate_linkage_input(np.arange(8.0).reshape(4, 2), METHODS["single"], "euclidean")
+    plan = make_plan(inp, METHODS["single"], "cuda", None, None)
+    assert plan.backend == "cuda" and plan.where == ("host" if SIMULATED else "GPU")
 
 
 # --- launch helpers ---------------------------------------------------------------

@@ -37,11 +37,14 @@ def _assert_like_scipy(Z, Zs, rtol=1e-10):
 def test_engine_runs_on_the_gpu():
     from numba import config, cuda
 
-    from gpu_hclust import _engine_cuda
+    from gpu_hclust._methods import METHODS
+    from gpu_hclust._plan import make_plan
+    from gpu_hclust._validation import validate_linkage_input
     from gpu_hclust.kernels import cuda_mst
 
     assert not config.ENABLE_CUDASIM
-    assert _engine_cuda.on_real_gpu()
+    inp = validate_linkage_input(np.arange(8.0).reshape(4, 2), METHODS["single"], "euclidean")
+    assert make_plan(inp, METHODS["single"], "cuda", None, None).where == "GPU"
     assert cuda.is_available()
     assert type(cuda_mst.row_best).__module__.startswith("numba.cuda.dispatcher")
 

@@ -4,7 +4,7 @@ The simulator tests (``test_lowmem_cuda_sim.py``) check the kernels' logic at
 n <= 40 with 32 threads per block; here the same kernels run compiled, at sizes
 where every launch has many blocks, tiles and coordinate chunks, the single
 linkage candidate lists run dry and the reciprocal-pair rounds number in the
-hundreds: every (method, metric) pair of ``_lowmem.SUPPORT`` against scipy,
+hundreds: every (method, metric) pair of the method table against scipy,
 CuPy in and out, float32 storage, ties, the public ``linkage`` switch (explicit
 and automatic) and its memory refusal.
 """
@@ -16,14 +16,14 @@ from scipy.cluster.hierarchy import is_monotonic, is_valid_linkage
 from scipy.spatial.distance import pdist
 
 import gpu_hclust
-from gpu_hclust import _linkage, _lowmem
+from gpu_hclust import _plan
+from gpu_hclust._methods import memory_saving_pairs
 from lowmem_common import assert_same_linkage, lowmem_linkage, scipy_reference
 from reference import replay_check
 
 pytestmark = pytest.mark.gpu
 
-PAIRS = sorted((method, metric) for method, metrics in _lowmem.SUPPORT.items()
-               for metric in metrics)
+PAIRS = memory_saving_pairs()
 # Large enough for many blocks (256 threads) and column tiles, small enough for
 # scipy's reference to take seconds.
 N = 3000
@@ -120,13 +120,13 @@ def test_ties_give_a_valid_replayable_tree(rng, method, metric):
 def test_automatic_choice_when_the_matrix_does_not_fit(monkeypatch, rng):
     X = rng.standard_normal((3000, 8))
     # dense: 4.5e6 distances x 8 B alone; memory-saving: under 1 MB
-    monkeypatch.setattr(_linkage, "device_available_bytes", lambda: 5_000_000)
+    monkeypatch.setattr(_plan, "device_available_bytes", lambda: 5_000_000)
     for method in ("single", "ward"):
         Z = gpu_hclust.linkage(X, method, backend="cuda")
         assert_same_linkage(Z, scipy_reference(X, method, "euclidean"))
     with pytest.raises(MemoryError, match=r"GPU memory for its distance matrix.*dtype=np\.float32"):
         gpu_hclust.linkage(X, "complete", backend="cuda")
-    monkeypatch.setattr(_linkage, "device_available_bytes", lambda: 10_000)
+    monkeypatch.setattr(_plan, "device_available_bytes", lambda: 10_000)
     with pytest.raises(MemoryError, match=r"GPU memory for its working copy of the observations"
                                           r".*backend=\"cpu\""):
         gpu_hclust.linkage(X, "ward", backend="cuda")

@@ -7,8 +7,10 @@ re-exports must still be scipy's own (warning filters and isinstance checks
 written for scipy have to match).
 """
 
+import ast
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import warnings
@@ -83,3 +85,106 @@ def test_all_is_scipys_names_plus_ours():
     assert len(gpu_hclust.__all__) == len(set(gpu_hclust.__all__))
     for name in gpu_hclust.__all__:  # every advertised name resolves (lazy ones included)
         getattr(gpu_hclust, name)
+
+
+# --- no import circle -------------------------------------------------------------
+
+_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def _package_modules(folders):
+    """{module name: (path, is_package)} for each (package name, folder) in ``folders``."""
+    out = {}
+    for pkg, folder in folders.items():
+        for path in sorted(folder.rglob("*.py")):
+            parts = list(path.relative_to(folder).with_suffix("").parts)
+            if len(parts) > 1 and f"{pkg}.{parts[0]}" in folders:
+                continue  # a subpackage listed on its own (gpu_hclust/kernels -> ../kernels)
+            is_pkg = parts[-1] == "__init__"
+            out[".".join([pkg] + parts[:-1 if is_pkg else None])] = (path, is_pkg)
+    return out
+
+
+def _import_graph(modules, top):
+    """Module -> modules of the same packages it imports anywhere (top level or lazily
+    inside a function: a lazy import is still a dependency, and a circle of them is one
+    step from an ImportError)."""
+    graph = {}
+    for name, (path, is_pkg) in modules.items():
+        here = name.split(".") if is_pkg else name.split(".")[:-1]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = here[:len(here) - node.level + 1]
+                    src = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    src = node.module or ""
+                # `from pkg import mod` depends on the submodule, `from mod import f` on mod
+                deps.update(f"{src}.{a.name}" if f"{src}.{a.name}" in modules else src
+                            for a in node.names)
+        graph[name] = {d for d in deps if d in modules and d != name and d.startswith(top)}
+    return graph
+
+
+def _circles(graph):
+    """Strongly connected components of more than one module (iterative Tarjan)."""
+    index, low, on_stack, stack, found = {}, {}, set(), [], []
+    for root in graph:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            v, children = work[-1]
+            w = next(children, None)
+            if w is not None:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(sorted(graph[w]))))
+                elif w in on_stack:
+                    low[v] = min(low[v], index[w])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[v])
+            if low[v] == index[v]:
+                component = []
+                while True:
+                    w = stack.pop()
+                    on_stack.discard(w)
+                    component.append(w)
+                    if w == v:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_no_import_circle_in_the_package_or_its_kernels():
+    modules = _package_modules({"gpu_hclust": _ROOT / "gpu_hclust",
+                                "gpu_hclust.kernels": _ROOT / "kernels"})
+    assert "gpu_hclust._linkage" in modules and "gpu_hclust.kernels.cpu_mst" in modules
+    assert "gpu_hclust.cli._info" in modules
+    assert _circles(_import_graph(modules, "gpu_hclust")) == []
+
+
+def test_the_circle_check_finds_circles(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from .b import f\n")
+    (pkg / "b.py").write_text("def f():\n    from . import c\n")  # lazy: still a dependency
+    (pkg / "c.py").write_text("import pkg.a\n")
+    (pkg / "sub" / "__init__.py").write_text("from ..d import g\n")
+    (pkg / "d.py").write_text("from .sub import e\n")
+    (pkg / "sub" / "e.py").write_text("")
+    graph = _import_graph(_package_modules({"pkg": pkg}), "pkg")
+    assert graph["pkg.d"] == {"pkg.sub.e"}
+    assert _circles(graph) == [["pkg.a", "pkg.b", "pkg.c"]]

@@ -311,8 +311,13 @@ def test_working_matrix_is_new_memory_and_squared(rng):
     assert not np.shares_memory(D, y)
 
 
-def test_on_real_gpu_is_false():
-    assert _engine_cpu.on_real_gpu() is False
+def test_cpu_plan_checks_host_memory():
+    from gpu_hclust._plan import make_plan
+    from gpu_hclust._validation import validate_linkage_input
+
+    inp = validate_linkage_input(np.arange(8.0).reshape(4, 2), METHODS["single"], "euclidean")
+    plan = make_plan(inp, METHODS["single"], "cpu", None, None)
+    assert (plan.backend, plan.where, plan.memory_saving) == ("cpu", "host", False)
 
 
 @pytest.mark.parametrize("metric", ["cosine", "correlation"])

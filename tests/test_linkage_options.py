@@ -6,7 +6,7 @@ from scipy.cluster import hierarchy as sch
 from scipy.spatial.distance import pdist
 
 import gpu_hclust
-from gpu_hclust import _linkage
+from gpu_hclust import _plan
 
 PAIRS = [("single", "cityblock"), ("single", "cosine"), ("ward", "euclidean"),
          ("centroid", "euclidean"), ("median", "euclidean"), ("average", "sqeuclidean"),
@@ -46,7 +46,7 @@ def test_auto_takes_low_memory_when_the_matrix_does_not_fit(monkeypatch, rng, lo
     assert calls == []
     # dense: 780 distances x 8 B + 40 x 600 B scratch = 30 240 B; memory-saving:
     # 40 x 3 x 8 B + 40 x 192 B = 8 640 B
-    monkeypatch.setattr(_linkage, "host_available_bytes", lambda: 20_000)
+    monkeypatch.setattr(_plan, "host_available_bytes", lambda: 20_000)
     Z = gpu_hclust.linkage(X, "ward", backend="cpu")
     assert calls == ["ward"]
     np.testing.assert_allclose(Z, sch.linkage(X, "ward"), rtol=1e-10)
@@ -60,7 +60,7 @@ def test_auto_takes_low_memory_when_the_matrix_does_not_fit(monkeypatch, rng, lo
 def test_auto_takes_low_memory_where_it_is_faster_on_the_cpu(monkeypatch, rng, lowmem_calls):
     """None: single above 256 points, ward/average above the size rule; never generic."""
     calls = lowmem_calls
-    monkeypatch.setattr(_linkage, "_SUMMARY_CHAIN_MIN_N", 30)
+    monkeypatch.setattr(_plan, "_SUMMARY_CHAIN_MIN_N", 30)
     X = rng.normal(size=(40, 3))  # n = 40 >= 30 * max(1, 3 / 32)
     for method, metric in [("ward", "euclidean"), ("average", "cosine"),
                            ("average", "sqeuclidean"), ("centroid", "euclidean"),
@@ -84,7 +84,7 @@ def test_memory_saving_path_refuses_before_allocating_when_even_it_does_not_fit(
         monkeypatch, rng, low_memory):
     X = rng.normal(size=(40, 3))
     X0 = X.copy()
-    monkeypatch.setattr(_linkage, "host_available_bytes", lambda: 1000)
+    monkeypatch.setattr(_plan, "host_available_bytes", lambda: 1000)
     with pytest.raises(MemoryError, match=r"needs 8\.4 KiB of host memory for its working copy "
                                           r"of the observations.*dtype=np\.float32 \(halves the "
                                           r"working copy"):

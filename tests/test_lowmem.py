@@ -15,27 +15,29 @@ from scipy.cluster.hierarchy import is_monotonic, is_valid_linkage
 from scipy.cluster.hierarchy import linkage as scipy_linkage
 from scipy.spatial.distance import pdist
 
+import gpu_hclust
 from gpu_hclust import _lowmem
-from gpu_hclust._methods import METHODS
+from gpu_hclust._memory import memory_saving_bytes
+from gpu_hclust._methods import METHODS, memory_saving_pairs
 from gpu_hclust._tree import merge_log_to_linkage
 from gpu_hclust.kernels import cpu_vector, metrics
 from lowmem_common import assert_same_linkage, lowmem_linkage, scipy_reference
 from reference import replay_check
 
-PAIRS = sorted((m, k) for m, ks in _lowmem.SUPPORT.items() for k in ks)
+PAIRS = memory_saving_pairs()
 
 
 # --- the support table -------------------------------------------------------------
 
 
 def test_support_table_is_exactly_the_exact_pairs():
-    assert _lowmem.SUPPORT["single"] == frozenset(metrics.METRIC_CODES)
+    table = {name: m.memory_saving_metrics for name, m in METHODS.items()}
+    assert table["single"] == frozenset(metrics.METRIC_CODES)
     for method in ("ward", "centroid", "median"):
-        assert _lowmem.SUPPORT[method] == {"euclidean"}
-    assert _lowmem.SUPPORT["average"] == {"sqeuclidean", "cosine", "correlation"}
-    assert _lowmem.SUPPORT["complete"] == frozenset()
-    assert _lowmem.SUPPORT["weighted"] == frozenset()
-    assert set(_lowmem.SUPPORT) == set(METHODS)
+        assert table[method] == {"euclidean"}
+    assert table["average"] == {"sqeuclidean", "cosine", "correlation"}
+    assert table["complete"] == frozenset()
+    assert table["weighted"] == frozenset()
 
 
 @pytest.mark.parametrize(
@@ -61,12 +63,12 @@ def test_supports_takes_a_method_object():
 
 
 def test_predict_bytes_is_linear_in_n_and_d():
-    base = _lowmem.predict_bytes(1000, 32, "ward")
-    assert _lowmem.predict_bytes(2000, 32, "ward") == 2 * base
-    assert _lowmem.predict_bytes(1000, 32, METHODS["ward"], np.float32) < base
+    base = memory_saving_bytes(1000, 32)
+    assert memory_saving_bytes(2000, 32) == 2 * base
+    assert memory_saving_bytes(1000, 32, np.float32) < base
     assert base >= 1000 * 32 * 8  # at least the working copy of the data
     # a million 32-d points: well under a GB, where the dense matrix needs 4 TB
-    assert _lowmem.predict_bytes(10**6, 32, "single") < 10**9
+    assert memory_saving_bytes(10**6, 32) < 10**9
 
 
 # --- equal to scipy ----------------------------------------------------------------
@@ -174,12 +176,13 @@ def test_input_is_not_modified(rng):
         assert_array_equal(X, keep)
 
 
+# (ward with cityblock is refused earlier, by scipy's euclidean-only rule)
 @pytest.mark.parametrize("method, metric", [("complete", "euclidean"), ("weighted", "cosine"),
-                                            ("average", "euclidean"), ("ward", "cityblock")])
+                                            ("average", "euclidean"), ("single", "hamming")])
 def test_unsupported_pairs_raise(rng, method, metric):
     X = rng.standard_normal((5, 2))
     with pytest.raises(ValueError, match=f"low_memory=True cannot compute method='{method}'"):
-        _lowmem.run_vector(X, METHODS[method], metric, "cpu", None)
+        gpu_hclust.linkage(X, method, metric, backend="cpu", low_memory=True)
 
 
 @pytest.mark.parametrize("method", ["single", "average"])
@@ -200,9 +203,9 @@ def test_constant_row_with_correlation_raises(rng):
 def test_bad_dtype_and_backend_raise(rng):
     X = rng.standard_normal((5, 2))
     with pytest.raises(ValueError, match="dtype must be None, np.float32 or np.float64"):
-        _lowmem.run_vector(X, METHODS["ward"], "euclidean", "cpu", np.int32)
-    with pytest.raises(ValueError, match="backend must be 'cpu' or 'cuda'"):
-        _lowmem.run_vector(X, METHODS["ward"], "euclidean", "tpu", None)
+        gpu_hclust.linkage(X, "ward", backend="cpu", low_memory=True, dtype=np.int32)
+    with pytest.raises(ValueError, match="backend must be one of None, 'auto', 'cpu', 'cuda'"):
+        gpu_hclust.linkage(X, "ward", backend="tpu", low_memory=True)
 
 
 def test_progress_counter_reaches_n_minus_1(rng):

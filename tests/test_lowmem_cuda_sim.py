@@ -13,7 +13,7 @@ from scipy.cluster.hierarchy import is_monotonic, is_valid_linkage
 from scipy.spatial.distance import pdist
 
 from gpu_hclust import _backend, _lowmem
-from gpu_hclust._methods import METHODS
+from gpu_hclust._methods import METHODS, memory_saving_pairs
 from gpu_hclust.kernels import cuda_vector, formulas, metrics
 from lowmem_common import assert_same_linkage, lowmem_linkage, scipy_reference
 from reference import replay_check
@@ -37,7 +37,7 @@ def test_simulator_is_active():
 
 
 # Every pair of the support table, so a pair added there is simulated here too.
-PAIRS = sorted((m, k) for m, ks in _lowmem.SUPPORT.items() for k in ks)
+PAIRS = memory_saving_pairs()
 
 
 @pytest.mark.parametrize("method, metric", PAIRS)

@@ -27,8 +27,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from scipy.spatial.distance import num_obs_y, pdist
 
 import gpu_hclust
-from gpu_hclust._lowmem import SUPPORT
-from gpu_hclust._methods import METHODS
+from gpu_hclust._methods import METHODS, memory_saving_pairs
 from gpu_hclust.kernels import cpu_generic, cpu_nnchain, formulas
 
 from reference import TIED_KINDS, replay_check, tied_input
@@ -190,7 +189,7 @@ def test_generic_raises_when_updates_turn_nan():
 
 
 def _lowmem_pairs():
-    return [(m, metric) for m, metrics in SUPPORT.items() for metric in sorted(metrics)]
+    return memory_saving_pairs()
 
 
 def _observations(kind, seed, n_max, metric):

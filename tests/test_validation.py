@@ -91,9 +91,9 @@ def test_square_distance_matrix_warns_like_scipy(rng):
 
 
 def test_memory_error_is_predicted_before_allocating(monkeypatch):
-    from gpu_hclust import _linkage
+    from gpu_hclust import _plan
 
-    monkeypatch.setattr(_linkage, "host_available_bytes", lambda: 1000)
+    monkeypatch.setattr(_plan, "host_available_bytes", lambda: 1000)
     y = pdist(np.arange(40.0).reshape(20, 2))
     # 190 distances (1520 B) + 20 x 600 B engine scratch = 13 520 B
     with pytest.raises(MemoryError, match=r"needs 13\.2 KiB of host memory.*dtype=np\.float32"):

@@ -6,7 +6,7 @@ usable backends, size limits) and ``bench`` (``benchmarks/bench_linkage.py
 --quick`` of a source checkout).
 
 Parsing, files and printing only; the library computes, probes devices
-(``gpu_hclust._backend``) and predicts memory (``_memory``, ``_lowmem``):
+(``gpu_hclust._backend``) and predicts memory (``_memory``):
 
 * ``_parser``   the argument parser: subcommands, options and their bounds
 * ``_commands`` cluster, plot, demo, bench (files via ``gpu_hclust._io``)

@@ -1,8 +1,8 @@
 """``gpu-hclust info``: versions, devices, usable backends and the largest n.
 
 The largest n comes from the predictions ``linkage`` refuses by
-(``_memory.largest_n`` for the dense path, ``_lowmem.largest_n`` for the
-memory-saving one), for the memory free now.
+(``_memory.largest_n`` for the dense path, ``_memory.memory_saving_largest_n``
+for the memory-saving one), for the memory free now.
 """
 
 import json
@@ -51,11 +51,12 @@ def collect_info():
         Keys: 'gpu_hclust', 'python', 'platform', 'packages', 'cpu', 'cuda',
         'backends', 'largest_n' (dense path: {'cpu'|'cuda': {dtype: n}}, from
         ``_memory.largest_n``, the prediction linkage refuses by) and
-        'largest_n_memory_saving' ({'cpu'|'cuda': {d: n}}, ``_lowmem.largest_n``).
+        'largest_n_memory_saving' ({'cpu'|'cuda': {d: n}},
+        ``_memory.memory_saving_largest_n``).
     """
     import numba
 
-    from .. import _backend, _lowmem, _memory
+    from .. import _backend, _memory
     from .._version import __version__
 
     devices, cuda_versions = _backend.cuda_devices()
@@ -66,7 +67,7 @@ def collect_info():
     dense = {where: {dt: _memory.largest_n(avail, dt, on_gpu=where == "cuda",
                                            d=MEMORY_SAVING_DIMS[0] if where == "cuda" else 0)
                      for dt in ("float64", "float32")} for where, avail in free.items()}
-    saving = {where: {str(d): _lowmem.largest_n(avail, d) for d in MEMORY_SAVING_DIMS}
+    saving = {where: {str(d): _memory.memory_saving_largest_n(avail, d) for d in MEMORY_SAVING_DIMS}
               for where, avail in free.items()}
     return {
         "gpu_hclust": __version__,

@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 
-from .._linkage import _PRIM_ON_THE_FLY_MIN_N, _SUMMARY_CHAIN_MIN_N, _SUMMARY_CHAIN_REF_D
+from .._plan import _PRIM_ON_THE_FLY_MIN_N, _SUMMARY_CHAIN_MIN_N, _SUMMARY_CHAIN_REF_D
 from .._methods import METHODS
 
 PROG = "gpu-hclust"
