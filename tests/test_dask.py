@@ -157,7 +157,7 @@ def test_progress_bar(client, rng, capsys):
     ("centroid", "euclidean", "centroid linkage is not reducible"),
     ("median", "euclidean", "median linkage is not reducible"),
     ("ward", "cityblock", r"method='ward' with metric='cityblock'.*euclidean"),
-    ("average", "euclidean", r"average supports metric in \['sqeuclidean', 'cosine'"),
+    ("average", "euclidean", r"average supports metric in \['correlation', 'cosine', 'sqeuclidean'\]"),
     ("single", "hamming", "cannot compute method='single' with metric='hamming'"),
     ("bogus", "euclidean", "Invalid method"),
 ])
