@@ -194,6 +194,9 @@ def generic(D, n, code, counter, nogood):
         py = lower_bound(live, m, y)
         rowx = row_base(n, x)
         rowy = row_base(n, y)
+        # Hot-loop variant of cpu_nnchain.nn_chain's merge update (same three
+        # ranges, same prefetch; `duplicates` pairs them): here each row's bound
+        # and heap entry change inside the loop, where the chain has none.
         # scipy updates every row, then moves candidates from x to y, then
         # lowers bounds below y; per row these touch only that row, so one
         # pass in ascending order does the same (heap changes in that order).

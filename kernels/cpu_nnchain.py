@@ -129,7 +129,8 @@ def nn_chain(D, n, code, counter, nogood):
         h[k] = cur
         nx = size[x]
         ny = size[y]
-        # Lance-Williams: cluster x+y takes slot y; slot x dies.
+        # Lance-Williams: cluster x+y takes slot y; slot x dies. (Hot-loop
+        # variant: cpu_generic.generic runs the same three ranges with bounds.)
         px = lower_bound(live, m, x)
         py = lower_bound(live, m, y)
         rowx = row_base(n, x)

@@ -294,6 +294,8 @@ def _nearest_block(code, metric, CT, q, s_q, e_q, size, extra, dist, self_slot, 
     return best, bslot
 
 
+# Hot-loop variant of _prim_block/_prim_sweep_parallel (same tiles and blocks;
+# a compiled kernel takes no function argument cheaply, so each sweep is whole).
 @numba.njit(nogil=True, parallel=True, cache=NUMBA_CACHE)
 def _nearest_parallel(code, metric, CT, q, s_q, e_q, size, extra, dist, self_slot, m, bbest, bslot):
     nb = (m + BLOCK - 1) // BLOCK

@@ -183,7 +183,8 @@ def generic_loop(D, n, code, active, nn, bound, size, pd, pk, rd, rk, log_a, log
                 break
             if D[condensed_index(n, r, nr)] == br:
                 break  # the bound is exact: (r, nr) is the global minimum pair
-            # Stale: rescan row r's upper part, each block over its columns.
+            # Stale: rescan row r's upper part, each block over its columns
+            # (hot-loop variant of init_upper's scan: a slice, active columns).
             rescanned = True
             row = row_base(n, r)
             bd = inf
@@ -359,12 +360,9 @@ def run(D, n, code, xp=np, tpb=None, grid=None):
     RuntimeError
         The loop found no mergeable pair (NaN distances).
     """
-    n = int(n)
-    code = int(code)
-    tpb = launch.check_tpb(tpb, MAX_TPB)
+    n, code, tpb, stream = launch.start(n, code, xp, tpb, MAX_TPB)
     if n < 2:
         return empty_log()
-    stream = launch.stream_for(xp)
     i64 = np.int64
     arrays = dict(
         D=D,

@@ -242,6 +242,8 @@ def run(D, n, code, xp=np, tpb=None):
     chunk = max(tpb, -(-n // MAX_CHUNKS))
     nchunks = -(-n // chunk)
 
+    # Component state as in cuda_vector._single, which drives this module's
+    # component kernels from points (`duplicates` pairs the allocations).
     i32, i64, f64 = np.int32, np.int64, np.float64
     comp = xp.empty(n, i32)
     hook_to = xp.empty(n, i32)

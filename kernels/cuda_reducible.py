@@ -74,6 +74,7 @@ def rescan_rows(D, n, alist, m, stale, cnt, nn, nnd):
                     d = D[row + k]
                 else:
                     d = D[condensed_index(n, k, i)]
+                # (hot-loop variant of cuda_generic's upper-row scans: whole rows here)
                 if precedes(d, k, bd, bk):
                     bd = d
                     bk = k
@@ -290,12 +291,9 @@ def run(D, n, code, xp=np, tpb=None, max_blocks=None):
         A round found no reciprocal pair (broken nearest-neighbour invariant,
         e.g. NaN distances).
     """
-    n = int(n)
-    code = int(code)
-    tpb = launch.check_tpb(tpb, MAX_TPB)
+    n, code, tpb, stream = launch.start(n, code, xp, tpb, MAX_TPB)
     if n < 2:
         return empty_log()
-    stream = launch.stream_for(xp)
 
     i64 = np.int64
     cnt = xp.zeros(2, dtype=i64)

@@ -263,7 +263,8 @@ def cluster_best(CT, size, extra, rows, nrows, cols, ncols, code, metric, part_d
     rows[x * blockDim + t] and the y-th of gridDim.y equal shares of the
     columns (so a few rows still fill the GPU). Writes the share's best key
     (distance, slot) to part_d[y, r], part_j[y, r] (slot -1: none);
-    ``combine_best`` folds the shares.
+    ``combine_best`` folds the shares. Hot-loop variant of ``point_best``
+    (same grid and tiles; clusters instead of points).
     """
     sh_r = cuda.shared.array(_SH_ROWS, np.float64)
     sh_c = cuda.shared.array(_SH_COLS, np.float64)

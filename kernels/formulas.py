@@ -77,6 +77,9 @@ def lw_update_scipy_form(code, d_ik, d_jk, d_ij, n_i, n_j, n_k):
     A NaN distance never compares below anything, so it is never merged
     (the kernels raise once no finite candidate is left).
     """
+    # The first four methods repeat lw_update's lines (`duplicates` pairs the
+    # two forms): a compiled kernel cannot call a plain function, so each form
+    # is whole in itself.
     if code == SINGLE:
         return d_ik if d_ik < d_jk else d_jk
     if code == COMPLETE:

@@ -34,9 +34,10 @@ synchronisation:
 ``condensed_index`` / ``row_base`` / ``lw_update`` (device functions)
     ``formulas.condensed_index`` and ``formulas.lw_update`` (the squared form:
     the CUDA engines work on squared distances) compiled once for every module.
-``to_host(x)`` / ``empty_log()``
+``to_host(x)`` / ``empty_log()`` / ``start(n, code, xp, tpb, max_tpb)``
     One device-to-host copy (``kernels.host.to_host``, also used by the
-    package); the merge log of a problem with fewer than two observations.
+    package); the merge log of a problem with fewer than two observations;
+    the opening of an engine's ``run`` (int arguments, ``tpb``, stream).
 
 Kernel-module contract (read by ``tests/test_ptx.py``)
 ------------------------------------------------------
@@ -138,6 +139,15 @@ def as_device(x):
     if simulating() or isinstance(x, np.ndarray):
         return x
     return cuda.as_cuda_array(x, sync=False)
+
+
+def start(n, code, xp, tpb, max_tpb):
+    """An engine's ``run`` arguments as Python ints, its checked ``tpb`` and stream.
+
+    Returns ``(n, code, tpb, stream)``: ``tpb`` as ``check_tpb`` gives it,
+    ``stream`` as ``stream_for(xp)`` does.
+    """
+    return int(n), int(code), check_tpb(tpb, max_tpb), stream_for(xp)
 
 
 def empty_log():

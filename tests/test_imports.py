@@ -83,3 +83,82 @@ def test_all_is_scipys_names_plus_ours():
     assert len(gpu_hclust.__all__) == len(set(gpu_hclust.__all__))
     for name in gpu_hclust.__all__:  # every advertised name resolves (lazy ones included)
         getattr(gpu_hclust, name)
+
+
+# --------------------------------------------------------------------------
+# Kernel layering: each target's modules import only their own target and the
+# shared layers, and the kernel modules import each other without a circle.
+# --------------------------------------------------------------------------
+
+KERNELS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kernels")
+# Modules both targets may import: formulas and metrics (compiled for both),
+# launch (CUDA launch helpers), cpu_common (CPU primitives), and the small
+# settings/host/cancel layers.
+SHARED_KERNEL_LAYERS = {"formulas", "metrics", "launch", "cpu_common", "cancel", "_config",
+                        "_cuda_rounding", "host"}
+
+
+def _kernel_imports(path):
+    """Sibling kernel modules that the module at ``path`` imports (relative imports)."""
+    import ast
+
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:  # from .x import y
+                found.add(node.module.split(".")[0])
+            else:  # from . import x, y
+                found.update(alias.name for alias in node.names)
+    return found
+
+
+def _kernel_graph(folder=KERNELS_DIR):
+    names = sorted(f[:-3] for f in os.listdir(folder) if f.endswith(".py") and f != "__init__.py")
+    return {m: _kernel_imports(os.path.join(folder, m + ".py")) & set(names) for m in names}
+
+
+def _cross_target_imports(graph):
+    bad = []
+    for module, deps in graph.items():
+        for other, mine in (("cuda_", "cpu_"), ("cpu_", "cuda_")):
+            if module.startswith(mine):
+                bad += [f"{module} imports {d}" for d in sorted(deps)
+                        if d.startswith(other) and d not in SHARED_KERNEL_LAYERS]
+    return bad
+
+
+def _import_cycles(graph):
+    cycles, state = [], {}
+
+    def visit(m, path):
+        state[m] = "open"
+        for d in sorted(graph[m]):
+            if state.get(d) == "open":
+                cycles.append(path[path.index(d):] + [d])
+            elif d not in state:
+                visit(d, path + [d])
+        state[m] = "done"
+
+    for m in graph:
+        if m not in state:
+            visit(m, [m])
+    return cycles
+
+
+def test_kernel_modules_import_only_their_target_and_shared_layers():
+    graph = _kernel_graph()
+    assert {"cpu_vector", "cuda_vector", "cuda_generic", "launch"} <= set(graph)
+    assert _cross_target_imports(graph) == []
+
+
+def test_kernel_modules_import_no_circle():
+    assert _import_cycles(_kernel_graph()) == []
+
+
+def test_kernel_layer_checks_can_fail():
+    graph = {"cpu_a": {"cuda_b", "formulas", "cpu_common"}, "cuda_b": {"cpu_common", "launch"},
+             "cuda_c": {"cpu_a"}, "formulas": set(), "cpu_common": set(), "launch": {"formulas"}}
+    assert _cross_target_imports(graph) == ["cpu_a imports cuda_b", "cuda_c imports cpu_a"]
+    assert _import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
