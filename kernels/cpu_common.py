@@ -149,7 +149,8 @@ def row_base(n, i):
     i = np.int64(i)
     # The formula at the diagonal (i, i) is the position of (i, i + 1) minus 1:
     # the same integer, and its "i > j" swap folds away (with j = i + 1 the
-    # compiler must keep it, as i + 1 may wrap), which the hot loops notice.
+    # compiler may keep it, as i + 1 can wrap), so the hot loops get the
+    # arithmetic alone.
     return _condensed_index_formula(np.int64(n), i, i) - i
 
 

@@ -40,7 +40,7 @@ import numpy as np
 cfg = json.loads(sys.argv[1])
 import gpu_hclust
 from gpu_hclust import _engine_cpu, _engine_cuda, _linkage, _lowmem, linkage
-from gpu_hclust.kernels import cancel, cpu_post
+from gpu_hclust.kernels import cancel, cpu_olo
 
 controls = []  # every control array, to report how far each phase got
 _new_control = cancel.new_control
@@ -65,7 +65,7 @@ hook(_engine_cpu, "run_family", "merges")
 hook(_engine_cuda, "run_family", "merges")
 hook(_lowmem, "run_vector", "merges")
 hook(_linkage, "merge_log_to_linkage", "canonicalisation")
-hook(cpu_post, "_optimal_swaps", "ordering")
+hook(cpu_olo, "_optimal_swaps", "ordering")
 
 def data(n):
     return np.random.default_rng(0).normal(size=(n, cfg["d"]))
