@@ -16,7 +16,7 @@ runs on a GPU):
     Each round: ``cluster_best`` + ``combine_best`` (mode 0) give every stale
     row its nearest active slot (key (distance, slot), the row itself skipped);
     ``find_pairs`` takes every reciprocal pair i < nn[i]; ``merge_pairs`` merges
-    each into slot i (``cpu_vector.merged_coordinate``); rows whose neighbour
+    each into slot i (``formulas.merged_coordinate``); rows whose neighbour
     merged, and the new clusters, become stale for the next round; every other
     active row is offered the new clusters (``cluster_best`` rows = kept,
     columns = new clusters, ``combine_best`` mode 1: taken only where the key
@@ -52,7 +52,7 @@ three reads of the merge log at the end.
 Distances: every candidate set is found with the Gram form (BLAS) and a
 rigorous rounding-error bound, then the candidates within the bound are
 recomputed exactly as the engines do (direct differences summed in coordinate
-order, ``kernels.metrics.metric_accumulate``, ``cpu_vector.cluster_distance``,
+order, ``kernels.metrics.metric_accumulate``, ``formulas.cluster_distance``,
 ``metrics.metric_finalize``) and ordered by (distance, index). The emulated keys
 are those of the CPU engine bitwise (the GPU's fused multiply-adds differ by
 ulps, which changes no merge on generic data), so which rows are scanned against
@@ -94,7 +94,7 @@ from _common import MISMATCH, OK, UNCHECKED, provenance  # noqa: E402
 
 from gpu_hclust import _lowmem  # noqa: E402
 from gpu_hclust._methods import METHODS  # noqa: E402
-from gpu_hclust.kernels import cpu_vector, cuda_vector, formulas, metrics  # noqa: E402
+from gpu_hclust.kernels import cuda_vector, formulas, metrics  # noqa: E402
 
 EPS = np.finfo(np.float64).eps
 H100_FP64_OPS_PER_S = 1.67e13  # 132 SM x 64 FP64 lanes x 1.98 GHz
@@ -112,7 +112,7 @@ ENGINES = {
 PROPOSED = {"ward-topk"}
 
 # One source for each formula: the engines' scalar functions, applied elementwise.
-_cluster_distance = np.vectorize(cpu_vector.cluster_distance, otypes=[np.float64])
+_cluster_distance = np.vectorize(formulas.cluster_distance, otypes=[np.float64])
 _finalize = np.vectorize(metrics.metric_finalize, otypes=[np.float64])
 
 
@@ -148,7 +148,7 @@ class Summaries:
     for single, centroids (ward) or mean unit vectors (average-cosine) per slot,
     updated by merges. ``X`` is its row-major copy for the Gram filter.
 
-    key kinds: ``ward`` / ``average-cosine`` give ``cpu_vector.cluster_distance``
+    key kinds: ``ward`` / ``average-cosine`` give ``formulas.cluster_distance``
     (squared for ward); ``single`` gives the euclidean point distance.
     """
 
@@ -158,7 +158,7 @@ class Summaries:
         self.d, self.n = self.CT.shape
         self.code, self.mcode = code, mcode
         # coordinate term summed by the kernels
-        self.cmetric = (cpu_vector.coordinate_metric(code, mcode) if code != formulas.SINGLE
+        self.cmetric = (formulas.coordinate_metric(code, mcode) if code != formulas.SINGLE
                         else mcode)
         self.size = np.ones(self.n)
         self.sq = np.einsum("ij,ij->i", self.X, self.X)
@@ -206,7 +206,7 @@ class Summaries:
     def merge(self, lo, hi):
         """``merge_pairs``: slot lo becomes the union of lo and hi (extra stays 0 here)."""
         sa, sb = self.size[lo], self.size[hi]
-        self.CT[:, lo] = cpu_vector.merged_coordinate(self.code, self.CT[:, lo], self.CT[:, hi],
+        self.CT[:, lo] = formulas.merged_coordinate(self.code, self.CT[:, lo], self.CT[:, hi],
                                                       sa, sb)
         self.size[lo] = sa + sb
         self.X[lo] = self.CT[:, lo].T

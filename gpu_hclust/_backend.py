@@ -19,6 +19,10 @@ import os
 
 import numpy as np
 
+# The one host-transfer helper (and its CuPy test) lives with the kernels, which
+# use it too; kernels.host imports NumPy only (no CuPy, no numba.cuda).
+from .kernels.host import is_cupy_array, to_host  # noqa: F401 (re-exported)
+
 BACKENDS = ("auto", "cpu", "cuda")
 
 # Smallest n for which 'auto' sends NumPy input to the GPU: below it the
@@ -30,11 +34,6 @@ _INSTALL_HINT = (
     'install the CUDA extra matching your driver: pip install "gpu-hclust[cuda13]" '
     '(CUDA 13) or "gpu-hclust[cuda12]" (CUDA 12), or pass backend="cpu"'
 )
-
-
-def is_cupy_array(x):
-    """True when ``x`` is a CuPy array, decided without importing CuPy."""
-    return type(x).__module__.split(".")[0] == "cupy"
 
 
 def simulator_enabled():
@@ -157,8 +156,3 @@ def device_namespace():
     return cupy
 
 
-def to_host(x):
-    """NumPy view or copy of ``x`` (one device-to-host transfer for CuPy)."""
-    if is_cupy_array(x):
-        return x.get()
-    return np.asarray(x)

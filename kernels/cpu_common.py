@@ -1,5 +1,6 @@
 """Helpers shared by the CPU kernels: prefetching for the linkage engines, and
-the primitives every CPU module uses (condensed index, union-find, heap select).
+the primitives every CPU module uses (condensed index and row base, the
+Lance-Williams update, union-find, heap select).
 
 Reading down a column of the condensed matrix misses the cache on every entry
 (the stride is a whole row); the kernels issue software prefetches
@@ -133,6 +134,30 @@ def condensed_index(n, i, j):
     argument comes from an int32 array.
     """
     return _condensed_index_formula(np.int64(n), np.int64(i), np.int64(j))
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE, inline="always")
+def row_base(n, i):
+    """Where row i starts in a condensed matrix of n points, offset by the column.
+
+    ``D[row_base(n, i) + j]`` is the pair (i, j) for every j > i: the position
+    of (i, i + 1) minus (i + 1), so a loop over j adds one term and needs no
+    branch. Also the way down a column: ``D[row_base(n, i) + x]`` is (i, x)
+    for i < x. int64 whatever the callers' integer types (see
+    ``condensed_index``); inlined because the engines call it per entry.
+    """
+    i = np.int64(i)
+    # The formula at the diagonal (i, i) is the position of (i, i + 1) minus 1:
+    # the same integer, and its "i > j" swap folds away (with j = i + 1 the
+    # compiler may keep it, as i + 1 can wrap), so the hot loops get the
+    # arithmetic alone.
+    return _condensed_index_formula(np.int64(n), i, i) - i
+
+
+# The Lance-Williams update of the CPU dense engines: scipy's unsquared form
+# (``formulas``), so that ties round as in scipy and the tree is scipy's. No CPU
+# engine uses the squared form (``formulas.lw_update``: CUDA, ``launch``).
+lw_update_scipy_form = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.lw_update_scipy_form)
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)

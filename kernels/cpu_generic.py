@@ -35,11 +35,8 @@ import numpy as np
 
 from . import formulas
 from ._config import NUMBA_CACHE
-from .cpu_common import (NO_FINITE_CANDIDATE, PREFETCH_AHEAD, cancelled, lower_bound,
-                         merge_counter, prefetch)
-
-_condensed_index = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.condensed_index)
-_lw_update = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.lw_update_scipy_form)
+from .cpu_common import (NO_FINITE_CANDIDATE, PREFETCH_AHEAD, cancelled, condensed_index,
+                         lower_bound, lw_update_scipy_form, merge_counter, prefetch, row_base)
 
 
 # --------------------------------------------------------------------------
@@ -105,7 +102,7 @@ def _rescan(D, n, live, m, p, nn, bound):
     they were.
     """
     i = live[p]
-    row = _condensed_index(n, i, i + 1) - (i + 1)
+    row = row_base(n, i)
     best = np.inf
     arg = np.int64(-1)
     for q in range(p + 1, m):
@@ -176,7 +173,7 @@ def generic(D, n, code, counter, nogood):
             x = hkey[0]
             dxy = hval[0]
             y = nn[x]
-            if dxy == np.float64(D[_condensed_index(n, x, y)]):
+            if dxy == np.float64(D[condensed_index(n, x, y)]):
                 break
             px = lower_bound(live, m, x)
             if not _rescan(D, n, live, m, px, nn, bound):
@@ -195,21 +192,24 @@ def generic(D, n, code, counter, nogood):
         ny = size[y]
         px = lower_bound(live, m, x)
         py = lower_bound(live, m, y)
-        rowx = _condensed_index(n, x, x + 1) - (x + 1)
-        rowy = _condensed_index(n, y, y + 1) - (y + 1)
+        rowx = row_base(n, x)
+        rowy = row_base(n, y)
+        # Hot-loop variant of cpu_nnchain.nn_chain's merge update (same three
+        # ranges, same prefetch; `duplicates` pairs them): here each row's bound
+        # and heap entry change inside the loop, where the chain has none.
         # scipy updates every row, then moves candidates from x to y, then
         # lowers bounds below y; per row these touch only that row, so one
         # pass in ascending order does the same (heap changes in that order).
         for p in range(px):  # z < x < y: both down columns
             if p + PREFETCH_AHEAD < px:
                 j = live[p + PREFETCH_AHEAD]
-                bj = n * j - (j * (j + 1)) // 2 - j - 1
+                bj = row_base(n, j)
                 prefetch(D, bj + x)
                 prefetch(D, bj + y)
             z = live[p]
-            base = n * z - (z * (z + 1)) // 2 - z - 1
-            D[base + y] = _lw_update(code, np.float64(D[base + x]), np.float64(D[base + y]),
-                                     dxy, nx, ny, size[z])
+            base = row_base(n, z)
+            D[base + y] = lw_update_scipy_form(code, np.float64(D[base + x]),
+                                               np.float64(D[base + y]), dxy, nx, ny, size[z])
             d = np.float64(D[base + y])  # as stored (float32 rounds): bounds must be exact
             if nn[z] == x:
                 nn[z] = y
@@ -220,11 +220,11 @@ def generic(D, n, code, counter, nogood):
         for p in range(px + 1, py):  # x < z < y: row x, column y
             if p + PREFETCH_AHEAD < py:
                 j = live[p + PREFETCH_AHEAD]
-                prefetch(D, n * j - (j * (j + 1)) // 2 + (y - j - 1))
+                prefetch(D, row_base(n, j) + y)
             z = live[p]
-            kzy = n * z - (z * (z + 1)) // 2 + (y - z - 1)
-            D[kzy] = _lw_update(code, np.float64(D[rowx + z]), np.float64(D[kzy]),
-                                dxy, nx, ny, size[z])
+            kzy = row_base(n, z) + y
+            D[kzy] = lw_update_scipy_form(code, np.float64(D[rowx + z]), np.float64(D[kzy]),
+                                          dxy, nx, ny, size[z])
             d = np.float64(D[kzy])
             if d < bound[z]:
                 bound[z] = d
@@ -232,8 +232,8 @@ def generic(D, n, code, counter, nogood):
                 _heap_change(hval, hkey, hpos, hsize, z, d)
         for p in range(py + 1, m):  # x < y < z: both along rows
             z = live[p]
-            D[rowy + z] = _lw_update(code, np.float64(D[rowx + z]), np.float64(D[rowy + z]),
-                                     dxy, nx, ny, size[z])
+            D[rowy + z] = lw_update_scipy_form(code, np.float64(D[rowx + z]),
+                                               np.float64(D[rowy + z]), dxy, nx, ny, size[z])
         size[y] = nx + ny
         for q in range(px, m - 1):  # drop x, keep the order
             live[q] = live[q + 1]

@@ -21,9 +21,7 @@ import numpy as np
 
 from . import formulas
 from ._config import NUMBA_CACHE
-from .cpu_common import PREFETCH_AHEAD, cancelled, lower_bound, merge_counter, prefetch
-
-_condensed_index = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.condensed_index)
+from .cpu_common import PREFETCH_AHEAD, cancelled, lower_bound, merge_counter, prefetch, row_base
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
@@ -62,15 +60,15 @@ def prim(D, n, counter):
         for p in range(split):  # i < x: down column x
             if p + PREFETCH_AHEAD < split:
                 j = live[p + PREFETCH_AHEAD]
-                prefetch(D, n * j - (j * (j + 1)) // 2 + (x - j - 1))
+                prefetch(D, row_base(n, j) + x)
             i = live[p]
-            dd = np.float64(D[n * i - (i * (i + 1)) // 2 + (x - i - 1)])
+            dd = np.float64(D[row_base(n, i) + x])
             if dd < near[p]:
                 near[p] = dd
             if near[p] < best:
                 best = near[p]
                 bpos = p
-        row = _condensed_index(n, x, x + 1) - (x + 1)
+        row = row_base(n, x)
         for p in range(split, m):  # i > x: along row x
             dd = np.float64(D[row + live[p]])
             if dd < near[p]:

@@ -31,11 +31,8 @@ import numpy as np
 
 from . import formulas
 from ._config import NUMBA_CACHE
-from .cpu_common import (NO_FINITE_CANDIDATE, PREFETCH_AHEAD, cancelled, lower_bound,
-                         merge_counter, prefetch)
-
-_condensed_index = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.condensed_index)
-_lw_update = numba.njit(nogil=True, cache=NUMBA_CACHE)(formulas.lw_update_scipy_form)
+from .cpu_common import (NO_FINITE_CANDIDATE, PREFETCH_AHEAD, cancelled, condensed_index,
+                         lower_bound, lw_update_scipy_form, merge_counter, prefetch, row_base)
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
@@ -49,13 +46,13 @@ def _nearest(D, n, live, m, x, best, arg):
     for p in range(split):
         if p + PREFETCH_AHEAD < split:
             j = live[p + PREFETCH_AHEAD]
-            prefetch(D, n * j - (j * (j + 1)) // 2 + (x - j - 1))
+            prefetch(D, row_base(n, j) + x)
         i = live[p]
-        d = np.float64(D[n * i - (i * (i + 1)) // 2 + (x - i - 1)])
+        d = np.float64(D[row_base(n, i) + x])
         if d < best:
             best = d
             arg = i
-    row = _condensed_index(n, x, x + 1) - (x + 1)
+    row = row_base(n, x)
     for p in range(split, m):
         i = live[p]
         if i != x:
@@ -111,7 +108,7 @@ def nn_chain(D, n, code, counter, nogood):
             x = chain[clen - 1]
             if clen > 1:
                 y = chain[clen - 2]
-                cur = np.float64(D[_condensed_index(n, x, y)])
+                cur = np.float64(D[condensed_index(n, x, y)])
             else:
                 y = np.int64(-1)
                 cur = np.inf
@@ -132,33 +129,34 @@ def nn_chain(D, n, code, counter, nogood):
         h[k] = cur
         nx = size[x]
         ny = size[y]
-        # Lance-Williams: cluster x+y takes slot y; slot x dies.
+        # Lance-Williams: cluster x+y takes slot y; slot x dies. (Hot-loop
+        # variant: cpu_generic.generic runs the same three ranges with bounds.)
         px = lower_bound(live, m, x)
         py = lower_bound(live, m, y)
-        rowx = _condensed_index(n, x, x + 1) - (x + 1)
-        rowy = _condensed_index(n, y, y + 1) - (y + 1)
+        rowx = row_base(n, x)
+        rowy = row_base(n, y)
         for p in range(px):  # i < x < y: both down columns
             if p + PREFETCH_AHEAD < px:
                 j = live[p + PREFETCH_AHEAD]
-                bj = n * j - (j * (j + 1)) // 2 - j - 1
+                bj = row_base(n, j)
                 prefetch(D, bj + x)
                 prefetch(D, bj + y)
             i = live[p]
-            base = n * i - (i * (i + 1)) // 2 - i - 1
-            D[base + y] = _lw_update(code, np.float64(D[base + x]), np.float64(D[base + y]),
-                                     cur, nx, ny, size[i])
+            base = row_base(n, i)
+            D[base + y] = lw_update_scipy_form(code, np.float64(D[base + x]),
+                                               np.float64(D[base + y]), cur, nx, ny, size[i])
         for p in range(px + 1, py):  # x < i < y: row x, column y
             if p + PREFETCH_AHEAD < py:
                 j = live[p + PREFETCH_AHEAD]
-                prefetch(D, n * j - (j * (j + 1)) // 2 + (y - j - 1))
+                prefetch(D, row_base(n, j) + y)
             i = live[p]
-            kiy = n * i - (i * (i + 1)) // 2 + (y - i - 1)
-            D[kiy] = _lw_update(code, np.float64(D[rowx + i]), np.float64(D[kiy]),
-                                cur, nx, ny, size[i])
+            kiy = row_base(n, i) + y
+            D[kiy] = lw_update_scipy_form(code, np.float64(D[rowx + i]), np.float64(D[kiy]),
+                                          cur, nx, ny, size[i])
         for p in range(py + 1, m):  # x < y < i: both along rows
             i = live[p]
-            D[rowy + i] = _lw_update(code, np.float64(D[rowx + i]), np.float64(D[rowy + i]),
-                                     cur, nx, ny, size[i])
+            D[rowy + i] = lw_update_scipy_form(code, np.float64(D[rowx + i]),
+                                               np.float64(D[rowy + i]), cur, nx, ny, size[i])
         size[y] = nx + ny
         for q in range(px, m - 1):  # drop x, keep the order
             live[q] = live[q + 1]

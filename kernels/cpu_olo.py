@@ -38,7 +38,7 @@ import numpy as np
 
 from . import cancel
 from ._config import NUMBA_CACHE
-from .cpu_common import cancelled, condensed_index, heap_offer, select_smallest
+from .cpu_common import cancelled, condensed_index, heap_offer, row_base, select_smallest
 from .cpu_post import leaf_layout
 
 _jit = numba.njit(nogil=True, cache=NUMBA_CACHE)
@@ -77,7 +77,7 @@ def _mval(M, n, p, q):
 
 @_jit
 def _permuted_row(y, n, order, i, out):
-    base = condensed_index(n, i, i + 1) - i - 1
+    base = row_base(n, i)
     oi = order[i]
     for j in range(i + 1, n):
         out[base + j] = y[condensed_index(n, oi, order[j])]

@@ -20,7 +20,7 @@ import numba
 import numpy as np
 
 from ._config import NUMBA_CACHE
-from .cpu_common import condensed_index, find
+from .cpu_common import find, row_base
 
 _jit = numba.njit(nogil=True, cache=NUMBA_CACHE)
 _pjit = numba.njit(nogil=True, cache=NUMBA_CACHE, parallel=True)
@@ -250,7 +250,7 @@ def cophenetic_fill(left, right, n, heights, out):
     order, start, size = leaf_layout(left, right, n)
     parent = parents(left, right, n)
     for i in numba.prange(n - 1):
-        base = condensed_index(n, i, i + 1) - (i + 1)  # out[base + j] is pair (i, j)
+        base = row_base(n, i)  # out[base + j] is pair (i, j)
         child = np.int64(i)
         node = parent[i]
         while node >= 0:

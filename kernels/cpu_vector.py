@@ -30,8 +30,8 @@ oversubscribed machine. Small sweeps always run on one thread.
 
 Cluster formulas (plain functions, compiled here with ``numba.njit`` and in
 ``cuda_vector`` with ``cuda.jit(device=True)``) are ``cluster_distance``,
-``merged_coordinate`` and ``merged_extra`` below; point distances come from
-``kernels.metrics``. Every engine writes a merge log ``(a, b, h)`` as described
+``merged_coordinate`` and ``merged_extra`` in ``kernels.formulas``; point
+distances come from ``kernels.metrics``. Every engine writes a merge log ``(a, b, h)`` as described
 in ``kernels/__init__.py`` and stores the number of merges done in
 ``counter[0]`` as it goes (for progress bars).
 """
@@ -55,77 +55,18 @@ ROW_GROUP = 8
 
 
 # --------------------------------------------------------------------------
-# Cluster formulas (one source for the CPU and the CUDA engines)
+# Cluster formulas (``formulas``: one source for the CPU and the CUDA engines)
 # --------------------------------------------------------------------------
 
-def coordinate_metric(code, metric):
-    """Metric code whose ``metric_accumulate`` sums the coordinate term of a cluster distance.
-
-    Centroid summaries need ||ca - cb||^2 (``SQEUCLIDEAN``) except average
-    linkage with the cosine metric, which needs the dot product of mean unit
-    vectors (``COSINE`` accumulates u * v).
-    """
-    if code == formulas.AVERAGE and metric == metrics.COSINE:
-        return metrics.COSINE
-    return metrics.SQEUCLIDEAN
-
-
-def cluster_distance(code, metric, acc, s_a, s_b, e_a, e_b):
-    """Linkage distance between clusters a and b from their summaries.
-
-    ``acc`` is the accumulated coordinate term (``coordinate_metric``): the
-    squared distance of the centroids, or for average/cosine the dot product of
-    the mean unit vectors. ``s_*`` are sizes, ``e_*`` the mean squared deviation
-    from the centroid (average/sqeuclidean only). Results, in the units of the
-    dense path's working matrix (squared for ward/centroid/median):
-
-    * ward: 2 sa sb / (sa + sb) * ||ca - cb||^2
-    * centroid, median: ||ca - cb||^2 (median's "centroid" is the midpoint)
-    * average, sqeuclidean: mean of ||x - y||^2 over pairs = ||ca - cb||^2 + ea + eb
-    * average, cosine: mean of 1 - ux.uy over pairs = 1 - ua.ub (clamped at 0:
-      duplicate rows can round a hair below it, and scipy's cosine clips there)
-
-    Written symmetric in a and b (``e_a + e_b`` summed first), so d(a, b) and
-    d(b, a) are the same float: the nearest-neighbour chain relies on it.
-    """
-    if code == formulas.WARD:
-        return 2.0 * (s_a * s_b) / (s_a + s_b) * acc
-    if code == formulas.AVERAGE:
-        if metric == metrics.COSINE:
-            r = 1.0 - acc
-            return r if r > 0.0 else 0.0
-        return acc + (e_a + e_b)
-    return acc  # CENTROID, MEDIAN
-
-
-def merged_coordinate(code, x_a, x_b, s_a, s_b):
-    """One coordinate of the merged cluster's centroid (median: the midpoint)."""
-    if code == formulas.MEDIAN:
-        return 0.5 * (x_a + x_b)
-    return (s_a * x_a + s_b * x_b) / (s_a + s_b)
-
-
-def merged_extra(code, metric, e_a, e_b, s_a, s_b, sq_ab):
-    """Mean squared deviation of the merged cluster (average/sqeuclidean; else 0).
-
-    ``sq_ab`` is ||ca - cb||^2. Pooled within-cluster variance plus the
-    between-cluster term: (sa ea + sb eb) / s + sa sb / s^2 ||ca - cb||^2.
-    """
-    if code == formulas.AVERAGE and metric == metrics.SQEUCLIDEAN:
-        s = s_a + s_b
-        return (s_a * e_a + s_b * e_b) / s + (s_a * s_b) / (s * s) * sq_ab
-    return 0.0
-
-
-_coordinate_metric = numba.njit(inline="always", cache=NUMBA_CACHE)(coordinate_metric)
+_coordinate_metric = numba.njit(inline="always", cache=NUMBA_CACHE)(formulas.coordinate_metric)
 # fastmath=False explicitly: numba would compile these with a caller's flags.
 _accumulate = numba.njit(inline="always", cache=NUMBA_CACHE, fastmath=False)(
     metrics.metric_accumulate)
 _finalize = numba.njit(inline="always", cache=NUMBA_CACHE, fastmath=False)(
     metrics.metric_finalize)
-_cluster_distance = numba.njit(inline="always", cache=NUMBA_CACHE)(cluster_distance)
-_merged_coordinate = numba.njit(inline="always", cache=NUMBA_CACHE)(merged_coordinate)
-_merged_extra = numba.njit(inline="always", cache=NUMBA_CACHE)(merged_extra)
+_cluster_distance = numba.njit(inline="always", cache=NUMBA_CACHE)(formulas.cluster_distance)
+_merged_coordinate = numba.njit(inline="always", cache=NUMBA_CACHE)(formulas.merged_coordinate)
+_merged_extra = numba.njit(inline="always", cache=NUMBA_CACHE)(formulas.merged_extra)
 
 
 # --------------------------------------------------------------------------
@@ -353,6 +294,8 @@ def _nearest_block(code, metric, CT, q, s_q, e_q, size, extra, dist, self_slot, 
     return best, bslot
 
 
+# Hot-loop variant of _prim_block/_prim_sweep_parallel (same tiles and blocks;
+# a compiled kernel takes no function argument cheaply, so each sweep is whole).
 @numba.njit(nogil=True, parallel=True, cache=NUMBA_CACHE)
 def _nearest_parallel(code, metric, CT, q, s_q, e_q, size, extra, dist, self_slot, m, bbest, bslot):
     nb = (m + BLOCK - 1) // BLOCK
@@ -738,7 +681,7 @@ def reducible(code, metric, CT, size, extra, a, b, h, counter, pacer=None):
     Parameters
     ----------
     code, metric : int
-        ``formulas`` method code and ``metrics`` code (``cluster_distance``).
+        ``formulas`` method code and ``metrics`` code (``formulas.cluster_distance``).
     CT : ndarray, shape (d, n), float32 or float64, C-contiguous
         Initial centroids (the points; average/cosine: unit rows), transposed.
         Overwritten.

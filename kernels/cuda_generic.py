@@ -38,7 +38,8 @@ from numba import cuda, float64, int64
 
 from . import launch
 from ._config import NUMBA_CACHE
-from .cuda_reducible import MAX_TPB, block_argmin, cidx, empty_log, key_less, lw
+from .launch import (MAX_TPB, block_min, condensed_index, empty_log, lw_update, precedes,
+                     row_base)
 
 # Most blocks of the cooperative grid (one partial each; shared copies of them).
 MAX_GRID = 1024
@@ -57,17 +58,17 @@ def init_upper(D, n, nn, bound):
     nt = cuda.blockDim.x
     r = cuda.blockIdx.x
     while r < n:
-        row = cidx(n, r, r + 1) - r - 1  # D[row + k] is (r, k) for k > r
+        row = row_base(n, r)  # D[row + k] is (r, k) for k > r
         bd = math.inf
         bk = n
         k = r + 1 + tid
         while k < n:
             d = D[row + k]
-            if key_less(d, k, bd, bk):
+            if precedes(d, k, bd, bk):
                 bd = d
                 bk = k
             k += nt
-        bd, bk = block_argmin(sd, sk, bd, bk)
+        bd, bk = block_min(sd, sk, bd, bk)
         if tid == 0:
             nn[r] = bk if bk < n else -1
             bound[r] = bd
@@ -84,11 +85,11 @@ def _min_entries(sd, sk, ad, ak, off, count, none):
     bk = none
     q = cuda.threadIdx.x
     while q < count:
-        if key_less(ad[off + q], ak[off + q], bd, bk):
+        if precedes(ad[off + q], ak[off + q], bd, bk):
             bd = ad[off + q]
             bk = ak[off + q]
         q += cuda.blockDim.x
-    return block_argmin(sd, sk, bd, bk)
+    return block_min(sd, sk, bd, bk)
 
 
 @cuda.jit(device=True, cache=NUMBA_CACHE)
@@ -109,11 +110,11 @@ def _slice_min(sd, sk, bound, active, lo, hi, n, r, bdr, jp, bdj):
                 v = bdj
             else:
                 v = bound[x]
-            if key_less(v, x, bd, bk):
+            if precedes(v, x, bd, bk):
                 bd = v
                 bk = x
         x += cuda.blockDim.x
-    return block_argmin(sd, sk, bd, bk)
+    return block_min(sd, sk, bd, bk)
 
 
 @cuda.jit(cache=NUMBA_CACHE)
@@ -180,22 +181,23 @@ def generic_loop(D, n, code, active, nn, bound, size, pd, pk, rd, rk, log_a, log
             if nr < 0:
                 failed = True
                 break
-            if D[cidx(n, r, nr)] == br:
+            if D[condensed_index(n, r, nr)] == br:
                 break  # the bound is exact: (r, nr) is the global minimum pair
-            # Stale: rescan row r's upper part, each block over its columns.
+            # Stale: rescan row r's upper part, each block over its columns
+            # (hot-loop variant of init_upper's scan: a slice, active columns).
             rescanned = True
-            row = cidx(n, r, r + 1) - r - 1
+            row = row_base(n, r)
             bd = inf
             bk = n
             k = max(lo, r + 1) + tid
             while k < hi:
                 if active[k] != 0:
                     d = D[row + k]
-                    if key_less(d, k, bd, bk):
+                    if precedes(d, k, bd, bk):
                         bd = d
                         bk = k
                 k += nt
-            bd, bk = block_argmin(sd, sk, bd, bk)
+            bd, bk = block_min(sd, sk, bd, bk)
             par = 1 - par
             if tid == 0:
                 rd[par * MAX_GRID + b] = bd
@@ -240,8 +242,8 @@ def generic_loop(D, n, code, active, nn, bound, size, pd, pk, rd, rk, log_a, log
             if x == i:
                 active[x] = 0
             elif x != j and active[x] != 0:
-                px = cidx(n, j, x)
-                D[px] = lw(code, D[cidx(n, i, x)], D[px], dij, ni, nj, size[x])
+                px = condensed_index(n, j, x)
+                D[px] = lw_update(code, D[condensed_index(n, i, x)], D[px], dij, ni, nj, size[x])
                 v = D[px]  # compare what is stored
                 if x < j:
                     bx = bound[x]
@@ -251,20 +253,20 @@ def generic_loop(D, n, code, active, nn, bound, size, pd, pk, rd, rk, log_a, log
                         bound[x] = v
                         nn[x] = j
                         bx = v
-                    if key_less(bx, x, sbd, sbk):
+                    if precedes(bx, x, sbd, sbk):
                         sbd = bx
                         sbk = x
                 else:
                     bx = bound[x]
-                    if key_less(bx, x, sbd, sbk):
+                    if precedes(bx, x, sbd, sbk):
                         sbd = bx
                         sbk = x
-                    if key_less(v, x, rbd, rbk):
+                    if precedes(v, x, rbd, rbk):
                         rbd = v
                         rbk = x
             x += nt
-        sbd, sbk = block_argmin(sd, sk, sbd, sbk)
-        rbd, rbk = block_argmin(sd, sk, rbd, rbk)
+        sbd, sbk = block_min(sd, sk, sbd, sbk)
+        rbd, rbk = block_min(sd, sk, rbd, rbk)
         par = 1 - par
         if tid == 0:
             pd[par * MAX_GRID + b] = sbd
@@ -277,7 +279,7 @@ def generic_loop(D, n, code, active, nn, bound, size, pd, pk, rd, rk, log_a, log
             gd[q] = pd[par * MAX_GRID + q]
             gk[q] = pk[par * MAX_GRID + q]
             q += nt
-        # Row j's new upper minimum (block_argmin's syncthreads also orders gd).
+        # Row j's new upper minimum (block_min's syncthreads also orders gd).
         bdj, nnj = _min_entries(sd, sk, rd, rk, par * MAX_GRID, ng, n)
         if nnj >= n:
             nnj = -1
@@ -289,7 +291,7 @@ def generic_loop(D, n, code, active, nn, bound, size, pd, pk, rd, rk, log_a, log
                 nn[j] = nnj
                 bound[j] = bdj
                 size[j] = nnew
-            if key_less(bdj, j, gd[oj], gk[oj]):
+            if precedes(bdj, j, gd[oj], gk[oj]):
                 gd[oj] = bdj
                 gk[oj] = j
         cuda.syncthreads()
@@ -358,12 +360,9 @@ def run(D, n, code, xp=np, tpb=None, grid=None):
     RuntimeError
         The loop found no mergeable pair (NaN distances).
     """
-    n = int(n)
-    code = int(code)
-    tpb = launch.check_tpb(tpb, MAX_TPB)
+    n, code, tpb, stream = launch.start(n, code, xp, tpb, MAX_TPB)
     if n < 2:
         return empty_log()
-    stream = launch.stream_for(xp)
     i64 = np.int64
     arrays = dict(
         D=D,

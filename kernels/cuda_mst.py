@@ -42,6 +42,7 @@ from numba import cuda
 
 from . import cancel, formulas, launch
 from ._config import NUMBA_CACHE
+from .launch import block_min, condensed_index, precedes, row_base
 
 # Threads per block at most (sizes the reduction's shared arrays).
 MAX_TPB = 1024
@@ -50,19 +51,6 @@ MAX_TPB = 1024
 MAX_CHUNKS = 32
 # Edge code meaning "no edge" (larger than any min(u,v) * n + max(u,v)).
 NO_EDGE = np.iinfo(np.int64).max
-
-_condensed_index = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.condensed_index)
-
-
-@cuda.jit(device=True, cache=NUMBA_CACHE)
-def _better(wa, ja, wb, jb):
-    """(wa, ja) precedes (wb, jb) in the (weight, vertex) order; j < 0 is "none"."""
-    if ja < 0:
-        return False
-    if jb < 0:
-        return True
-    return wa < wb or (wa == wb and ja < jb)
-
 
 @cuda.jit(cache=NUMBA_CACHE)
 def init_state(comp, hook, comp_w, comp_code, edge_u, n):
@@ -88,7 +76,7 @@ def row_best(D, comp, best_w, best_j, n):
     bd = cuda.blockDim.x
     for i in range(np.int64(cuda.blockIdx.x), n, cuda.gridDim.x):
         ci = comp[i]
-        base = _condensed_index(n, i, i + 1) - (i + 1)  # D[base + j] is d(i, j)
+        base = row_base(n, i)  # D[base + j] is d(i, j)
         bw = math.inf
         bj = -1
         for j in range(i + 1 + t, n, bd):
@@ -97,20 +85,10 @@ def row_best(D, comp, best_w, best_j, n):
                 if bj < 0 or w < bw:  # j grows per thread: strict < keeps the smallest
                     bw = w
                     bj = j
-        sw[t] = bw
-        sj[t] = bj
-        cuda.syncthreads()
-        s = bd // 2
-        while s > 0:
-            if t < s and _better(sw[t + s], sj[t + s], sw[t], sj[t]):
-                sw[t] = sw[t + s]
-                sj[t] = sj[t + s]
-            cuda.syncthreads()
-            s //= 2
+        bw, bj = block_min(sw, sj, bw, bj)  # ends with a syncthreads: sw/sj reusable
         if t == 0:
-            best_w[i] = sw[0]
-            best_j[i] = sj[0]
-        cuda.syncthreads()  # sw/sj are reused by the next row
+            best_w[i] = bw
+            best_j[i] = bj
 
 
 @cuda.jit(cache=NUMBA_CACHE)
@@ -129,7 +107,7 @@ def col_best(D, comp, part_w, part_j, n, chunk):
     j1 = min(j0 + chunk, i)
     bw = math.inf
     bj = -1
-    pos = _condensed_index(n, j0, i)
+    pos = condensed_index(n, j0, i)
     for j in range(j0, j1):
         if comp[j] != ci:
             w = D[pos]
@@ -150,7 +128,7 @@ def vertex_best(comp, row_w, row_j, part_w, part_j, comp_w, best_w, best_j, n, c
         for c in range(nchunks):
             if np.int64(c) * chunk >= i:
                 break
-            if _better(part_w[c, i], part_j[c, i], bw, bj):
+            if precedes(part_w[c, i], part_j[c, i], bw, bj):
                 bw = part_w[c, i]
                 bj = part_j[c, i]
         best_w[i] = bw
@@ -264,6 +242,8 @@ def run(D, n, code, xp=np, tpb=None):
     chunk = max(tpb, -(-n // MAX_CHUNKS))
     nchunks = -(-n // chunk)
 
+    # Component state as in cuda_vector._single, which drives this module's
+    # component kernels from points (`duplicates` pairs the allocations).
     i32, i64, f64 = np.int32, np.int64, np.float64
     comp = xp.empty(n, i32)
     hook_to = xp.empty(n, i32)

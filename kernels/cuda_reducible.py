@@ -33,8 +33,9 @@ import math
 import numpy as np
 from numba import cuda, float64, int64
 
-from . import cancel, formulas, launch
+from . import cancel, launch
 from ._config import NUMBA_CACHE
+from .launch import block_min, condensed_index, empty_log, lw_update, precedes, row_base
 
 # Shared arrays are sized by this constant; the launch's threads per block
 # (a power of two, at most MAX_TPB) loop over cuda.blockDim.x.
@@ -43,44 +44,6 @@ MAX_TPB = 1024
 # Slots of the device counter array.
 C_PAIRS = 0  # reciprocal pairs found this round
 C_STALE = 1  # rows on the stale list
-
-
-lw = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.lw_update)
-cidx = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.condensed_index)
-
-
-@cuda.jit(device=True, cache=NUMBA_CACHE)
-def key_less(d1, k1, d2, k2):
-    """(d1, k1) < (d2, k2) lexicographically: the one total order of candidates."""
-    return d1 < d2 or (d1 == d2 and k1 < k2)
-
-
-@cuda.jit(device=True, cache=NUMBA_CACHE)
-def block_argmin(sd, sk, d, k):
-    """Block-wide minimum of every thread's (d, k); all threads get the result.
-
-    ``sd``/``sk`` are shared scratch arrays of at least blockDim.x entries
-    (blockDim.x a power of two). The closing syncthreads lets the caller reuse
-    the scratch at once.
-    """
-    tid = cuda.threadIdx.x
-    sd[tid] = d
-    sk[tid] = k
-    cuda.syncthreads()
-    half = cuda.blockDim.x // 2
-    while half > 0:
-        if tid < half:
-            od = sd[tid + half]
-            ok = sk[tid + half]
-            if key_less(od, ok, sd[tid], sk[tid]):
-                sd[tid] = od
-                sk[tid] = ok
-        cuda.syncthreads()
-        half //= 2
-    rd = sd[0]
-    rk = sk[0]
-    cuda.syncthreads()
-    return rd, rk
 
 
 @cuda.jit(cache=NUMBA_CACHE)
@@ -100,7 +63,7 @@ def rescan_rows(D, n, alist, m, stale, cnt, nn, nnd):
     while s < nstale:
         i = stale[s]
         # D[row + k] is the pair (i, k) for k > i (int64 arithmetic).
-        row = cidx(n, i, i + 1) - i - 1
+        row = row_base(n, i)
         bd = math.inf
         bk = n
         t = tid
@@ -110,12 +73,13 @@ def rescan_rows(D, n, alist, m, stale, cnt, nn, nnd):
                 if k > i:
                     d = D[row + k]
                 else:
-                    d = D[cidx(n, k, i)]
-                if key_less(d, k, bd, bk):
+                    d = D[condensed_index(n, k, i)]
+                # (hot-loop variant of cuda_generic's upper-row scans: whole rows here)
+                if precedes(d, k, bd, bk):
                     bd = d
                     bk = k
             t += nt
-        bd, bk = block_argmin(sd, sk, bd, bk)
+        bd, bk = block_min(sd, sk, bd, bk)
         if tid == 0:
             nn[i] = bk  # bk == n only if no column compares (NaN): find_pairs skips it
             nnd[i] = bd
@@ -170,28 +134,28 @@ def update_pairs(D, n, code, alist, m, pairs, npairs, partner, mround, rnd,
         if k != i and k != j:
             ni = size[i]
             nj = size[j]
-            dij = D[cidx(n, i, j)]
-            pik = cidx(n, i, k)
+            dij = D[condensed_index(n, i, j)]
+            pik = condensed_index(n, i, k)
             if not k_merges:
-                D[pik] = lw(code, D[pik], D[cidx(n, j, k)], dij, ni, nj, nk)
+                D[pik] = lw_update(code, D[pik], D[condensed_index(n, j, k)], dij, ni, nj, nk)
                 v = D[pik]  # the stored (rounded) value is what rescans see
-                if key_less(v, i, nnd[k], nn[k]):
+                if precedes(v, i, nnd[k], nn[k]):
                     flag[k] = 1
             elif i < k and k < l:
                 nl = size[l]
-                dkl = D[cidx(n, k, l)]
+                dkl = D[condensed_index(n, k, l)]
                 dik = D[pik]
-                djk = D[cidx(n, j, k)]
-                dil = D[cidx(n, i, l)]
-                djl = D[cidx(n, j, l)]
+                djk = D[condensed_index(n, j, k)]
+                dil = D[condensed_index(n, i, l)]
+                djl = D[condensed_index(n, j, l)]
                 if dij <= dkl:
-                    duk = lw(code, dik, djk, dij, ni, nj, nk)
-                    dul = lw(code, dil, djl, dij, ni, nj, nl)
-                    D[pik] = lw(code, duk, dul, dkl, nk, nl, ni + nj)
+                    duk = lw_update(code, dik, djk, dij, ni, nj, nk)
+                    dul = lw_update(code, dil, djl, dij, ni, nj, nl)
+                    D[pik] = lw_update(code, duk, dul, dkl, nk, nl, ni + nj)
                 else:
-                    dvi = lw(code, dik, dil, dkl, nk, nl, ni)
-                    dvj = lw(code, djk, djl, dkl, nk, nl, nj)
-                    D[pik] = lw(code, dvi, dvj, dij, ni, nj, nk + nl)
+                    dvi = lw_update(code, dik, dil, dkl, nk, nl, ni)
+                    dvj = lw_update(code, djk, djl, dkl, nk, nl, nj)
+                    D[pik] = lw_update(code, dvi, dvj, dij, ni, nj, nk + nl)
         p += cuda.gridDim.y
 
 
@@ -293,11 +257,6 @@ def _signatures():
 PTX_SIGNATURES = _signatures()
 
 
-def empty_log():
-    """The merge log of a problem with fewer than two observations."""
-    return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64)
-
-
 def run(D, n, code, xp=np, tpb=None, max_blocks=None):
     """Reducible linkage by RNN rounds on the device.
 
@@ -332,12 +291,9 @@ def run(D, n, code, xp=np, tpb=None, max_blocks=None):
         A round found no reciprocal pair (broken nearest-neighbour invariant,
         e.g. NaN distances).
     """
-    n = int(n)
-    code = int(code)
-    tpb = launch.check_tpb(tpb, MAX_TPB)
+    n, code, tpb, stream = launch.start(n, code, xp, tpb, MAX_TPB)
     if n < 2:
         return empty_log()
-    stream = launch.stream_for(xp)
 
     i64 = np.int64
     cnt = xp.zeros(2, dtype=i64)

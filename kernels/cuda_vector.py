@@ -1,7 +1,7 @@
 """Memory-saving linkage from observations on the GPU: O(n*d) device memory.
 
 The device twin of ``cpu_vector`` (same formulas: ``kernels.metrics`` for point
-distances, ``cpu_vector.cluster_distance`` / ``merged_coordinate`` /
+distances, ``formulas.cluster_distance`` / ``merged_coordinate`` /
 ``merged_extra`` for cluster summaries), organised for many threads:
 
 single (any compiled metric): Borůvka rounds
@@ -53,7 +53,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from . import _cuda_rounding, cancel, cpu_vector, cuda_mst, formulas, launch, metrics  # noqa: F401 (_cuda_rounding: metrics.product)
+from . import _cuda_rounding, cancel, cuda_mst, formulas, launch, metrics  # noqa: F401 (_cuda_rounding: metrics.product)
 from ._config import NUMBA_CACHE
 
 # Threads per block at most (sizes the shared arrays).
@@ -74,10 +74,10 @@ _F64 = np.float64
 
 _acc = cuda.jit(device=True, cache=NUMBA_CACHE)(metrics.metric_accumulate)
 _finalize = cuda.jit(device=True, cache=NUMBA_CACHE)(metrics.metric_finalize)
-_coordinate_metric = cuda.jit(device=True, cache=NUMBA_CACHE)(cpu_vector.coordinate_metric)
-_cluster_distance = cuda.jit(device=True, cache=NUMBA_CACHE)(cpu_vector.cluster_distance)
-_merged_coordinate = cuda.jit(device=True, cache=NUMBA_CACHE)(cpu_vector.merged_coordinate)
-_merged_extra = cuda.jit(device=True, cache=NUMBA_CACHE)(cpu_vector.merged_extra)
+_coordinate_metric = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.coordinate_metric)
+_cluster_distance = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.cluster_distance)
+_merged_coordinate = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.merged_coordinate)
+_merged_extra = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.merged_extra)
 
 
 @cuda.jit(device=True, inline="always", cache=NUMBA_CACHE)
@@ -263,7 +263,8 @@ def cluster_best(CT, size, extra, rows, nrows, cols, ncols, code, metric, part_d
     rows[x * blockDim + t] and the y-th of gridDim.y equal shares of the
     columns (so a few rows still fill the GPU). Writes the share's best key
     (distance, slot) to part_d[y, r], part_j[y, r] (slot -1: none);
-    ``combine_best`` folds the shares.
+    ``combine_best`` folds the shares. Hot-loop variant of ``point_best``
+    (same grid and tiles; clusters instead of points).
     """
     sh_r = cuda.shared.array(_SH_ROWS, np.float64)
     sh_c = cuda.shared.array(_SH_COLS, np.float64)

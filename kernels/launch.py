@@ -31,6 +31,13 @@ synchronisation:
 ``precedes`` / ``block_min`` (device functions)
     The (distance, index) candidate order with a negative index meaning "none",
     and the block-wide minimum under it, for every module's reductions.
+``condensed_index`` / ``row_base`` / ``lw_update`` (device functions)
+    ``formulas.condensed_index`` and ``formulas.lw_update`` (the squared form:
+    the CUDA engines work on squared distances) compiled once for every module.
+``to_host(x)`` / ``empty_log()`` / ``start(n, code, xp, tpb, max_tpb)``
+    One device-to-host copy (``kernels.host.to_host``, also used by the
+    package); the merge log of a problem with fewer than two observations;
+    the opening of an engine's ``run`` (int arguments, ``tpb``, stream).
 
 Kernel-module contract (read by ``tests/test_ptx.py``)
 ------------------------------------------------------
@@ -52,7 +59,9 @@ Every ``kernels/cuda_*.py`` module exposes
 import numpy as np
 from numba import cuda
 
+from . import formulas
 from ._config import NUMBA_CACHE
+from .host import to_host  # noqa: F401 (re-exported: the kernels' one host copy)
 
 # Largest threads-per-block any module supports unless it says otherwise:
 # shared arrays are sized by this constant (one allocation per source line).
@@ -132,11 +141,32 @@ def as_device(x):
     return cuda.as_cuda_array(x, sync=False)
 
 
-def to_host(x):
-    """Copy a device array (CuPy, or NumPy in the simulator) to a NumPy array."""
-    if isinstance(x, np.ndarray):
-        return x
-    return x.get()
+def start(n, code, xp, tpb, max_tpb):
+    """An engine's ``run`` arguments as Python ints, its checked ``tpb`` and stream.
+
+    Returns ``(n, code, tpb, stream)``: ``tpb`` as ``check_tpb`` gives it,
+    ``stream`` as ``stream_for(xp)`` does.
+    """
+    return int(n), int(code), check_tpb(tpb, max_tpb), stream_for(xp)
+
+
+def empty_log():
+    """The merge log ``(a, b, h)`` of a problem with fewer than two observations."""
+    return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64)
+
+
+condensed_index = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.condensed_index)
+lw_update = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.lw_update)
+
+
+@cuda.jit(device=True, cache=NUMBA_CACHE)
+def row_base(n, i):
+    """``D[row_base(n, i) + j]`` is the pair (i, j) for j > i (``cpu_common.row_base``).
+
+    The position of (i, i + 1) minus (i + 1), computed as the formula at the
+    diagonal (i, i) minus i: the same integer. Arguments int64.
+    """
+    return condensed_index(n, i, i) - i
 
 
 @cuda.jit(device=True, cache=NUMBA_CACHE)

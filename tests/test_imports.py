@@ -188,3 +188,45 @@ def test_the_circle_check_finds_circles(tmp_path):
     graph = _import_graph(_package_modules({"pkg": pkg}), "pkg")
     assert graph["pkg.d"] == {"pkg.sub.e"}
     assert _circles(graph) == [["pkg.a", "pkg.b", "pkg.c"]]
+
+
+# --------------------------------------------------------------------------
+# Kernel layering: each target's modules import only their own target and the
+# shared layers (circles: test_no_import_circle_in_the_package_or_its_kernels).
+# --------------------------------------------------------------------------
+
+# Modules both targets may import: formulas and metrics (compiled for both),
+# launch (CUDA launch helpers), cpu_common (CPU primitives), and the small
+# settings/host/cancel layers.
+SHARED_KERNEL_LAYERS = {"formulas", "metrics", "launch", "cpu_common", "cancel", "_config",
+                        "_cuda_rounding", "host"}
+
+
+def _kernel_graph():
+    """Kernel module -> kernel modules it imports, by short name (same parser as above)."""
+    graph = _import_graph(_package_modules({"kernels": _ROOT / "kernels"}), "kernels")
+    short = {name: name.split(".")[-1] for name in graph}
+    return {short[m]: {short[d] for d in deps} for m, deps in graph.items()
+            if m != "kernels"}
+
+
+def _cross_target_imports(graph):
+    bad = []
+    for module, deps in graph.items():
+        for other, mine in (("cuda_", "cpu_"), ("cpu_", "cuda_")):
+            if module.startswith(mine):
+                bad += [f"{module} imports {d}" for d in sorted(deps)
+                        if d.startswith(other) and d not in SHARED_KERNEL_LAYERS]
+    return bad
+
+
+def test_kernel_modules_import_only_their_target_and_shared_layers():
+    graph = _kernel_graph()
+    assert {"cpu_vector", "cuda_vector", "cuda_generic", "launch"} <= set(graph)
+    assert _cross_target_imports(graph) == []
+
+
+def test_kernel_layer_check_can_fail():
+    graph = {"cpu_a": {"cuda_b", "formulas", "cpu_common"}, "cuda_b": {"cpu_common", "launch"},
+             "cuda_c": {"cpu_a"}, "formulas": set(), "cpu_common": set(), "launch": {"formulas"}}
+    assert _cross_target_imports(graph) == ["cpu_a imports cuda_b", "cuda_c imports cpu_a"]
