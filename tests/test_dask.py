@@ -26,6 +26,12 @@ from reference import replay_check  # noqa: E402
 PAIRS = [(m, metric) for m, metrics in gdask.SUPPORTED.items() for metric in metrics]
 
 
+def _default_run(pairs, keep):
+    """``pairs`` as parameters; those outside ``keep`` run under -m slow only (the
+    default run must stay short on 2 cores; CI runs ``keep``, a full run all)."""
+    return [pytest.param(*p, marks=() if p in keep else pytest.mark.slow) for p in pairs]
+
+
 @pytest.fixture(scope="module")
 def client():
     from distributed import Client, LocalCluster
@@ -58,7 +64,9 @@ def assert_same(Z, Zr, rtol=1e-12):
     assert_allclose(Z[:, 2], Zr[:, 2], rtol=rtol, atol=0)
 
 
-@pytest.mark.parametrize("method,metric", PAIRS)
+@pytest.mark.parametrize("method,metric", _default_run(
+    PAIRS, {("single", "euclidean"), ("single", "cosine"), ("ward", "euclidean"),
+            ("average", "correlation")}))
 def test_rounds_equal_single_machine(client, rounds_only, rng, method, metric):
     X = _data(rng, 240, 4, metric)
     Xd = da.from_array(X, chunks=(70, 4))  # 4 uneven blocks
@@ -83,8 +91,9 @@ def test_default_settings_n5000(client, rng, method, metric):
     assert_same(Z, gpu_hclust.linkage(X, method, metric, low_memory=True))
 
 
-@pytest.mark.parametrize("method,metric", [("single", "euclidean"), ("ward", "euclidean"),
-                                           ("average", "cosine")])
+@pytest.mark.parametrize("method,metric", _default_run(
+    [("single", "euclidean"), ("ward", "euclidean"), ("average", "cosine")],
+    {("ward", "euclidean")}))
 def test_float32_storage(client, rounds_only, rng, method, metric):
     X = _data(rng, 200, 5, metric)
     Z = gdask.linkage(da.from_array(X, chunks=(64, 5)), method, metric, client=client,
@@ -92,8 +101,9 @@ def test_float32_storage(client, rounds_only, rng, method, metric):
     assert_same(Z, gpu_hclust.linkage(X, method, metric, low_memory=True, dtype=np.float32))
 
 
-@pytest.mark.parametrize("method,metric", [("single", "euclidean"), ("single", "cityblock"),
-                                           ("ward", "euclidean"), ("average", "sqeuclidean")])
+@pytest.mark.parametrize("method,metric", _default_run(
+    [("single", "euclidean"), ("single", "cityblock"), ("ward", "euclidean"),
+     ("average", "sqeuclidean")], {("single", "cityblock"), ("ward", "euclidean")}))
 def test_ties_deterministic_and_replay_valid(client, rounds_only, rng, method, metric):
     X = np.round(rng.uniform(0, 3, size=(60, 2)))  # integer grid: duplicates, many ties
     Z1 = gdask.linkage(da.from_array(X, chunks=(20, 2)), method, metric, client=client)
