@@ -242,20 +242,28 @@ def row_norms(X):
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
 def _copy_range(src, out, squared, k0, k1):
+    bad = 0
     if squared:
         for k in range(k0, k1):
             v = src[k]
             out[k] = v * v
+            if not np.isfinite(out[k]):
+                bad += 1
     else:
         for k in range(k0, k1):
             out[k] = src[k]
+            if not np.isfinite(out[k]):
+                bad += 1
+    return bad
 
 
 @numba.njit(parallel=True, nogil=True, cache=NUMBA_CACHE)
 def _copy_parallel(src, out, squared, nthreads):
     m = src.shape[0]
+    bad = np.zeros(nthreads, dtype=np.int64)
     for t in numba.prange(nthreads):
-        _copy_range(src, out, squared, m * t // nthreads, m * (t + 1) // nthreads)
+        bad[t] = _copy_range(src, out, squared, m * t // nthreads, m * (t + 1) // nthreads)
+    return bad.sum()
 
 
 def copy_cast(src, out, squared):
@@ -263,13 +271,13 @@ def copy_cast(src, out, squared):
 
     Copies a float64 condensed matrix into the working dtype without a second
     float64 temporary; squaring before the cast keeps float32 results exact to
-    one rounding.
+    one rounding. Returns how many stored values are not finite (a value
+    beyond float32's range, or a square beyond float64's).
     """
     m = src.shape[0]
     if m < PARALLEL_MIN_WORK:
-        _copy_range(src, out, bool(squared), 0, m)
-    else:
-        _copy_parallel(src, out, bool(squared), numba.get_num_threads())
+        return int(_copy_range(src, out, bool(squared), 0, m))
+    return int(_copy_parallel(src, out, bool(squared), numba.get_num_threads()))
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)

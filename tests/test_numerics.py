@@ -224,3 +224,54 @@ def test_dense_float32_overflow_raises():
     X = np.random.default_rng(5).standard_normal((50, 3)) * 1e39
     with pytest.raises(ValueError, match="finite"):
         linkage(X, "complete", backend="cpu", dtype=np.float32)
+
+
+# --------------------------------------------------------------------------
+# Overflow on the CPU dense path: power-of-two rescaling (exact)
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["ward", "centroid", "median"])
+def test_cpu_dense_huge_condensed_input_is_finite(method):
+    # d*d in the updates overflowed above ~1e154: scipy raises, the exact
+    # answer is representable; the rescaled run gives the unscaled tree.
+    y = pdist(np.random.default_rng(0).standard_normal((50, 3)))
+    Z = linkage(y * 1e155, method, backend="cpu")
+    Zr = linkage(y, method, backend="cpu")
+    assert np.isfinite(Z).all()
+    np.testing.assert_array_equal(Z[:, [0, 1, 3]], Zr[:, [0, 1, 3]])
+    np.testing.assert_allclose(Z[:, 2], Zr[:, 2] * 1e155, rtol=1e-14)
+
+
+def test_cpu_dense_power_of_two_scaling_is_bitwise():
+    # scaling by 2**k commutes with every step: heights exactly 2**k times
+    y = pdist(np.random.default_rng(1).standard_normal((40, 4)))
+    for method in ("ward", "average", "centroid"):
+        Z = linkage(np.ldexp(y, 600), method, backend="cpu")
+        Zr = sch.linkage(y, method)
+        np.testing.assert_array_equal(Z[:, 2], np.ldexp(Zr[:, 2], 600))
+        np.testing.assert_array_equal(Z[:, [0, 1, 3]], Zr[:, [0, 1, 3]])
+
+
+@pytest.mark.parametrize("n, low_memory", [(200, False), (300, None)])
+def test_single_huge_observations_finite_on_both_paths(n, low_memory):
+    X = np.random.default_rng(2).standard_normal((n, 3))
+    Z = linkage(X * 1e154, "single", backend="cpu", low_memory=low_memory)
+    Zs = sch.linkage(X, "single")
+    assert np.isfinite(Z).all()
+    np.testing.assert_array_equal(Z[:, :2], Zs[:, :2])
+    np.testing.assert_allclose(Z[:, 2], Zs[:, 2] * 1e154, rtol=1e-14)
+
+
+def test_heights_beyond_float64_raise_naming_the_range():
+    y = np.full(3, 1.7e308)  # ward: sqrt(4/3) * 1.7e308 > 1.8e308
+    y[0] = 1.0
+    with pytest.raises(ValueError, match="exceed the float64 range"):
+        linkage(y, "ward", backend="cpu")
+
+
+@pytest.mark.parametrize("kind", ["observations", "condensed"])
+def test_float32_overflow_raises_naming_float32(kind):
+    X = np.random.default_rng(3).standard_normal((30, 3)) * 1e39
+    y = X if kind == "observations" else pdist(X)
+    with pytest.raises(ValueError, match=r"float32 range.*dtype=np.float64"):
+        linkage(y, "complete", backend="cpu", dtype=np.float32)
