@@ -18,6 +18,47 @@ from ._tree import scipy_form
 from ._validation import NONFINITE as _NONFINITE
 from .kernels import cpu_pdist, metrics
 
+# Overflow. Multiplying by a power of two is exact (barring subnormals) and
+# commutes with every step here: differences, squares, sums, square roots (of
+# an even power), the Lance-Williams updates in scipy's form, comparisons. So
+# data beyond a safe range is scaled down, computed on, and the results scaled
+# back: the same bits as without scaling wherever that does not overflow
+# (scipy's results, when scipy itself is finite), and finite wherever the
+# exact answer is representable.
+#
+# Working distances above 2**_SAFE_DISTANCE_EXP[dtype] are scaled down to it:
+# the updates square them and multiply by cluster sizes (ward:
+# (n_i + n_x) d^2), which stays finite for any n below 2**200 (float64) or
+# 2**40 (float32) from there.
+_SAFE_DISTANCE_EXP = {np.dtype(np.float64): 400, np.dtype(np.float32): 40}
+# Observations whose largest magnitude exceeds 2**(_SAFE_OBSERVATION_EXP -
+# bits of d) are scaled down before the distance kernel: a sum of d squared
+# differences then stays below 2**1002.
+_SAFE_OBSERVATION_EXP = 500
+# Distance degree of each compiled metric in the data (scale factor c gives
+# distances times c**degree); cosine/correlation do not change.
+_DEGREE = {"euclidean": 1, "cityblock": 1, "chebyshev": 1, "minkowski": 1,
+           "sqeuclidean": 2, "cosine": 0, "correlation": 0}
+
+
+def _range_error(dtype, what):
+    """ValueError for values beyond ``dtype``'s range (named, with the fix)."""
+    dtype = np.dtype(dtype)
+    fix = ("pass dtype=np.float64" if dtype == np.float32 else
+           "divide the data by a large power of two (e.g. 2.0**600) and multiply "
+           "the heights back")
+    return ValueError(
+        f"{_NONFINITE} The {what} exceed the {dtype.name} range (largest finite value "
+        f"{float(np.finfo(dtype).max):.3g}) for this input: {fix}."
+    )
+
+
+def _exponent_above(big, limit):
+    """k >= 0 such that big * 2**-k <= 2**limit (0 when big already is)."""
+    if not big > np.ldexp(1.0, limit):
+        return 0
+    return int(np.frexp(big)[1]) - limit
+
 
 def log_form(method):
     """How this engine works on ``method`` (a ``_tree.LogForm``).
@@ -60,7 +101,9 @@ def condensed_working_matrix(inp, dtype, squared):
     n = inp.n
     out = np.empty(n * (n - 1) // 2, dtype=dtype)
     if inp.kind == "condensed":
-        cpu_pdist.copy_cast(data, out, squared)
+        # float32 (or squaring) can overflow what float64 held: counted
+        if cpu_pdist.copy_cast(data, out, squared):
+            raise _range_error(dtype, "squared distances" if squared else "distances")
     elif not _compiled_pdist(data, _kernel_metric(inp.metric, squared), out):
         _scipy_pdist(data, inp.metric, out)
     return out
@@ -88,6 +131,10 @@ def _compiled_pdist(X, metric, out):
     if code is None:
         return False
     X = np.ascontiguousarray(X, dtype=np.float64)
+    limit = _SAFE_OBSERVATION_EXP - int(X.shape[1]).bit_length()
+    k = _exponent_above(float(np.abs(X).max()) if X.size else 0.0, limit)
+    if k:
+        X = np.ldexp(X, -k)  # a new array: the caller's data is never written
     norms = np.ones(X.shape[0], dtype=np.float64)
     if metric in ("cosine", "correlation"):
         if metric == "correlation":
@@ -98,7 +145,15 @@ def _compiled_pdist(X, metric, out):
         if float(norms.min()) ** 2 == 0.0:
             return False
     if cpu_pdist.pdist_into(X, code, 2.0, norms, out):
+        if out.dtype == np.float32:
+            raise _range_error(out.dtype, "distances")
         raise ValueError(_NONFINITE)
+    e = _DEGREE[metric] * k
+    if e:
+        with np.errstate(over="ignore"):  # reported below, with the cause
+            np.ldexp(out, e, out=out)
+        if not cpu_pdist.all_finite(out):
+            raise _range_error(out.dtype, "distances")
     return True
 
 
@@ -124,4 +179,15 @@ def run_family(method, D, n, counter=None):
     log ``(a, b, h)`` described in ``kernels.__init__``.
     """
     engine = kernels.get_engine("cpu", method.family)
-    return engine.run(D, n, method.code, counter=counter)
+    # Distances beyond the safe range: scaled down (exactly, in place; D is
+    # the engine's own) so no update overflows, heights scaled back.
+    k = _exponent_above(float(D.max()) if D.size else 0.0, _SAFE_DISTANCE_EXP[D.dtype])
+    if k:
+        np.ldexp(D, -k, out=D)
+    a, b, h = engine.run(D, n, method.code, counter=counter)
+    if k:
+        with np.errstate(over="ignore"):  # reported below, with the cause
+            h = np.ldexp(np.asarray(h, dtype=np.float64), k)
+        if not np.isfinite(h).all():
+            raise _range_error(np.float64, "linkage heights")
+    return a, b, h

@@ -66,7 +66,7 @@ def _device_pdist(inp, dtype, squared, xp):
     if code == metrics.CORRELATION:
         X = X - X.mean(axis=1, keepdims=True)
     if code in (metrics.COSINE, metrics.CORRELATION):
-        norms = xp.sqrt(xp.einsum("ij,ij->i", X, X))
+        norms = cuda_pdist.row_norms(X, xp=xp)  # scipy's summation order
         _check_device_norms(norms, inp.metric, xp)
     else:
         norms = xp.zeros(1, np.float64)

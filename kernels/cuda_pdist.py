@@ -14,6 +14,8 @@ The caller prepares the rows (float64, centred for correlation) and, for
 cosine/correlation, their Euclidean norms.
 """
 
+import math
+
 import numpy as np
 from numba import cuda
 
@@ -29,10 +31,41 @@ ROWS = 16
 # threads reading xj[t, c] hit different shared-memory banks.
 KC = 16
 KC_PADDED = KC + 1
+# Partial sums per pair (a module global: local array shapes must be
+# compile-time literals, which another module's attribute is not).
+LANES = metrics.LANES
 
 _accumulate = cuda.jit(device=True, cache=NUMBA_CACHE)(metrics.metric_accumulate)
 _finalize = cuda.jit(device=True, cache=NUMBA_CACHE)(metrics.metric_finalize)
 _condensed_index = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.condensed_index)
+_lane = cuda.jit(device=True, cache=NUMBA_CACHE)(metrics.metric_lane)
+_combine = cuda.jit(device=True, cache=NUMBA_CACHE)(metrics.metric_combine)
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def row_norms_kernel(X, norms, n, d):
+    """Euclidean norm of every row, summed in scipy's order (thread per row)."""
+    i = cuda.grid(1)
+    if i >= n:
+        return
+    acc = cuda.local.array(LANES, np.float64)
+    for lane in range(metrics.LANES):
+        acc[lane] = 0.0
+    for k in range(d):
+        lane = _lane(metrics.COSINE, k, d)
+        acc[lane] = _accumulate(metrics.COSINE, acc[lane], X[i, k], X[i, k], 2.0)
+    norms[i] = math.sqrt(_combine(metrics.COSINE, acc[0], acc[1], acc[2]))
+
+
+def row_norms(X, xp=np, tpb=None):
+    """Row norms of the device array X (float64, (n, d)) as scipy's pdist sums them."""
+    n, d = int(X.shape[0]), int(X.shape[1])
+    norms = xp.empty(n, np.float64)
+    if n:
+        tpb = launch.check_tpb(tpb, MAX_TPB)
+        row_norms_kernel[-(-n // tpb), tpb, launch.stream_for(xp)](
+            launch.as_device(X), launch.as_device(norms), np.int64(n), np.int64(d))
+    return norms
 
 
 @cuda.jit(device=True, cache=NUMBA_CACHE)
@@ -47,15 +80,18 @@ def _tile(code, X, norms, out, n, d, p):
     """
     xi = cuda.shared.array((ROWS, KC), np.float64)
     xj = cuda.shared.array((MAX_TPB, KC_PADDED), np.float64)
-    acc = cuda.local.array(ROWS, np.float64)
+    # One accumulator per row and partial sum (metrics.metric_lane: scipy's
+    # summation order; only cosine uses lanes 1 and 2, the others fold away).
+    acc = cuda.local.array((LANES, ROWS), np.float64)
     tpb = cuda.blockDim.x
     t = cuda.threadIdx.x
     i0 = np.int64(cuda.blockIdx.x) * ROWS
     j0 = np.int64(cuda.blockIdx.y) * tpb
     if j0 + tpb - 1 <= i0:  # tile entirely on or below the diagonal: no pair i < j
         return
-    for r in range(ROWS):
-        acc[r] = 0.0
+    for lane in range(metrics.LANES):
+        for r in range(ROWS):
+            acc[lane, r] = 0.0
     for k0 in range(0, d, KC):
         for e in range(t, ROWS * KC, tpb):
             r = e // KC
@@ -73,8 +109,9 @@ def _tile(code, X, norms, out, n, d, p):
         kc = min(KC, d - k0)
         for c in range(kc):
             v = xj[t, c]
+            lane = _lane(code, k0 + c, d)
             for r in range(ROWS):
-                acc[r] = _accumulate(code, acc[r], xi[r, c], v, p)
+                acc[lane, r] = _accumulate(code, acc[lane, r], xi[r, c], v, p)
         cuda.syncthreads()
     j = j0 + t
     if j >= n:
@@ -85,7 +122,8 @@ def _tile(code, X, norms, out, n, d, p):
         i = i0 + r
         if i < j:
             norm_i = norms[i] if uses_norms else 0.0
-            out[_condensed_index(n, i, j)] = _finalize(code, acc[r], p, norm_i, norm_j)
+            s = _combine(code, acc[0, r], acc[1, r], acc[2, r])
+            out[_condensed_index(n, i, j)] = _finalize(code, s, p, norm_i, norm_j)
 
 
 # One kernel per metric family with a constant code: the hot loop is then a
@@ -127,6 +165,7 @@ PTX_SIGNATURES = {
     **{name: [f"void({_ARGS.format(dt)})" for dt in ("float32", "float64")]
        for name in ("pdist_euclidean", "pdist_sqeuclidean", "pdist_cosine")},
     "pdist_other": [f"void({_ARGS.format(dt)}, int64, float64)" for dt in ("float32", "float64")],
+    "row_norms_kernel": ["void(float64[:, ::1], float64[::1], int64, int64)"],
 }
 
 

@@ -20,8 +20,21 @@ compiled without their own, so every CPU wrapper of these functions sets
 applies by default (``-fma=1``, and numba-cuda offers no switch): the dot
 product's multiply goes through :func:`product`, which the CUDA modules compile
 as an explicitly rounded multiply (``mul.rn``, never fused; see
-``_cuda_rounding``). Sums of non-negative terms (euclidean, cityblock) are
-well conditioned (relative error <= d eps in any order) and may be fused.
+``_cuda_rounding``). Every sum, including the non-negative ones
+(euclidean, cityblock), is rounded term by term too: the same bits as scipy's
+pdist make the same tie-breaks downstream (a one-ulp difference between two
+tied distances picks a different merge).
+
+Summation order (scipy 1.17.1's x86-64 wheel, read from its source and its
+compiled code). Euclidean, sqeuclidean, cityblock, chebyshev and minkowski
+(``_distance_pybind``) sum each pair's terms in coordinate order, one
+accumulator per pair. Cosine and correlation (``_distance_wrap``) are compiled
+with a vectorised reduction: the dot product and the row norms are two partial
+sums, one over the even and one over the odd coordinates of the leading
+``2 * (d // 2)`` ones, each in order, then ``even + odd``, then the last
+coordinate's product when d is odd. :func:`metric_lane` assigns coordinates to
+those partial sums and :func:`metric_combine` joins them, so every caller sums
+in that order.
 """
 
 import math
@@ -76,13 +89,39 @@ def metric_accumulate(code, acc, u, v, p):
         return acc + product(u, v)  # mixed signs: no fusion, see the module docstring
     diff = u - v
     if code == EUCLIDEAN or code == SQEUCLIDEAN:
-        return acc + diff * diff
+        return acc + product(diff, diff)  # scipy's rounding: not fused on the GPU either
     a = diff if diff >= 0.0 else -diff
     if code == CITYBLOCK:
         return acc + a
     if code == CHEBYSHEV:
         return a if a > acc else acc
     return acc + a ** p  # MINKOWSKI
+
+
+# Number of partial sums a caller keeps per pair (see metric_lane).
+LANES = 3
+
+
+def metric_lane(code, k, d):
+    """Which partial sum (0, 1 or 2) coordinate k of d is accumulated in.
+
+    Cosine/correlation: 0 for even and 1 for odd coordinates among the leading
+    ``2 * (d // 2)``, 2 for the last coordinate when d is odd (scipy's
+    vectorised dot product, see the module docstring). Every other metric: 0
+    (one sum in coordinate order).
+    """
+    if code == COSINE or code == CORRELATION:
+        if k == d - 1 and d % 2 == 1:
+            return 2
+        return k % 2
+    return 0
+
+
+def metric_combine(code, acc0, acc1, acc2):
+    """Join the partial sums of :func:`metric_lane` (every one starts at 0)."""
+    if code == COSINE or code == CORRELATION:
+        return (acc0 + acc1) + acc2
+    return acc0
 
 
 def metric_finalize(code, acc, p, norm_i, norm_j):

@@ -24,16 +24,48 @@ def kernel_pdist(X, metric, dtype=np.float64, p=2.0):
     return out, bad
 
 
-@pytest.mark.parametrize("shape", [(2, 1), (3, 2), (5, 3), (9, 7), (64, 32), (131, 5)])
+@pytest.mark.parametrize("shape", [(2, 1), (3, 2), (5, 3), (9, 7), (64, 32), (131, 5),
+                                   (300, 3), (40, 8), (40, 9), (20, 384)])
 @pytest.mark.parametrize("metric", COMPILED)
-def test_kernel_matches_scipy(rng, metric, shape):
-    # Sizes cover the four-column unroll's remainder and the row pairing.
+def test_kernel_matches_scipy_bitwise(rng, metric, shape):
+    # Sizes cover the column blocks (BLOCK = 256: n = 300 spans two), the row
+    # pairing, odd and even d (cosine's two partial sums plus a tail).
     if metric == "correlation" and shape[1] == 1:
         shape = (2, 2)  # one coordinate centres to zero: undefined (engine defers to scipy)
     X = rng.standard_normal(shape) * 3.0
     out, bad = kernel_pdist(X, metric)
     assert bad == 0
-    assert_allclose(out, pdist(X, metric), rtol=1e-12, atol=0)
+    assert_array_equal(out, pdist(X, metric))
+
+
+@pytest.mark.parametrize("d", [3, 8, 32, 384])
+@pytest.mark.parametrize("metric", COMPILED)
+def test_kernel_bitwise_on_near_constant_data(metric, d):
+    # 1 + 1e-4 N(0, 1): cosine/correlation are ill-conditioned here, every
+    # rounding of the dot product shows; the order must be scipy's exactly.
+    X = 1.0 + 1e-4 * np.random.default_rng(d).standard_normal((30, d))
+    assert_array_equal(kernel_pdist(X, metric)[0], pdist(X, metric))
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean"])
+def test_tied_tiny_grid_gives_scipys_tree(metric):
+    # A one-ulp difference between tied distances (the old reassociated sums)
+    # changed the merge order here; scipy's own pdist as input gave its Z.
+    from scipy.cluster.hierarchy import linkage as scipy_linkage
+
+    from gpu_hclust import linkage
+
+    X = np.array([[1, 1], [2, 4], [4, 4], [2, 3], [3, 2], [4, 3]]) * 1e-97
+    assert_array_equal(kernel_pdist(X, metric)[0], pdist(X, metric))
+    Z = linkage(X, "average", metric=metric, backend="cpu", low_memory=False)
+    assert_array_equal(Z, scipy_linkage(X, "average", metric=metric))
+
+
+def test_minkowski_special_exponents_are_scipys_metrics(rng):
+    # scipy evaluates p = 1, 2, inf as cityblock, euclidean, chebyshev (no pow)
+    X = rng.standard_normal((30, 7))
+    for p in (1.0, 2.0, np.inf):
+        assert_array_equal(kernel_pdist(X, "minkowski", p=p)[0], pdist(X, "minkowski", p=p))
 
 
 @pytest.mark.parametrize("metric", COMPILED)
@@ -153,9 +185,10 @@ def test_parallel_entry_points_match_serial(rng, n, nthreads):
     ref = pdist(X)
     out = np.full(m, np.nan)
     control = np.zeros(2, dtype=np.int64)  # Ctrl-C slot (kernels/cancel.py), never set here
-    assert cpu_pdist._pdist_parallel(X, metrics.EUCLIDEAN, 2.0, np.ones(n), out, nthreads,
+    XT = np.ascontiguousarray(X.T)
+    assert cpu_pdist._pdist_parallel(X, XT, metrics.EUCLIDEAN, 2.0, np.ones(n), out, nthreads,
                                      control) == 0
-    assert_allclose(out, ref, rtol=1e-12)
+    assert_array_equal(out, ref)
     sq = np.empty(m, dtype=np.float32)
     cpu_pdist._copy_parallel(ref, sq, True, nthreads)
     assert_array_equal(sq, (ref * ref).astype(np.float32))
