@@ -334,11 +334,25 @@ def test_zero_norm_rows_raise_like_scipy(rng, metric):
 def test_non_finite_distances_raise(rng, metric):
     X = points(rng, 10)
     if metric == "euclidean":
-        X[0] = 1e200  # the squared difference overflows to inf
+        X[0] = 1.5e308  # the exact distance to X[1] exceeds float64's range
+        X[1] = -1.5e308
     else:
         X[:2] = 0.0  # 0/0 in scipy's pdist
     with pytest.raises(ValueError, match="must contain only finite values"):
         cpu(X, "single", metric=metric)
+
+
+def test_representable_distances_do_not_overflow(rng):
+    """scipy's squared differences overflow at 1e200; the exact distances fit in
+    float64, and we return them (power-of-two scaling is exact)."""
+    X = points(rng, 10)
+    X[0] = 1e200
+    Z = cpu(X, "single")
+    scale = 2.0 ** 200  # scipy on X / scale neither overflows nor underflows
+    Zs = sch.linkage(X / scale, "single")
+    assert np.isfinite(Z).all()
+    assert_array_equal(Z[:, [0, 1, 3]], Zs[:, [0, 1, 3]])
+    assert_allclose(Z[:, 2], Zs[:, 2] * scale, rtol=1e-15)
 
 
 @pytest.mark.parametrize("module, code", [
