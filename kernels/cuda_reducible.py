@@ -320,6 +320,7 @@ def run(D, n, code, xp=np, tpb=None, max_blocks=None):
     alist, spare = v["alist"], v["spare"]
 
     merges, m, rnd = 0, n, 0
+    starts = []  # first log row of each round
     while merges < n - 1:
         cancel.check()  # Ctrl-C between rounds
         cols = -(-m // tpb)  # exactly covers alist[:m]: find_pairs..compact need it
@@ -334,6 +335,7 @@ def run(D, n, code, xp=np, tpb=None, max_blocks=None):
                 f"RNN round {rnd} found no reciprocal nearest-neighbour pair among {m} "
                 "clusters: the nearest-neighbour invariant is broken (NaN distances?)"
             )
+        starts.append(merges)
         merges += npairs
         if merges == n - 1:
             break
@@ -348,4 +350,21 @@ def run(D, n, code, xp=np, tpb=None, max_blocks=None):
         alist, spare = spare, alist
         m -= npairs
         rnd += 1
-    return tuple(launch.to_host(arrays[k]) for k in ("log_a", "log_b", "log_h"))
+    log = tuple(launch.to_host(arrays[k]) for k in ("log_a", "log_b", "log_h"))
+    return _slot_order_within_rounds(*log, starts)
+
+
+def _slot_order_within_rounds(a, b, h, starts):
+    """The log with each round's merges sorted by their smaller slot.
+
+    ``find_pairs`` numbers a round's pairs with an atomic counter, i.e. in the
+    order the threads arrived; the pairs of one round are disjoint, so any order
+    within the round is a valid log, and a fixed one makes ``Z`` the same on
+    every run when heights tie (the canonical sort is stable by height only).
+    """
+    bounds = list(starts) + [a.shape[0]]
+    key = np.minimum(a, b)
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        order = lo + np.argsort(key[lo:hi], kind="stable")
+        a[lo:hi], b[lo:hi], h[lo:hi] = a[order], b[order], h[order]
+    return a, b, h

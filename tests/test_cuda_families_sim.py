@@ -114,3 +114,16 @@ def test_ptx_signatures_cover_every_kernel_for_both_precisions(engine):
         assert bool(f32) == (name in takes_D), name
         for sig in f32:  # the same kernel for float64 data
             assert sig.replace("float32", "float64") in sigs, (name, sig)
+
+
+def test_rounds_are_logged_in_slot_order():
+    """Pairs of a round arrive in thread order (an atomic counter); the driver
+    sorts each round by slot, so tied heights give the same Z on every run."""
+    from gpu_hclust.kernels.cuda_reducible import _slot_order_within_rounds
+
+    a = np.array([7, 2, 0, 5, 1], dtype=np.int64)
+    b = np.array([3, 6, 4, 0, 2], dtype=np.int64)
+    h = np.array([1.0, 1.0, 1.0, 2.0, 2.0])
+    a, b, h = _slot_order_within_rounds(a, b, h, [0, 3])  # rounds: rows 0-2, rows 3-4
+    assert a.tolist() == [0, 2, 7, 5, 1] and b.tolist() == [4, 6, 3, 0, 2]
+    assert h.tolist() == [1.0, 1.0, 1.0, 2.0, 2.0]
