@@ -275,3 +275,67 @@ def test_float32_overflow_raises_naming_float32(kind):
     y = X if kind == "observations" else pdist(X)
     with pytest.raises(ValueError, match=r"float32 range.*dtype=np.float64"):
         linkage(y, "complete", backend="cpu", dtype=np.float32)
+
+
+# --- no engine loop can spin: non-finite summaries fed to the engines directly ----
+
+_SPIN_SCRIPT = r"""
+import json, sys
+import numpy as np
+from gpu_hclust import _lowmem
+from gpu_hclust._methods import METHODS
+from gpu_hclust.kernels import cpu_vector
+from gpu_hclust.kernels.cpu_common import NO_FINITE_CANDIDATE
+
+def run(method, metric, poison, slot, n=10):
+    X = np.random.default_rng(1).standard_normal((n, 2))
+    spec = METHODS[method]
+    CT, norms, code, mcode, _ = _lowmem.prepare_scaled(X, spec, metric, np.dtype(np.float64), np)
+    if poison == "huge":  # squared distances overflow to inf in the engine
+        CT *= 1e200
+    else:
+        CT[:, slot] = poison
+    a, b = np.empty(n - 1, np.int64), np.empty(n - 1, np.int64)
+    h, counter = np.empty(n - 1), np.zeros(1, np.int64)
+    try:
+        if spec.family == "mst":
+            cpu_vector.single(mcode, CT, norms, 2.0, a, b, h, counter)
+        else:
+            size, extra = np.ones(n), np.zeros(n)
+            fn = cpu_vector.generic if spec.family == "generic" else cpu_vector.reducible
+            fn(code, mcode, CT, size, extra, a, b, h, counter)
+    except ValueError as exc:
+        return "raised" if str(exc) == NO_FINITE_CANDIDATE else f"ValueError({exc})"
+    return f"returned heights {h.tolist()}"
+
+out = {}
+for method, metric in json.loads(sys.argv[1]):
+    for poison in [float("nan"), float("inf"), -float("inf"), "huge"]:
+        if poison == "huge" and method == "single":
+            continue  # single's euclidean distances at 1e200 are finite
+        for slot in ([0, 4, 9] if poison != "huge" else [0]):
+            out[f"{method}/{metric}/{poison}/{slot}"] = run(method, metric, poison, slot)
+print(json.dumps(out))
+"""
+
+
+def _spin_check(script, cases, timeout=300):
+    """Run ``script`` in a subprocess (a spinning engine is killed by the timeout)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    proc = subprocess.run([sys.executable, "-c", script, json.dumps(cases)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report
+    wrong = {k: v for k, v in report.items() if v != "raised"}
+    assert not wrong, wrong
+
+
+def test_cpu_vector_engines_raise_when_no_finite_candidate_is_left():
+    # NaN/inf centroids (a NaN column, +-inf coordinates) and squares that
+    # overflow: every engine must stop with NO_FINITE_CANDIDATE, never spin,
+    # index with a -1 slot or return inf heights.
+    _spin_check(_SPIN_SCRIPT, [["single", "euclidean"], ["ward", "euclidean"],
+                               ["average", "sqeuclidean"], ["centroid", "euclidean"],
+                               ["median", "euclidean"]])
