@@ -339,3 +339,61 @@ def test_cpu_vector_engines_raise_when_no_finite_candidate_is_left():
     _spin_check(_SPIN_SCRIPT, [["single", "euclidean"], ["ward", "euclidean"],
                                ["average", "sqeuclidean"], ["centroid", "euclidean"],
                                ["median", "euclidean"]])
+
+
+_CUDA_SPIN_SCRIPT = r"""
+import json, sys
+import numpy as np
+from scipy.spatial.distance import pdist
+from gpu_hclust import _lowmem
+from gpu_hclust._methods import METHODS
+from gpu_hclust.kernels import cuda_generic, cuda_mst, cuda_reducible, cuda_vector
+from gpu_hclust.kernels.cpu_common import NO_FINITE_CANDIDATE
+
+DENSE = {"mst": cuda_mst, "reducible": cuda_reducible, "generic": cuda_generic}
+
+def outcome(fn):
+    try:
+        h = fn()[2]
+    except ValueError as exc:
+        return "raised" if str(exc).startswith(NO_FINITE_CANDIDATE) else f"ValueError({exc})"
+    return f"returned heights {list(h)}"
+
+def dense(method, poison, n=8):
+    D = pdist(np.random.default_rng(2).standard_normal((n, 2)))
+    if poison == "all-nan":
+        D[:] = np.nan
+    else:  # every distance of observation 3
+        rows = [k for k, (i, j) in enumerate((i, j) for i in range(n) for j in range(i + 1, n))
+                if 3 in (i, j)]
+        D[rows] = poison
+    spec = METHODS[method]
+    return outcome(lambda: DENSE[spec.family].run(D, n, spec.code, xp=np, tpb=32))
+
+def lowmem(method, metric, poison, n=8):
+    X = np.random.default_rng(2).standard_normal((n, 2))
+    spec = METHODS[method]
+    CT, norms, code, mcode, _ = _lowmem.prepare_scaled(X, spec, metric, np.dtype(np.float64), np)
+    if poison == "huge":
+        CT *= 1e200
+    else:
+        CT[:, 3] = poison
+    return outcome(lambda: cuda_vector.run(CT, norms, code, mcode, 2.0, xp=np, tpb=32))
+
+out = {}
+for method in ["single", "complete", "centroid"]:
+    for poison in ["all-nan", float("nan"), float("inf")]:
+        out[f"dense/{method}/{poison}"] = dense(method, poison)
+for method, metric in [("single", "euclidean"), ("ward", "euclidean"), ("centroid", "euclidean")]:
+    for poison in [float("nan"), float("inf")] + ([] if method == "single" else ["huge"]):
+        out[f"lowmem/{method}/{poison}"] = lowmem(method, metric, poison)
+print(json.dumps(out))
+"""
+
+
+def test_cuda_engines_raise_when_no_finite_candidate_is_left():
+    # The simulator at n = 8: NaN/inf distances (one observation's, or all)
+    # for the dense engines, NaN/inf/overflowing summaries for the
+    # memory-saving one. Each ends in ValueError(NO_FINITE_CANDIDATE ...),
+    # read from the merge log or the round's count (no extra host sync).
+    _spin_check(_CUDA_SPIN_SCRIPT, [], timeout=500)
