@@ -397,3 +397,18 @@ def test_cuda_engines_raise_when_no_finite_candidate_is_left():
     # memory-saving one. Each ends in ValueError(NO_FINITE_CANDIDATE ...),
     # read from the merge log or the round's count (no extra host sync).
     _spin_check(_CUDA_SPIN_SCRIPT, [], timeout=500)
+
+
+@pytest.mark.parametrize("method", ["ward", "centroid"])
+def test_cuda_dense_squares_beyond_float64_raise(method):
+    # The squared working distances overflow: scipy's ValueError naming the
+    # range, from one reduction over the matrix, instead of inf heights.
+    X = np.random.default_rng(0).standard_normal((10, 3))
+    with pytest.raises(ValueError, match="squared distances exceed the float64 range"):
+        linkage(pdist(X) * 1e155, method, backend="cuda")
+
+
+def test_cuda_dense_float32_cast_overflow_raises():
+    X = np.random.default_rng(0).standard_normal((10, 3))
+    with pytest.raises(ValueError, match="distances exceed the float32 range"):
+        linkage(pdist(X) * 1e39, "average", backend="cuda", dtype=np.float32)
