@@ -114,13 +114,38 @@ def condensed_working_matrix(inp, dtype, squared):
     """
     xp = _backend.device_namespace()
     if inp.kind == "condensed":
-        D = _to_device(inp.data, dtype, xp)
-        if squared:
-            xp.multiply(D, D, out=D)
-        return D
-    if isinstance(inp.metric, str) and inp.metric in metrics.METRIC_CODES:
-        return _device_pdist(inp, dtype, squared, xp)
-    return _host_pdist(inp, dtype, squared, xp)
+        with np.errstate(over="ignore"):  # float32 cast, squares: _check_finite reports
+            D = _to_device(inp.data, dtype, xp)
+            if squared:
+                xp.multiply(D, D, out=D)
+    elif isinstance(inp.metric, str) and inp.metric in metrics.METRIC_CODES:
+        D = _device_pdist(inp, dtype, squared, xp)
+    else:
+        D = _host_pdist(inp, dtype, squared, xp)
+    _check_finite(D, dtype, squared, xp)
+    return D
+
+
+def _check_finite(D, dtype, squared, xp):
+    """scipy's ValueError for NaN/inf working distances: one reduction, one scalar read.
+
+    The distances themselves are finite here (validated input, checked pdist
+    output) unless the kernel overflowed or the cast to float32 or the squares
+    of ward/centroid/median left the dtype's range. NaN propagates through max.
+    """
+    if D.size == 0:
+        return
+    top = float(launch.to_host(xp.max(D)))
+    if np.isfinite(top):
+        return
+    if np.isnan(top):
+        raise ValueError(
+            f"{_NONFINITE_MESSAGE} The distances computed on the GPU hold NaN for this "
+            "input; check the observations."
+        )
+    from ._engine_cpu import _range_error
+
+    raise _range_error(dtype, "squared distances" if squared else "distances")
 
 
 def run_family(method, D, n, counter=None):

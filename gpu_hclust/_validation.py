@@ -128,6 +128,19 @@ def _all_finite(data, xp):
                for i in range(0, flat.size, _FINITE_CHUNK))
 
 
+def _checks_input_finiteness(kind, metric):
+    """Must NaN/inf in ``y`` itself be refused (scipy checks only the distances)?
+
+    Condensed input is the distances. Observations under a compiled metric
+    (dense and memory-saving paths) give a NaN or inf distance for every pair
+    with a non-finite coordinate, so refusing them up front is scipy's answer,
+    earlier. scipy-only metrics and callables can map non-finite observations
+    to finite distances (hamming of -inf rows is 0): scipy's pdist computes
+    them and the engines check its output.
+    """
+    return kind == "condensed" or (isinstance(metric, str) and metric in COMPILED_METRICS)
+
+
 def validate_linkage_input(y, method, metric):
     """Check ``linkage``'s input the way scipy does and describe it.
 
@@ -148,7 +161,8 @@ def validate_linkage_input(y, method, metric):
         ``y`` is not array_like (a dict, a set, an arbitrary object).
     ValueError
         Wrong ndim, condensed length not n(n-1)/2, fewer than 2 observations,
-        NaN/inf, non-numeric dtype, unknown metric, or a non-Euclidean metric
+        NaN/inf (condensed input, or observations under a compiled metric),
+        non-numeric dtype, unknown metric, or a non-Euclidean metric
         for ward/centroid/median on observations.
     """
     is_cupy = is_cupy_array(y)
@@ -197,6 +211,6 @@ def validate_linkage_input(y, method, metric):
             "The number of observations cannot be determined on an empty distance "
             f"matrix: `y` describes {n} observation(s) and linkage needs at least 2."
         )
-    if data.size and not _all_finite(data, xp):
+    if _checks_input_finiteness(kind, metric) and data.size and not _all_finite(data, xp):
         raise ValueError(NONFINITE_INPUT)
     return LinkageInput(kind=kind, data=data, n=int(n), metric=metric, is_cupy=is_cupy)

@@ -41,6 +41,7 @@ import numpy as np
 
 from . import cancel, formulas, metrics
 from ._config import NUMBA_CACHE
+from .cpu_common import NO_FINITE_CANDIDATE
 
 # Slots per tile: a tile's accumulators stay in L1 while the d coordinate rows
 # stream through.
@@ -52,6 +53,12 @@ PAR_MIN_WORK = 1 << 17
 # Rows per task in the all-pairs initial nearest-neighbour pass: the column
 # tile is reused from cache by this many rows.
 ROW_GROUP = 8
+# Slot returned by a search whose minimum is not among its values (a NaN, or
+# only infinities under the fast-math minimum). Sticky through the folds
+# (``_take_better``, ``_reduce_best``), so the step functions see a negative
+# slot and stop (return False) instead of indexing with it or spinning; the
+# drivers raise ValueError(NO_FINITE_CANDIDATE). Finite summaries never give it.
+POISONED = -2
 
 
 # --------------------------------------------------------------------------
@@ -182,10 +189,17 @@ def _first_equal(x, v):
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
 def _take_better(best, bslot, x, lo):
-    """Fold the minimum of tile x (slots lo...) into (best, bslot); ties keep the lower slot."""
+    """Fold the minimum of tile x (slots lo...) into (best, bslot); ties keep the lower slot.
+
+    A tile whose minimum is not one of its values (NaN) poisons the result."""
+    if bslot == POISONED:
+        return best, bslot
     v = _min_value(x)
-    if bslot < 0 or v < best:
-        return v, lo + _first_equal(x, v)
+    if bslot < 0 or v < best or v != v:
+        i = _first_equal(x, v)
+        if i < 0:
+            return np.nan, POISONED
+        return v, lo + i
     return best, bslot
 
 
@@ -219,7 +233,11 @@ def _prim_sweep_parallel(mcode, XT, q, qnorm, qobs, norms, p, mind, par, dist, m
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
 def _reduce_best(bbest, bslot, nb):
-    """(value, slot) minimum over the blocks' results; ties go to the lower slot."""
+    """(value, slot) minimum over the blocks' results; ties go to the lower slot.
+    A poisoned block poisons the result."""
+    for blk in range(nb):
+        if bslot[blk] == POISONED:
+            return np.nan, POISONED
     best = bbest[0]
     slot = bslot[0]
     for blk in range(1, nb):
@@ -241,6 +259,9 @@ def prim_steps(mcode, XT, norms, p, obs, mind, par, dist, q, qstate, bbest, bslo
     ``qstate = [norm, observation]`` describe the point added last. Each step
     relaxes the slots with that point and adds the nearest. ``parallel`` runs
     the sweep on all threads (blocks of ``BLOCK`` slots) when it is large.
+    Returns False (the step not taken) when the nearest point is at no finite
+    distance (NaN/inf: only after overflow), True otherwise; the other two step
+    functions do the same.
     """
     d, n = XT.shape
     while counter[0] < limit:
@@ -253,6 +274,8 @@ def prim_steps(mcode, XT, norms, p, obs, mind, par, dist, q, qstate, bbest, bslo
             best, s = _reduce_best(bbest, bslot, (m + BLOCK - 1) // BLOCK)
         else:
             best, s = _prim_block(mcode, XT, q, qnorm, qobs, norms, p, mind, par, dist, 0, m)
+        if s < 0 or not best < np.inf:
+            return False
         a[step] = par[s]
         b[step] = obs[s]
         h[step] = best
@@ -269,6 +292,7 @@ def prim_steps(mcode, XT, norms, p, obs, mind, par, dist, q, qstate, bbest, bslo
             par[s] = par[m]
             norms[s] = norms[m]
         counter[0] = step + 1
+    return True
 
 
 # --------------------------------------------------------------------------
@@ -366,6 +390,11 @@ def nn_chain_steps(code, metric, CT, size, extra, rep, chain, cstate, dist, q, b
             clen = 1
         x = chain[clen - 1]
         best, y = _nearest(code, metric, CT, x, size, extra, dist, q, m, bbest, bslot, parallel)
+        if y < 0 or not best < np.inf:
+            # No finite neighbour: the chain could never close (NaN compares
+            # false) and y would index out of the slots.
+            cstate[0] = clen
+            return False
         if clen >= 2:
             prev = chain[clen - 2]
             if dist[prev] <= best:
@@ -390,13 +419,17 @@ def nn_chain_steps(code, metric, CT, size, extra, rep, chain, cstate, dist, q, b
                     chain[c] = hi
         counter[0] = step + 1
     cstate[0] = clen
+    return True
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
 def _block_min(mind, lo, hi):
     x = mind[lo:hi]
     v = _min_value(x)
-    return v, lo + _first_equal(x, v)
+    i = _first_equal(x, v)
+    if i < 0:  # NaN bound
+        return np.nan, POISONED
+    return v, lo + i
 
 
 @numba.njit(nogil=True, parallel=True, cache=NUMBA_CACHE)
@@ -503,10 +536,15 @@ def generic_steps(code, metric, CT, size, extra, rep, cid, slot_of, nn_id, mind,
         nb = (m + BLOCK - 1) // BLOCK
         while True:
             best, i = _reduce_best(bmin, bmslot, nb)
+            if i < 0 or not best < np.inf:
+                return False
             j = slot_of[nn_id[i]]
             if j >= 0:
                 break
             best, j = _nearest(code, metric, CT, i, size, extra, dist, q, m, bbest, bslot, parallel)
+            if j < 0 or not best < np.inf:
+                # Rescan found nothing finite: retrying would pick the same row forever.
+                return False
             mind[i] = best
             nn_id[i] = cid[j]
             _refresh_block(mind, bmin, bmslot, i, m)
@@ -541,10 +579,13 @@ def generic_steps(code, metric, CT, size, extra, rep, cid, slot_of, nn_id, mind,
                         code, metric, CT, q, size[lo], extra[lo], size, extra, dist, lo, uid,
                         nn_id, mind, bmin, bmslot, blk * BLOCK, min(m, (blk + 1) * BLOCK))
             best, j = _reduce_best(bbest, bslot, nb)
+            if j < 0:  # NaN to every other cluster: cid[j] would be garbage
+                return False
             mind[lo] = best
             nn_id[lo] = cid[j]
             _refresh_block(mind, bmin, bmslot, lo, m)
         counter[0] = step + 1
+    return True
 
 
 # --------------------------------------------------------------------------
@@ -619,7 +660,9 @@ class Pacer:
 
 
 def _drive(steps, n, d, counter, pacer=None):
-    """Call ``steps(limit, parallel)`` until n - 1 merges are done, in paced chunks."""
+    """Call ``steps(limit, parallel)`` until n - 1 merges are done, in paced chunks.
+
+    ``steps`` returns False when no finite candidate is left: ValueError."""
     import time
 
     pacer = Pacer(d) if pacer is None else pacer
@@ -630,7 +673,8 @@ def _drive(steps, n, d, counter, pacer=None):
         parallel = pacer.mode(m)
         limit = min(n - 1, done + pacer.chunk(m, parallel))
         t0 = time.perf_counter()
-        steps(limit, parallel)
+        if not steps(limit, parallel):
+            raise ValueError(NO_FINITE_CANDIDATE)
         pacer.record(parallel, (limit - done) * m * d, time.perf_counter() - t0)
 
 
@@ -669,8 +713,8 @@ def single(mcode, XT, norms, p, a, b, h, counter, pacer=None):
     qstate = np.array([norms[n - 1], n - 1], dtype=np.float64)
 
     def steps(limit, parallel):
-        prim_steps(mcode, XT, norms, p, obs, mind, par, dist, q, qstate, bbest, bslot, a, b, h,
-                   counter, limit, parallel)
+        return prim_steps(mcode, XT, norms, p, obs, mind, par, dist, q, qstate, bbest, bslot,
+                          a, b, h, counter, limit, parallel)
 
     _drive(steps, n, d, counter, pacer)
 
@@ -702,8 +746,8 @@ def reducible(code, metric, CT, size, extra, a, b, h, counter, pacer=None):
     bslot = np.empty(nb, dtype=np.int64)
 
     def steps(limit, parallel):
-        nn_chain_steps(code, metric, CT, size, extra, rep, chain, cstate, dist, q, bbest, bslot,
-                       a, b, h, counter, limit, parallel)
+        return nn_chain_steps(code, metric, CT, size, extra, rep, chain, cstate, dist, q,
+                              bbest, bslot, a, b, h, counter, limit, parallel)
 
     _drive(steps, n, d, counter, pacer)
 
@@ -729,9 +773,12 @@ def generic(code, metric, CT, size, extra, a, b, h, counter, pacer=None):
     bmin = np.empty(nb)
     bmslot = np.empty(nb, dtype=np.int64)
     generic_init(code, metric, CT, size, extra, cid, nn_id, mind, bmin, bmslot)
+    if not (mind < np.inf).all():  # a cluster with no finite neighbour from the start
+        raise ValueError(NO_FINITE_CANDIDATE)
 
     def steps(limit, parallel):
-        generic_steps(code, metric, CT, size, extra, rep, cid, slot_of, nn_id, mind, bmin, bmslot,
-                      dist, q, bbest, bslot, a, b, h, counter, limit, parallel)
+        return generic_steps(code, metric, CT, size, extra, rep, cid, slot_of, nn_id, mind,
+                             bmin, bmslot, dist, q, bbest, bslot, a, b, h, counter, limit,
+                             parallel)
 
     _drive(steps, n, d, counter, pacer)

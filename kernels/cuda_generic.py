@@ -38,6 +38,7 @@ from numba import cuda, float64, int64
 
 from . import launch
 from ._config import NUMBA_CACHE
+from .cpu_common import NO_FINITE_CANDIDATE
 from .launch import (MAX_TPB, block_min, condensed_index, empty_log, lw_update, precedes,
                      row_base)
 
@@ -385,10 +386,12 @@ def run(D, n, code, xp=np, tpb=None, grid=None):
     loop, blocks = _cooperative_grid(generic_loop, args, tpb, grid)
     loop[blocks, tpb, stream](*args)
     a, b, h = (launch.to_host(arrays[k]) for k in ("log_a", "log_b", "log_h"))
-    if (a < 0).any():
-        step = int(np.argmax(a < 0))
-        raise RuntimeError(
-            f"generic linkage found no mergeable pair at step {step} of {n - 1} "
-            "(NaN distances in the matrix?)"
+    if (a < 0).any() or not np.isfinite(h).all():
+        # The loop stops at a step with no mergeable pair (NaN distances); a
+        # merge at inf means every candidate left was inf. Read with the log.
+        step = int(np.argmax((a < 0) | ~np.isfinite(h)))
+        raise ValueError(
+            f"{NO_FINITE_CANDIDATE} (generic linkage on the GPU found no mergeable pair at "
+            f"a finite distance at step {step} of {n - 1})"
         )
     return a, b, h

@@ -42,6 +42,7 @@ from numba import cuda
 
 from . import cancel, formulas, launch
 from ._config import NUMBA_CACHE
+from .cpu_common import NO_FINITE_CANDIDATE
 from .launch import block_min, condensed_index, precedes, row_base
 
 # Threads per block at most (sizes the reduction's shared arrays).
@@ -288,9 +289,9 @@ def run(D, n, code, xp=np, tpb=None):
         relabel[per_vertex](dv["comp"], dv["hook_to"], dv["comp_w"], dv["comp_code"], N)
         remaining = n - int(launch.to_host(count)[0])  # the round's one host sync
         if remaining >= components:
-            raise RuntimeError(
-                f"single linkage on the GPU made no progress with {components} components left; "
-                "the distance matrix holds NaN or the device state is corrupt"
+            raise ValueError(
+                f"{NO_FINITE_CANDIDATE} (single linkage on the GPU made no progress with "
+                f"{components} components left: NaN distances)"
             )
         components = remaining
 
@@ -299,5 +300,8 @@ def run(D, n, code, xp=np, tpb=None):
     a = eu[logged].astype(np.int64)
     b = ev[logged].astype(np.int64)
     h = ew[logged].astype(np.float64)
+    if not np.isfinite(h).all():  # an edge at inf: no finite candidate was left
+        raise ValueError(f"{NO_FINITE_CANDIDATE} (single linkage on the GPU joined "
+                         "components at a non-finite distance)")
     order = np.lexsort((b, a, h))  # the edge order: (weight, min, max)
     return a[order], b[order], h[order]

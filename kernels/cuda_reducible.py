@@ -35,6 +35,7 @@ from numba import cuda, float64, int64
 
 from . import cancel, launch
 from ._config import NUMBA_CACHE
+from .cpu_common import NO_FINITE_CANDIDATE
 from .launch import block_min, condensed_index, empty_log, lw_update, precedes, row_base
 
 # Shared arrays are sized by this constant; the launch's threads per block
@@ -331,9 +332,9 @@ def run(D, n, code, xp=np, tpb=None, max_blocks=None):
             v["cnt"], merges, v["log_a"], v["log_b"], v["log_h"])
         npairs = int(launch.to_host(cnt)[C_PAIRS])  # the round's one host sync
         if npairs == 0:
-            raise RuntimeError(
-                f"RNN round {rnd} found no reciprocal nearest-neighbour pair among {m} "
-                "clusters: the nearest-neighbour invariant is broken (NaN distances?)"
+            raise ValueError(
+                f"{NO_FINITE_CANDIDATE} (RNN round {rnd} found no reciprocal "
+                f"nearest-neighbour pair among {m} clusters: NaN distances)"
             )
         starts.append(merges)
         merges += npairs
@@ -350,8 +351,10 @@ def run(D, n, code, xp=np, tpb=None, max_blocks=None):
         alist, spare = spare, alist
         m -= npairs
         rnd += 1
-    log = tuple(launch.to_host(arrays[k]) for k in ("log_a", "log_b", "log_h"))
-    return _slot_order_within_rounds(*log, starts)
+    a, b, h = (launch.to_host(arrays[k]) for k in ("log_a", "log_b", "log_h"))
+    if not np.isfinite(h).all():  # merged at inf: no finite candidate was left
+        raise ValueError(f"{NO_FINITE_CANDIDATE} (a merge on the GPU at a non-finite distance)")
+    return _slot_order_within_rounds(a, b, h, starts)
 
 
 def _slot_order_within_rounds(a, b, h, starts):

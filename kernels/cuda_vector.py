@@ -55,6 +55,7 @@ from numba import cuda
 
 from . import _cuda_rounding, cancel, cuda_mst, formulas, launch, metrics  # noqa: F401 (_cuda_rounding: metrics.product)
 from ._config import NUMBA_CACHE
+from .cpu_common import NO_FINITE_CANDIDATE
 
 # Threads per block at most (sizes the shared arrays).
 MAX_TPB = 256
@@ -405,7 +406,16 @@ def generic_pick(CT, size, extra, active, rep, nn, nnd, pick, stale_count, log_a
             bw = nnd[i]
             bj = i
     bw, i = launch.block_min(sd, sj, bw, bj)
-    j = np.int64(nn[i])
+    j = np.int64(nn[i]) if i >= 0 else np.int64(-1)
+    if j < 0 or not bw < math.inf:
+        # No finite candidate (NaN/inf bounds): log_a[step] = -1 tells the host,
+        # which reads it with the log. Nothing is merged (no slot -1) and
+        # pick[0] = -1 turns this step's relax/finish/rescan into no-ops.
+        if t == 0:
+            log_a[step] = -1
+            pick[0] = -1
+            stale_count[0] = 0
+        return
     lo = min(i, j)
     hi = max(i, j)
     if t == 0:
@@ -434,6 +444,8 @@ def generic_relax(CT, size, extra, active, nn, nnd, pick, stale, stale_count, pa
     bd = cuda.blockDim.x
     d = CT.shape[0]
     u = np.int64(pick[0])
+    if u < 0:  # generic_pick found no finite candidate: nothing to relax
+        return
     gone = np.int64(pick[1])
     mc = _coordinate_metric(code, metric)
     bw = math.inf
@@ -471,7 +483,7 @@ def generic_finish(nn, nnd, pick, part_d, part_j, nparts):
                 bw = part_d[b]
                 bj = part_j[b]
         u = pick[0]
-        if bj >= 0:
+        if bj >= 0 and u >= 0:
             nn[u] = bj
             nnd[u] = bw
 
@@ -676,9 +688,9 @@ def _single(XT, norms, mcode, p, xp, tpb, stream, counter):
         cuda_mst.relabel[per_vertex](dv["comp"], dv["hook_to"], dv["comp_w"], dv["comp_code"], N)
         remaining = n - int(launch.to_host(count)[0])  # the round's host reads: nrows, count
         if remaining >= components:
-            raise RuntimeError(
-                f"single linkage (low_memory) on the GPU made no progress with {components} "
-                "components left; the data hold NaN or the device state is corrupt"
+            raise ValueError(
+                f"{NO_FINITE_CANDIDATE} (single linkage, memory-saving, on the GPU made no "
+                f"progress with {components} components left: NaN distances)"
             )
         components = remaining
         counter[0] = n - components
@@ -734,9 +746,9 @@ def _rnn_rounds(CT, code, metric, xp, tpb, stream, counter):
                              dv["log_h"], dv["nlog"], N)
         p = int(launch.to_host(npairs)[0])  # the round's host read
         if p == 0:
-            raise RuntimeError(
-                f"low_memory linkage found no reciprocal nearest neighbours with {m} clusters "
-                "left; the data hold NaN or the device state is corrupt"
+            raise ValueError(
+                f"{NO_FINITE_CANDIDATE} (memory-saving linkage on the GPU found no reciprocal "
+                f"nearest neighbours with {m} clusters left: NaN distances)"
             )
         round_sizes.append(p)
         merge_pairs[(launch.blocks(p, tpb), tpb, stream)](
@@ -801,6 +813,17 @@ def _generic(CT, code, metric, xp, tpb, stream, counter):
     return launch.to_host(log_a), launch.to_host(log_b), launch.to_host(log_h)
 
 
+def _checked(log):
+    """The merge log, or ValueError when a step found no finite candidate
+    (``log_a`` -1 from ``generic_pick``, or a merge at a non-finite height)."""
+    a, b, h = log
+    if (a < 0).any() or not np.isfinite(h).all():
+        step = int(np.argmax((a < 0) | ~np.isfinite(h)))
+        raise ValueError(f"{NO_FINITE_CANDIDATE} (memory-saving linkage on the GPU, step "
+                         f"{step} of {a.shape[0]})")
+    return a, b, h
+
+
 def run(CT, norms, code, mcode, p=2.0, xp=np, tpb=None, counter=None):
     """Merge log of a memory-saving linkage on the device.
 
@@ -839,9 +862,9 @@ def run(CT, norms, code, mcode, p=2.0, xp=np, tpb=None, counter=None):
     if counter is None:
         counter = np.zeros(1, dtype=np.int64)
     if code == formulas.SINGLE:
-        return _single(CT, norms, mcode, p, xp, tpb, stream, counter)
+        return _checked(_single(CT, norms, mcode, p, xp, tpb, stream, counter))
     if code in (formulas.CENTROID, formulas.MEDIAN):
-        return _generic(CT, code, mcode, xp, tpb, stream, counter)
+        return _checked(_generic(CT, code, mcode, xp, tpb, stream, counter))
     if code in (formulas.WARD, formulas.AVERAGE):
-        return _rnn_rounds(CT, code, mcode, xp, tpb, stream, counter)
+        return _checked(_rnn_rounds(CT, code, mcode, xp, tpb, stream, counter))
     raise ValueError(f"cuda_vector has no memory-saving path for method code {code}")

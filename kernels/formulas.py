@@ -43,6 +43,8 @@ def lw_update(code, d_ik, d_jk, d_ij, n_i, n_j, n_k):
     the matrix once and take the square root of the heights at the end). Sizes
     are floats. Squared results are clamped at zero: centroid and median can go
     a rounding error below it, and a negative squared distance has no root.
+    NaN and -inf (overflow) are kept, not clamped to a plausible 0: the kernels
+    then raise once no finite candidate is left.
     """
     if code == SINGLE:
         return d_ik if d_ik < d_jk else d_jk
@@ -59,7 +61,7 @@ def lw_update(code, d_ik, d_jk, d_ij, n_i, n_j, n_k):
         r = (n_i * d_ik + n_j * d_jk) / n_ij - (n_i * n_j) * d_ij / (n_ij * n_ij)
     else:  # MEDIAN
         r = 0.5 * d_ik + 0.5 * d_jk - 0.25 * d_ij
-    return r if r > 0.0 else 0.0
+    return 0.0 if -math.inf < r < 0.0 else r
 
 
 def lw_update_scipy_form(code, d_ik, d_jk, d_ij, n_i, n_j, n_k):
@@ -140,7 +142,7 @@ def cluster_distance(code, metric, acc, s_a, s_b, e_a, e_b):
     if code == AVERAGE:
         if metric == metrics.COSINE:
             r = 1.0 - acc
-            return r if r > 0.0 else 0.0
+            return 0.0 if -math.inf < r < 0.0 else r
         return acc + (e_a + e_b)
     return acc  # CENTROID, MEDIAN
 

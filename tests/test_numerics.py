@@ -275,3 +275,140 @@ def test_float32_overflow_raises_naming_float32(kind):
     y = X if kind == "observations" else pdist(X)
     with pytest.raises(ValueError, match=r"float32 range.*dtype=np.float64"):
         linkage(y, "complete", backend="cpu", dtype=np.float32)
+
+
+# --- no engine loop can spin: non-finite summaries fed to the engines directly ----
+
+_SPIN_SCRIPT = r"""
+import json, sys
+import numpy as np
+from gpu_hclust import _lowmem
+from gpu_hclust._methods import METHODS
+from gpu_hclust.kernels import cpu_vector
+from gpu_hclust.kernels.cpu_common import NO_FINITE_CANDIDATE
+
+def run(method, metric, poison, slot, n=10):
+    X = np.random.default_rng(1).standard_normal((n, 2))
+    spec = METHODS[method]
+    CT, norms, code, mcode, _ = _lowmem.prepare_scaled(X, spec, metric, np.dtype(np.float64), np)
+    if poison == "huge":  # squared distances overflow to inf in the engine
+        CT *= 1e200
+    else:
+        CT[:, slot] = poison
+    a, b = np.empty(n - 1, np.int64), np.empty(n - 1, np.int64)
+    h, counter = np.empty(n - 1), np.zeros(1, np.int64)
+    try:
+        if spec.family == "mst":
+            cpu_vector.single(mcode, CT, norms, 2.0, a, b, h, counter)
+        else:
+            size, extra = np.ones(n), np.zeros(n)
+            fn = cpu_vector.generic if spec.family == "generic" else cpu_vector.reducible
+            fn(code, mcode, CT, size, extra, a, b, h, counter)
+    except ValueError as exc:
+        return "raised" if str(exc) == NO_FINITE_CANDIDATE else f"ValueError({exc})"
+    return f"returned heights {h.tolist()}"
+
+out = {}
+for method, metric in json.loads(sys.argv[1]):
+    for poison in [float("nan"), float("inf"), -float("inf"), "huge"]:
+        if poison == "huge" and method == "single":
+            continue  # single's euclidean distances at 1e200 are finite
+        for slot in ([0, 4, 9] if poison != "huge" else [0]):
+            out[f"{method}/{metric}/{poison}/{slot}"] = run(method, metric, poison, slot)
+print(json.dumps(out))
+"""
+
+
+def _spin_check(script, cases, timeout=300):
+    """Run ``script`` in a subprocess (a spinning engine is killed by the timeout)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    proc = subprocess.run([sys.executable, "-c", script, json.dumps(cases)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report
+    wrong = {k: v for k, v in report.items() if v != "raised"}
+    assert not wrong, wrong
+
+
+def test_cpu_vector_engines_raise_when_no_finite_candidate_is_left():
+    # NaN/inf centroids (a NaN column, +-inf coordinates) and squares that
+    # overflow: every engine must stop with NO_FINITE_CANDIDATE, never spin,
+    # index with a -1 slot or return inf heights.
+    _spin_check(_SPIN_SCRIPT, [["single", "euclidean"], ["ward", "euclidean"],
+                               ["average", "sqeuclidean"], ["centroid", "euclidean"],
+                               ["median", "euclidean"]])
+
+
+_CUDA_SPIN_SCRIPT = r"""
+import json, sys
+import numpy as np
+from scipy.spatial.distance import pdist
+from gpu_hclust import _lowmem
+from gpu_hclust._methods import METHODS
+from gpu_hclust.kernels import cuda_generic, cuda_mst, cuda_reducible, cuda_vector
+from gpu_hclust.kernels.cpu_common import NO_FINITE_CANDIDATE
+
+DENSE = {"mst": cuda_mst, "reducible": cuda_reducible, "generic": cuda_generic}
+
+def outcome(fn):
+    try:
+        h = fn()[2]
+    except ValueError as exc:
+        return "raised" if str(exc).startswith(NO_FINITE_CANDIDATE) else f"ValueError({exc})"
+    return f"returned heights {list(h)}"
+
+def dense(method, poison, n=8):
+    D = pdist(np.random.default_rng(2).standard_normal((n, 2)))
+    if poison == "all-nan":
+        D[:] = np.nan
+    else:  # every distance of observation 3
+        rows = [k for k, (i, j) in enumerate((i, j) for i in range(n) for j in range(i + 1, n))
+                if 3 in (i, j)]
+        D[rows] = poison
+    spec = METHODS[method]
+    return outcome(lambda: DENSE[spec.family].run(D, n, spec.code, xp=np, tpb=32))
+
+def lowmem(method, metric, poison, n=8):
+    X = np.random.default_rng(2).standard_normal((n, 2))
+    spec = METHODS[method]
+    CT, norms, code, mcode, _ = _lowmem.prepare_scaled(X, spec, metric, np.dtype(np.float64), np)
+    if poison == "huge":
+        CT *= 1e200
+    else:
+        CT[:, 3] = poison
+    return outcome(lambda: cuda_vector.run(CT, norms, code, mcode, 2.0, xp=np, tpb=32))
+
+out = {}
+for method in ["single", "complete", "centroid"]:
+    for poison in ["all-nan", float("nan"), float("inf")]:
+        out[f"dense/{method}/{poison}"] = dense(method, poison)
+for method, metric in [("single", "euclidean"), ("ward", "euclidean"), ("centroid", "euclidean")]:
+    for poison in [float("nan"), float("inf")] + ([] if method == "single" else ["huge"]):
+        out[f"lowmem/{method}/{poison}"] = lowmem(method, metric, poison)
+print(json.dumps(out))
+"""
+
+
+def test_cuda_engines_raise_when_no_finite_candidate_is_left():
+    # The simulator at n = 8: NaN/inf distances (one observation's, or all)
+    # for the dense engines, NaN/inf/overflowing summaries for the
+    # memory-saving one. Each ends in ValueError(NO_FINITE_CANDIDATE ...),
+    # read from the merge log or the round's count (no extra host sync).
+    _spin_check(_CUDA_SPIN_SCRIPT, [], timeout=500)
+
+
+@pytest.mark.parametrize("method", ["ward", "centroid"])
+def test_cuda_dense_squares_beyond_float64_raise(method):
+    # The squared working distances overflow: scipy's ValueError naming the
+    # range, from one reduction over the matrix, instead of inf heights.
+    X = np.random.default_rng(0).standard_normal((10, 3))
+    with pytest.raises(ValueError, match="squared distances exceed the float64 range"):
+        linkage(pdist(X) * 1e155, method, backend="cuda")
+
+
+def test_cuda_dense_float32_cast_overflow_raises():
+    X = np.random.default_rng(0).standard_normal((10, 3))
+    with pytest.raises(ValueError, match="distances exceed the float32 range"):
+        linkage(pdist(X) * 1e39, "average", backend="cuda", dtype=np.float32)

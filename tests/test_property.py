@@ -8,6 +8,12 @@ methods, both input forms (observations and condensed) and ``low_memory``
 None/True/False where valid. The oracle is scipy:
 
 * scipy raises -> we raise the same exception type, and the other way round;
+* except where scipy only overflowed (squared distances past the float64
+  range) and the exact answer is representable: then scipy on the input
+  scaled down by a power of two (exact) is the reference, and ours must be
+  finite, valid and replay on the scaled-down distances (the dense CPU path:
+  scipy's tree of the scaled-down input); heights that overflow even scaled
+  back up must give ValueError;
 * CPU dense path (``backend='cpu'``, not the memory-saving path, float64
   working precision): ``Z`` is scipy's, ids exact, heights to rtol 1e-12;
 * memory-saving path and CUDA (simulator, n <= 8 by default): a valid linkage,
@@ -155,29 +161,96 @@ def _assert_single_heights(Z, Zs):
     assert_allclose(np.sort(Z[:, 2]), np.sort(Zs[:, 2]), rtol=1e-12, atol=1e-12 * scale)
 
 
+# How a metric's distances scale when the observations are multiplied by c > 0:
+# by c ** degree (every other metric under test: degree 1).
+_DEGREE = {"sqeuclidean": 2, "cosine": 0, "correlation": 0,
+           "canberra": 0, "hamming": 0, "braycurtis": 0}
+
+
+def _scaled_down(case):
+    """The case with ``y`` divided by a power of two (exact) so that max|y| ~ 1,
+    and the factor its linkage heights are divided by; None for input holding
+    NaN/inf or all zeros (no overflow to undo)."""
+    y = np.asarray(case["y"], dtype=np.float64)
+    if y.size == 0 or not np.isfinite(y).all():
+        return None
+    top = float(np.max(np.abs(y)))
+    if top == 0.0:
+        return None
+    factor = 2.0 ** -np.frexp(top)[1]
+    degree = 1 if case["form"] == "condensed" else _DEGREE.get(case["metric"], 1)
+    small = dict(case, y=y * factor)
+    if case["form"] == "observations":
+        small["X"] = small["y"]
+    return small, factor ** degree
+
+
+def _check_overflow(case, backend, ours, theirs):
+    """scipy failed (raised, or gave nan/inf heights): was it only overflow?
+
+    scipy squares the distances for ward/centroid/median (and pdist squares
+    coordinates), so it overflows on input whose exact answer is representable.
+    The same linkage on the input scaled down by a power of two (exact) tells:
+    when scipy answers it with finite heights that stay finite scaled back up,
+    the exact answer exists and ours must be a finite, valid Z whose merges
+    replay on the scaled-down distances (the dense CPU path: scipy's tree of
+    the scaled-down input). When the scaled-back heights overflow, the answer
+    is not representable and we must raise ValueError. Returns False when the
+    rescaled input fails in scipy as well (not an overflow: the usual rules).
+    """
+    rescaled = _scaled_down(case)
+    if rescaled is None:
+        return False
+    small, factor = rescaled
+    args = (small["y"], case["method"], case["metric"])
+    theirs_small = _outcome(lambda: sch.linkage(*args))
+    if isinstance(theirs_small, Exception) or not np.isfinite(theirs_small[:, 2]).all():
+        return False
+    with np.errstate(over="ignore"):
+        exact_heights = theirs_small[:, 2] / factor
+    if not np.isfinite(exact_heights).all():
+        assert isinstance(ours, ValueError), (
+            f"scipy overflowed and the exact heights exceed the float64 range; "
+            f"we returned {ours!r}"[:600])
+        return True
+    assert not isinstance(ours, Exception), (
+        f"scipy overflowed ({theirs!r}) but the exact answer is representable; "
+        f"we raised {ours!r}"[:600])
+    assert np.isfinite(ours[:, 2]).all(), f"non-finite heights:\n{ours}"
+    assert sch.is_valid_linkage(ours), ours
+    ours_small = ours.copy()
+    ours_small[:, 2] *= factor
+    if backend == "cpu" and case["low_memory"] is not True:
+        _assert_scipy_tree(ours_small, theirs_small)
+    else:
+        y, Zs = _scaled(_distances(small), ours_small)
+        replay_check(Zs, y, case["method"], rtol=1e-9)
+    return True
+
+
+def _assert_scipy_tree(ours, theirs):
+    """scipy's tree: ids and sizes exact, heights to rtol 1e-12 (scaled atol for
+    heights that cancel to ~0, e.g. cosine of equal rows)."""
+    scale = max(float(np.max(np.abs(theirs[:, 2]), initial=0.0)), np.finfo(float).tiny)
+    assert_array_equal(ours[:, [0, 1, 3]], theirs[:, [0, 1, 3]])
+    assert_allclose(ours[:, 2], theirs[:, 2], rtol=1e-12, atol=1e-12 * scale)
+
+
 def _check(case, backend):
     kwargs = {"backend": backend, "low_memory": case["low_memory"]}
     args = (case["y"], case["method"], case["metric"])
     theirs = _outcome(lambda: sch.linkage(*args))
     ours = _outcome(lambda: gpu_hclust.linkage(*args, **kwargs))
-    if isinstance(theirs, np.ndarray) and not np.isfinite(theirs[:, 2]).all():
-        # scipy overflowed (nan/inf heights, e.g. ward on distances ~1e200):
-        # the answer asked of us is a finite, valid Z or scipy's ValueError.
-        if isinstance(ours, Exception):
-            assert isinstance(ours, ValueError), f"scipy overflowed; we raised {ours!r}"
-            return
-        assert np.isfinite(ours[:, 2]).all(), f"non-finite heights:\n{ours}"
-        _assert_valid_and_replays(ours, case)
+    scipy_failed = isinstance(theirs, Exception) or not np.isfinite(theirs[:, 2]).all()
+    if scipy_failed and _check_overflow(case, backend, ours, theirs):
         return
     if not _assert_same_outcome(ours, theirs):
         return
+    assert np.isfinite(theirs[:, 2]).all(), (
+        f"scipy gave non-finite heights on input that no rescaling helps:\n{theirs}")
     dense_cpu = backend == "cpu" and case["low_memory"] is not True
     if dense_cpu:
-        # scipy's tree: ids and sizes exact, heights to rtol 1e-12 (scaled
-        # atol for heights that cancel to ~0, e.g. cosine of equal rows).
-        scale = max(float(np.max(np.abs(theirs[:, 2]), initial=0.0)), np.finfo(float).tiny)
-        assert_array_equal(ours[:, [0, 1, 3]], theirs[:, [0, 1, 3]])
-        assert_allclose(ours[:, 2], theirs[:, 2], rtol=1e-12, atol=1e-12 * scale)
+        _assert_scipy_tree(ours, theirs)
         return
     _assert_valid_and_replays(ours, case)
     again = gpu_hclust.linkage(*args, **kwargs)

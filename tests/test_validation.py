@@ -24,6 +24,11 @@ BAD_INPUTS = [
     # (id, y, kwargs, exception, message pattern)
     ("nan-condensed", np.array([1.0, np.nan, 2.0]), {}, ValueError, "finite"),
     ("inf-observations", np.array([[1.0, np.inf], [2, 3], [1, 1]]), {}, ValueError, "finite"),
+    # scipy-only metric and a callable: scipy's pdist runs, its NaN distances are refused.
+    ("nan-observations-canberra", np.array([[1.0, np.nan], [2, 3], [1, 1]]),
+     {"metric": "canberra"}, ValueError, "finite"),
+    ("nan-distance-callable", np.array([[1.0], [2.0], [3.0]]),
+     {"metric": lambda u, v: np.nan}, ValueError, "finite"),
     ("ndim-3", np.zeros((2, 2, 2)), {}, ValueError, "1 or 2 dimensional"),
     ("ndim-0", np.float64(3.0), {}, ValueError, "1 or 2 dimensional"),
     ("bad-condensed-length", np.ones(4), {}, ValueError, "binomial coefficient"),
@@ -146,3 +151,15 @@ def test_non_array_input_is_a_type_error_like_scipy(y):
         sch.linkage(y)
     with pytest.raises(TypeError, match="`y` must be array_like"):
         gpu_hclust.linkage(y)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "cuda"])
+@pytest.mark.parametrize("bad", [np.nan, -np.inf])
+def test_nonfinite_observations_with_finite_distances_cluster(bad, backend):
+    """scipy checks only the distances: hamming of NaN/inf rows is finite."""
+    X = np.array([[bad, 1.0], [bad, 2.0], [0.0, 2.0], [0.0, 1.0]])
+    before = X.copy()
+    Z = gpu_hclust.linkage(X, "average", "hamming", backend=backend)
+    assert_equal = np.testing.assert_array_equal
+    assert_equal(Z, sch.linkage(X, "average", "hamming"))
+    assert_equal(X, before)
