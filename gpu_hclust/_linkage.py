@@ -136,7 +136,7 @@ def _dense_log(inp, spec, plan, show, phase):
     with phase_bar(show, "merges", inp.n - 1, unit="merge") as bar:
         a, b, h = _run_tracked(
             lambda counter: engine.run_family(spec, D, inp.n, counter=counter), show, bar, phase)
-    return a, b, h, form
+    return a, b, h, engine.log_form(spec, D)  # with the run's scale, where the engine has one
 
 
 def _memory_saving_log(inp, spec, plan, show, phase):
