@@ -181,3 +181,38 @@ def compare_linkage(Z, Zref, rtol):
     info["detail"] = ("ids differ; " if not ids else "") + (
         f"heights differ (max rel {max_rel:.2e} > rtol {rtol:g})" if not heights else "")
     return MISMATCH, info
+
+
+# The untimed reference calls of our CPU engine (above the sizes scipy can
+# answer) and the size at which that engine is compared with scipy first.
+VALIDATE_N = 2000
+
+
+def add_reference_options(parser, cpu_ref_max_n, what):
+    """Add ``--cpu-ref-max-n`` and ``--validate-n`` to a script's parser.
+
+    One wording and one validation size for every script; the largest
+    reference n is the script's, because what bounds it is its engine's
+    memory: ``cpu_ref_max_n`` with ``what``, the reason, for the help text.
+    """
+    parser.add_argument(
+        "--cpu-ref-max-n", type=int, default=cpu_ref_max_n,
+        help=f"largest n at which our CPU engine runs once, untimed, as the reference "
+             f"above the sizes scipy answers (default {cpu_ref_max_n}: {what}; "
+             "0: never)")
+    parser.add_argument(
+        "--validate-n", type=int, default=VALIDATE_N,
+        help="size at which our CPU engine is compared with scipy when it is a reference "
+             f"and the sizes give no smaller scipy case (default {VALIDATE_N})")
+
+
+def validation_n(validate_n, smallest_reference_n, scipy_max_n=None):
+    """Size of the case that checks our CPU engine against scipy.
+
+    At most ``validate_n``, below the smallest n where the engine is a
+    reference (half of it), within scipy's sizes, and at least 2.
+    """
+    n = min(validate_n, smallest_reference_n // 2)
+    if scipy_max_n is not None:
+        n = min(n, scipy_max_n)
+    return max(2, n)

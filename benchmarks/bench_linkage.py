@@ -66,8 +66,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import (MIN_SAMPLES, MISMATCH, OK, UNCHECKED, compare_linkage, cpu_model,
-                     measure, process_peak_bytes, provenance, sample_stats, version)
+from _common import (MIN_SAMPLES, MISMATCH, OK, UNCHECKED, add_reference_options,
+                     compare_linkage, cpu_model, measure, process_peak_bytes, provenance,
+                     sample_stats, validation_n, version)
 
 ALL_METHODS = ["single", "complete", "average", "weighted", "ward", "centroid", "median"]
 ALL_IMPLS = ["cpu", "cuda", "cuda-device", "scipy", "fastcluster"]
@@ -331,7 +332,7 @@ def plan_references(args, impls):
         n0 = min(ns)
         if any(n < n0 and scipy_z(n) and cpu_z(n) for n in args.sizes):
             continue  # a smaller size already compares the CPU engine with scipy
-        nv = max(2, min(args.validate_n, n0 // 2))
+        nv = validation_n(args.validate_n, n0)
         refs += [("scipy", nv, d, m), ("cpu", nv, d, m)]
     return refs
 
@@ -580,12 +581,8 @@ def parse_args(argv):
     p.add_argument("--ref-max-n", type=int, default=20000,
                    help="untimed scipy reference call up to this n where no scipy row runs "
                         "(default 20000; 0: none)")
-    p.add_argument("--cpu-ref-max-n", type=int, default=100000,
-                   help="untimed call of our CPU engine as the reference above --ref-max-n, up "
-                        "to this n (default 100000; 0: none)")
-    p.add_argument("--validate-n", type=int, default=2000,
-                   help="size at which our CPU engine is compared with scipy when it is a "
-                        "reference and the sizes give no smaller scipy case (default 2000)")
+    # The dense CPU engine holds the n x n condensed matrix: 40 GB at 100 000.
+    add_reference_options(p, 100000, "the dense matrix takes 40 GB there")
     p.add_argument("--case-timeout", type=float, default=None,
                    help="seconds allowed per worker process (default: no limit)")
     p.add_argument("--out", default=None,

@@ -52,8 +52,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import (MIN_SAMPLES, MISMATCH, OK, UNCHECKED, compare_linkage, cpu_model, measure,
-                     process_peak_bytes, provenance, sample_stats, version)
+from _common import (MIN_SAMPLES, MISMATCH, OK, UNCHECKED, add_reference_options,
+                     compare_linkage, cpu_model, measure, process_peak_bytes, provenance,
+                     sample_stats, validation_n, version)
 
 RESULT_TAG = "@@RESULT "
 ALL_IMPLS = ["cpu", "cuda", "fastcluster", "dense"]
@@ -222,12 +223,8 @@ def parse_args(argv):
     p.add_argument("--timeout", type=float, default=1800, help="seconds per worker")
     p.add_argument("--scipy-max-n", type=int, default=5000,
                    help="check against scipy up to this n (default 5000)")
-    p.add_argument("--cpu-ref-max-n", type=int, default=200000,
-                   help="above --scipy-max-n, without fastcluster, run our CPU engine once as the "
-                        "reference up to this n (default 200000; 0: never)")
-    p.add_argument("--validate-n", type=int, default=2000,
-                   help="size at which our CPU engine is compared with scipy when it is a "
-                        "reference and the sizes give no smaller scipy case (default 2000)")
+    # The memory-saving CPU engine needs O(n d) memory: only its time bounds it.
+    add_reference_options(p, 200000, "O(n d) memory, minutes of CPU time")
     p.add_argument("--quick", action="store_true", help="seconds-long smoke run (n=2000, d=16)")
     p.add_argument("--out", default=None, help="JSON path (default: in the current folder)")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -331,7 +328,7 @@ def main(argv=None):
     big = [n for n in args.sizes if n > args.scipy_max_n]
     small_cpu = "cpu" in args.impls and any(n <= args.scipy_max_n for n in args.sizes)
     validate = needs_cpu_ref and big and not small_cpu and args.cpu_ref_max_n > 0
-    nv = min(args.validate_n, args.scipy_max_n, min(big) // 2) if validate else None
+    nv = validation_n(args.validate_n, min(big), args.scipy_max_n) if validate else None
     plan = ([(nv, ["cpu"], "validation")] if validate else []) + [
         (n, args.impls, "timed") for n in sorted(args.sizes)]
     with tempfile.TemporaryDirectory() as zdir:

@@ -14,59 +14,25 @@ import numpy as np
 
 from . import kernels
 from ._backend import to_host
+from ._scaling import (DEGREE, distance_exponent, observation_exponent, range_error,
+                       unscale_heights)
 from ._tree import scipy_form
 from ._validation import NONFINITE as _NONFINITE
 from .kernels import cpu_pdist, metrics
 
-# Overflow. Multiplying by a power of two is exact (barring subnormals) and
-# commutes with every step here: differences, squares, sums, square roots (of
-# an even power), the Lance-Williams updates in scipy's form, comparisons. So
-# data beyond a safe range is scaled down, computed on, and the results scaled
-# back: the same bits as without scaling wherever that does not overflow
-# (scipy's results, when scipy itself is finite), and finite wherever the
-# exact answer is representable.
-#
-# Working distances above 2**_SAFE_DISTANCE_EXP[dtype] are scaled down to it:
-# the updates square them and multiply by cluster sizes (ward:
-# (n_i + n_x) d^2), which stays finite for any n below 2**200 (float64) or
-# 2**40 (float32) from there.
-_SAFE_DISTANCE_EXP = {np.dtype(np.float64): 400, np.dtype(np.float32): 40}
-# Observations whose largest magnitude exceeds 2**(_SAFE_OBSERVATION_EXP -
-# bits of d) are scaled down before the distance kernel: a sum of d squared
-# differences then stays below 2**1002.
-_SAFE_OBSERVATION_EXP = 500
-# Distance degree of each compiled metric in the data (scale factor c gives
-# distances times c**degree); cosine/correlation do not change.
-_DEGREE = {"euclidean": 1, "cityblock": 1, "chebyshev": 1, "minkowski": 1,
-           "sqeuclidean": 2, "cosine": 0, "correlation": 0}
+# Overflow: data beyond a safe range is scaled by a power of two (exact) and
+# the heights scaled back; the rule and its reasons are in ``_scaling``.
 
 
-def _range_error(dtype, what):
-    """ValueError for values beyond ``dtype``'s range (named, with the fix)."""
-    dtype = np.dtype(dtype)
-    fix = ("pass dtype=np.float64" if dtype == np.float32 else
-           "divide the data by a large power of two (e.g. 2.0**600) and multiply "
-           "the heights back")
-    return ValueError(
-        f"{_NONFINITE} The {what} exceed the {dtype.name} range (largest finite value "
-        f"{float(np.finfo(dtype).max):.3g}) for this input: {fix}."
-    )
-
-
-def _exponent_above(big, limit):
-    """k >= 0 such that big * 2**-k <= 2**limit (0 when big already is)."""
-    if not big > np.ldexp(1.0, limit):
-        return 0
-    return int(np.frexp(big)[1]) - limit
-
-
-def log_form(method):
+def log_form(method, work=None):
     """How this engine works on ``method`` (a ``_tree.LogForm``).
 
     Plain distances and no height lift for every method: scipy's form, so
     ties round and break as in scipy. ``_linkage`` passes ``.squared`` to
     :func:`condensed_working_matrix` and the form to
-    ``_tree.merge_log_to_linkage``.
+    ``_tree.merge_log_to_linkage``. ``work`` (the run's working matrix) is
+    accepted for the engines' common interface: :func:`run_family` scales
+    its heights back itself, so the form has no exponent.
     """
     return scipy_form(method)
 
@@ -103,7 +69,7 @@ def condensed_working_matrix(inp, dtype, squared):
     if inp.kind == "condensed":
         # float32 (or squaring) can overflow what float64 held: counted
         if cpu_pdist.copy_cast(data, out, squared):
-            raise _range_error(dtype, "squared distances" if squared else "distances")
+            raise range_error(dtype, "squared distances" if squared else "distances")
     elif not _compiled_pdist(data, _kernel_metric(inp.metric, squared), out):
         _scipy_pdist(data, inp.metric, out)
     return out
@@ -131,8 +97,7 @@ def _compiled_pdist(X, metric, out):
     if code is None:
         return False
     X = np.ascontiguousarray(X, dtype=np.float64)
-    limit = _SAFE_OBSERVATION_EXP - int(X.shape[1]).bit_length()
-    k = _exponent_above(float(np.abs(X).max()) if X.size else 0.0, limit)
+    k = observation_exponent(float(np.abs(X).max()) if X.size else 0.0, X.shape[1], np.float64)
     if k:
         X = np.ldexp(X, -k)  # a new array: the caller's data is never written
     norms = np.ones(X.shape[0], dtype=np.float64)
@@ -146,14 +111,14 @@ def _compiled_pdist(X, metric, out):
             return False
     if cpu_pdist.pdist_into(X, code, 2.0, norms, out):
         if out.dtype == np.float32:
-            raise _range_error(out.dtype, "distances")
+            raise range_error(out.dtype, "distances")
         raise ValueError(_NONFINITE)
-    e = _DEGREE[metric] * k
+    e = DEGREE[metric] * k
     if e:
         with np.errstate(over="ignore"):  # reported below, with the cause
             np.ldexp(out, e, out=out)
         if not cpu_pdist.all_finite(out):
-            raise _range_error(out.dtype, "distances")
+            raise range_error(out.dtype, "distances")
     return True
 
 
@@ -181,13 +146,8 @@ def run_family(method, D, n, counter=None):
     engine = kernels.get_engine("cpu", method.family)
     # Distances beyond the safe range: scaled down (exactly, in place; D is
     # the engine's own) so no update overflows, heights scaled back.
-    k = _exponent_above(float(D.max()) if D.size else 0.0, _SAFE_DISTANCE_EXP[D.dtype])
+    k = distance_exponent(float(D.max()) if D.size else 0.0, D.dtype)
     if k:
         np.ldexp(D, -k, out=D)
     a, b, h = engine.run(D, n, method.code, counter=counter)
-    if k:
-        with np.errstate(over="ignore"):  # reported below, with the cause
-            h = np.ldexp(np.asarray(h, dtype=np.float64), k)
-        if not np.isfinite(h).all():
-            raise _range_error(np.float64, "linkage heights")
-    return a, b, h
+    return a, b, unscale_heights(h, k)

@@ -13,9 +13,12 @@ the condensed matrix). Any other metric, and callables, go through
 for CuPy input that means one device-to-host copy of the observations first.
 """
 
+from typing import Any, NamedTuple
+
 import numpy as np
 
 from . import _backend
+from ._scaling import DEGREE, distance_exponent, observation_exponent, range_error
 from ._tree import squared_form
 from ._validation import NONFINITE as _NONFINITE_MESSAGE
 from .kernels import get_engine, launch, metrics
@@ -26,9 +29,30 @@ from .kernels import get_engine, launch, metrics
 _TRANSFER_CHUNK = 1 << 26
 
 
-def log_form(method):
-    """Squared distances for ward/centroid/median, lifted heights (``_tree.squared_form``)."""
-    return squared_form(method)
+class WorkingMatrix(NamedTuple):
+    """The engine's working matrix and its scale.
+
+    Attributes
+    ----------
+    D : device array, length n(n-1)/2
+        The distances divided by ``2**exponent``, squared where asked.
+    exponent : int
+        Overflow scaling (``_scaling``): 0 unless the distances, or a bound on
+        them from the observations, exceed ``2**SAFE_DISTANCE_EXP[dtype]``.
+    """
+
+    D: Any
+    exponent: int
+
+
+def log_form(method, work=None):
+    """Squared distances for ward/centroid/median, lifted heights (``_tree.squared_form``).
+
+    With the run's ``work`` (:class:`WorkingMatrix`), the form also carries
+    its scaling exponent, for ``_tree`` to scale the heights back.
+    """
+    form = squared_form(method)
+    return form if work is None else form._replace(exponent=work.exponent)
 
 
 def _to_device(y, dtype, xp):
@@ -58,11 +82,21 @@ def _check_device_norms(norms, metric, xp):
 
 
 def _device_pdist(inp, dtype, squared, xp):
+    """Distances computed on the device, from observations scaled into the safe range.
+
+    The scale comes from a bound on the distances (``observation_exponent``),
+    so the kernel's sums and the squares of ward/centroid/median never
+    overflow and no second pass over the matrix is needed.
+    """
     from .kernels import cuda_pdist
 
     n = inp.n
     code = metrics.METRIC_CODES[inp.metric]
     X = xp.ascontiguousarray(xp.asarray(inp.data), dtype=np.float64)
+    k = observation_exponent(float(launch.to_host(xp.max(xp.abs(X)))) if X.size else 0.0,
+                             X.shape[1], dtype)
+    if k:
+        X = X * 2.0 ** -k  # exact; a new array, the input is never written
     if code == metrics.CORRELATION:
         X = X - X.mean(axis=1, keepdims=True)
     if code in (metrics.COSINE, metrics.CORRELATION):
@@ -70,16 +104,20 @@ def _device_pdist(inp, dtype, squared, xp):
         _check_device_norms(norms, inp.metric, xp)
     else:
         norms = xp.zeros(1, np.float64)
-    if squared and code == metrics.EUCLIDEAN:
-        code, squared = metrics.SQEUCLIDEAN, False  # the kernel writes d^2 directly
+    direct = squared and code == metrics.EUCLIDEAN
+    if direct:
+        code = metrics.SQEUCLIDEAN  # the kernel writes d^2 directly (one rounding)
     out = xp.empty(n * (n - 1) // 2, dtype)
     cuda_pdist.pdist(X, norms, out, code, p=2.0, xp=xp)
-    if squared:
+    if squared and not direct:
         xp.multiply(out, out, out=out)
-    return out
+    exponent = DEGREE[inp.metric] * k
+    _check_range(_largest(out, xp), 2 if squared else 1, exponent, dtype)
+    return WorkingMatrix(out, exponent)
 
 
-def _host_pdist(inp, dtype, squared, xp):
+def _host_pdist(inp, dtype, xp):
+    """Other metrics and callables: scipy's pdist on the host, copied to the device."""
     from scipy.spatial.distance import pdist
 
     y = pdist(_backend.to_host(inp.data), inp.metric)
@@ -88,10 +126,8 @@ def _host_pdist(inp, dtype, squared, xp):
             f"{_NONFINITE_MESSAGE} metric={inp.metric!r} produced NaN or inf distances "
             "for this input (scipy.spatial.distance.pdist); check the observations."
         )
-    D = _to_device(y, dtype, xp)
-    if squared:
-        xp.multiply(D, D, out=D)
-    return D
+    with np.errstate(over="ignore"):  # float32 cast: _check_range reports
+        return _to_device(y, dtype, xp)
 
 
 def condensed_working_matrix(inp, dtype, squared):
@@ -108,54 +144,77 @@ def condensed_working_matrix(inp, dtype, squared):
 
     Returns
     -------
-    D : device array of ``dtype``, length n(n-1)/2
-        CuPy on a GPU, NumPy under the simulator. A CuPy input's data stays on
-        the device. Never aliases the input.
+    WorkingMatrix
+        ``D``: a device array of ``dtype``, length n(n-1)/2 (CuPy on a GPU,
+        NumPy under the simulator; a CuPy input's data stays on the device;
+        never aliases the input), holding the distances divided by
+        ``2**exponent`` (squared where asked). ``exponent`` > 0 only where
+        the distances, or the squares and updates of them, would overflow.
+
+    Raises
+    ------
+    ValueError
+        NaN distances, or distances beyond ``dtype``'s range (a float32 cast),
+        with scipy's message and the cause.
     """
     xp = _backend.device_namespace()
     if inp.kind == "condensed":
-        with np.errstate(over="ignore"):  # float32 cast, squares: _check_finite reports
+        with np.errstate(over="ignore"):  # float32 cast: _check_range reports
             D = _to_device(inp.data, dtype, xp)
-            if squared:
-                xp.multiply(D, D, out=D)
     elif isinstance(inp.metric, str) and inp.metric in metrics.METRIC_CODES:
-        D = _device_pdist(inp, dtype, squared, xp)
+        return _device_pdist(inp, dtype, squared, xp)
     else:
-        D = _host_pdist(inp, dtype, squared, xp)
-    _check_finite(D, dtype, squared, xp)
-    return D
+        D = _host_pdist(inp, dtype, xp)
+    top = _largest(D, xp)
+    _check_range(top, 1, 0, dtype)
+    # Plain distances: into the safe range (exact), then squared, which now
+    # cannot overflow.
+    k = distance_exponent(top, dtype)
+    if k:
+        D *= 2.0 ** -k
+    if squared:
+        xp.multiply(D, D, out=D)
+    return WorkingMatrix(D, k)
 
 
-def _check_finite(D, dtype, squared, xp):
-    """scipy's ValueError for NaN/inf working distances: one reduction, one scalar read.
+def _largest(D, xp):
+    """max |D| without a temporary: two reductions, one read (NaN propagates; 0 if empty).
 
-    The distances themselves are finite here (validated input, checked pdist
-    output) unless the kernel overflowed or the cast to float32 or the squares
-    of ward/centroid/median left the dtype's range. NaN propagates through max.
+    Condensed input may hold negative values (scipy accepts them for some
+    methods), and their squares count as much as the positive ones'.
     """
     if D.size == 0:
-        return
-    top = float(launch.to_host(xp.max(D)))
-    if np.isfinite(top):
-        return
+        return 0.0
+    return float(launch.to_host(xp.stack([xp.max(D), -xp.min(D)]).max()))
+
+
+def _check_range(top, power, exponent, dtype):
+    """scipy's ValueError when the largest working value ``top`` is NaN, or the
+    distance it stands for, ``top**(1/power) * 2**exponent``, leaves ``dtype``.
+
+    The distances themselves are finite here (validated input, checked pdist
+    output) unless the kernel overflowed or the cast to float32 did. The range
+    is the CPU engine's: float32 storage holds the distances themselves.
+    """
     if np.isnan(top):
         raise ValueError(
             f"{_NONFINITE_MESSAGE} The distances computed on the GPU hold NaN for this "
             "input; check the observations."
         )
-    from ._engine_cpu import _range_error
+    with np.errstate(over="ignore"):  # an overflow is the answer here
+        distance = np.ldexp(np.sqrt(top) if power == 2 else top, exponent)
+    if not distance <= np.finfo(dtype).max:
+        raise range_error(dtype, "distances")
 
-    raise _range_error(dtype, "squared distances" if squared else "distances")
 
-
-def run_family(method, D, n, counter=None):
+def run_family(method, work, n, counter=None):
     """Run ``method``'s family kernel on the device; returns the host merge log.
 
     Parameters
     ----------
     method : gpu_hclust._methods.Method
-    D : device array
-        From :func:`condensed_working_matrix`; the engine may overwrite it.
+    work : WorkingMatrix
+        From :func:`condensed_working_matrix`; the engine may overwrite ``work.D``.
     n : int
     counter : ndarray of int64, shape (1,), optional
         Progress: set to n - 1 when the merge log is back (the device loops
@@ -165,12 +224,14 @@ def run_family(method, D, n, counter=None):
     -------
     a, b : ndarray of int64
     h : ndarray of float64
-        The merge log (see ``kernels/__init__.py``), on the host.
+        The merge log (see ``kernels/__init__.py``), on the host, heights in
+        the working matrix's units: ``log_form(method, work)`` says how
+        ``_tree`` reads them.
     """
     engine = get_engine("cuda", method.family)
     # Threads per block: 256 on a GPU, 32 in the simulator, within the module's cap.
     tpb = min(launch.default_tpb(), getattr(engine, "MAX_TPB", launch.MAX_TPB))
-    log = engine.run(D, n, method.code, xp=_backend.device_namespace(), tpb=tpb)
+    log = engine.run(work.D, n, method.code, xp=_backend.device_namespace(), tpb=tpb)
     if counter is not None:
         counter[0] = n - 1
     return log

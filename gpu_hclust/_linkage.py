@@ -8,7 +8,7 @@ the input's array namespace.
 from ._backend import simulator_enabled, to_host
 from ._methods import get_method
 from ._plan import make_plan, working_dtype
-from ._progress import phase_bar, progress_enabled, track
+from ._progress import phase_bar, progress_enabled
 from ._tree import merge_log_to_linkage, squared_form
 from ._validation import validate_linkage_input
 from .kernels import cancel
@@ -134,9 +134,9 @@ def _dense_log(inp, spec, plan, show, phase):
         D = phase(lambda: engine.condensed_working_matrix(inp, plan.dtype, form.squared))
         bar.update(1)
     with phase_bar(show, "merges", inp.n - 1, unit="merge") as bar:
-        a, b, h = _run_tracked(
-            lambda counter: engine.run_family(spec, D, inp.n, counter=counter), show, bar, phase)
-    return a, b, h, form
+        a, b, h = phase(lambda: engine.run_family(spec, D, inp.n, counter=cancel.current()),
+                        bar if show else None)
+    return a, b, h, engine.log_form(spec, D)  # with the run's scale, where the engine has one
 
 
 def _memory_saving_log(inp, spec, plan, show, phase):
@@ -144,34 +144,26 @@ def _memory_saving_log(inp, spec, plan, show, phase):
     from ._lowmem import run_vector
 
     with phase_bar(show, "merges (memory-saving)", inp.n - 1, unit="merge") as bar:
-        a, b, h = _run_tracked(lambda counter: run_vector(
-            inp.data, spec, inp.metric, plan.backend, plan.dtype, counter=counter),
-            show, bar, phase)
+        a, b, h = phase(lambda: run_vector(inp.data, spec, inp.metric, plan.backend, plan.dtype,
+                                           counter=cancel.current()),
+                        bar if show else None)
     return a, b, h, squared_form(spec)  # the vector engines work squared, as the CUDA ones
 
 
-def _run_tracked(run, show, bar, phase):
-    """Call ``run(control)`` through ``phase`` (``_phase_runner``); with bars on,
-    mirror its merge count into ``bar``."""
-    control = cancel.new_control()
-    return phase(lambda: run(control), control, bar if show else None)
-
-
 def _phase_runner(chosen, n):
-    """How ``linkage`` runs a phase: ``run(func, control=None, bar=None)``.
+    """How ``linkage`` runs a phase: ``run(func, bar=None)``, i.e. ``kernels.cancel.run``.
 
-    Where Ctrl-C stops it (``kernels.cancel.run``: a worker thread from n =
-    ``WORKER_MIN_N``, always for CUDA, whose simulated launches are slow at
-    any n), on the caller's GPU and CuPy stream (a new thread starts on device
-    0 and the default stream), mirroring ``control[0]`` into ``bar`` if given.
+    Ctrl-C stops it (a worker thread from n = ``WORKER_MIN_N``, always for
+    CUDA, whose simulated launches are slow at any n); ``func`` reaches its
+    phase's control array with ``cancel.current()`` (the engines' counter),
+    whose merge count is mirrored into ``bar`` if given. On the caller's GPU
+    and CuPy stream (a new thread starts on device 0 and the default stream).
     """
     size = None if chosen == "cuda" else n
     on_device = _same_device(chosen)
 
-    def run(func, control=None, bar=None):
-        if bar is not None:
-            return track(on_device(func), control, bar)
-        return cancel.run(on_device(func), control=control, n=size)
+    def run(func, bar=None):
+        return cancel.run(on_device(func), n=size, bar=bar)
 
     return run
 

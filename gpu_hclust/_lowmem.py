@@ -212,7 +212,7 @@ def run_vector(X, method, metric, backend="cpu", dtype=None, *, tpb=None, counte
         Threads per block for the CUDA kernels (default: ``launch.default_tpb()``).
     counter : ndarray of int64, shape (1,), optional, keyword-only
         Receives the number of merges done as the run goes, for a progress bar
-        (``gpu_hclust._progress.track``): written by the CPU engines while they
+        (``kernels.cancel.run(..., bar=)``): written by the CPU engines while they
         run (their compiled steps release the GIL), and by the CUDA driver after
         each round or step. Starts at 0.
 

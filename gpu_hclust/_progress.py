@@ -9,8 +9,9 @@ bars are silent no-ops.
 
 Numba kernels cannot call Python, so a CPU engine reports merges through the
 first element of its control array (``kernels.cancel``), written as it goes;
-:func:`track` runs the engine in a worker thread (the kernels release the GIL)
-and copies the count into the bar until the engine returns.
+``kernels.cancel.run(..., bar=bar)`` runs the engine in a worker thread (the
+kernels release the GIL) and copies the count into the bar until the engine
+returns.
 """
 
 import contextlib
@@ -146,61 +147,3 @@ def phase_bar(enabled, desc, total, *, unit="it", stream=None):
         yield bar
     finally:
         bar.close()
-
-
-def track(func, counter, bar, *, interval=0.1):
-    """Run ``func()`` in a worker thread and mirror ``counter[0]`` into ``bar``.
-
-    For engines whose work happens inside one long GIL-releasing call (Numba
-    ``nogil`` kernels): the kernel stores the number of steps done in
-    ``counter[0]``; this function polls it every ``interval`` seconds and
-    advances ``bar`` to match. Ctrl-C stops the worker as in
-    ``kernels.cancel.run`` (a control array ``counter`` of two elements
-    carries the request to the kernel).
-
-    Parameters
-    ----------
-    func : callable
-        Takes no arguments; its return value is returned.
-    counter : ndarray
-        Integer array the worker writes its progress into (element 0): a
-        control array from ``kernels.cancel.new_control``, or one element.
-    bar : object
-        From :func:`phase_bar`.
-    interval : float, optional
-        Seconds between polls.
-
-    Returns
-    -------
-    object
-        What ``func()`` returned. An exception raised by ``func`` is raised
-        again here, in the calling thread.
-
-    Raises
-    ------
-    KeyboardInterrupt
-        Ctrl-C while ``func`` ran, once the worker has stopped.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> counter = np.zeros(1, dtype=np.int64)
-    >>> def work():
-    ...     for i in range(5):
-    ...         counter[0] = i + 1
-    ...     return "done"
-    >>> with phase_bar(False, "merges", total=5) as bar:
-    ...     track(work, counter, bar)
-    'done'
-    """
-    from .kernels import cancel
-
-    shown = [0]
-
-    def mirror(control):
-        done = int(control[0])
-        if done > shown[0]:
-            bar.update(done - shown[0])
-            shown[0] = done
-
-    return cancel.run(func, control=counter, poll=mirror, interval=interval)

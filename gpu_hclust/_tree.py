@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ._scaling import unscale_heights
 from .kernels import cpu_tree
 
 
@@ -32,10 +33,16 @@ class LogForm(NamedTuple):
         least its children's. Engines whose rounding can put a parent 1 ulp
         below its child ask for it; scipy does not lift (a parent sorted
         before its child then joins other clusters, as in scipy's ``label``).
+    exponent : int
+        The engine worked on distances divided by ``2**exponent`` (overflow,
+        ``_scaling``): the heights, after the square root, are multiplied
+        back. A property of one run, not of the method: 0 unless the engine
+        says otherwise after building its working matrix.
     """
 
     squared: bool
     lift: bool
+    exponent: int = 0
 
 
 def squared_form(method):
@@ -66,6 +73,11 @@ def merge_log_to_linkage(a, b, h, n, method, form=None):
     Returns
     -------
     Z : ndarray of float64, shape (n-1, 4)
+
+    Raises
+    ------
+    ValueError
+        Heights scaled back by ``form.exponent`` exceed the float64 range.
     """
     if form is None:
         form = squared_form(method)
@@ -74,6 +86,9 @@ def merge_log_to_linkage(a, b, h, n, method, form=None):
     h = np.array(h, dtype=np.float64)
     if form.squared:
         np.sqrt(np.maximum(h, 0.0, out=h), out=h)
+    # Exact, and after the root (a squared height can overflow where the height
+    # does not); order and lift are unchanged by a power of two.
+    h = unscale_heights(h, form.exponent)
     if method.sorted_output:
         # An MST's edges may come in tree order (Prim), which is not a merge
         # order, and their weights are exact input distances: sort, never lift.

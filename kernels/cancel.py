@@ -86,28 +86,34 @@ def _python_sigint_handler():
     return handler if callable(handler) else None  # SIG_IGN, SIG_DFL, None: nothing runs
 
 
-def run(func, *, control=None, poll=None, n=None, interval=0.1):
+def run(func, *, control=None, n=None, bar=None, interval=0.1):
     """Call ``func()`` so that Ctrl-C stops it promptly and safely.
+
+    The one way the package runs a long phase: ``linkage``'s phases (with
+    their progress bars) and the kernels' own drivers (``cpu_olo``) call it.
 
     Parameters
     ----------
     func : callable
         No arguments. Code inside reaches the control array with
-        :func:`current`.
+        :func:`current` (compiled kernels take it as their counter).
     control : ndarray of int64, optional
-        The phase's control array (``new_control()``); a fresh one if None.
-        Default: the enclosing phase's (nested calls), else a fresh one. A
-        one-element progress counter is accepted but cannot be cancelled:
-        Ctrl-C then waits for ``func`` to finish.
-    poll : callable, optional
-        Called as ``poll(control)`` every ``interval`` seconds while ``func``
-        runs, and once after (progress bars). Forces a worker thread.
+        The phase's control array (``new_control()``). Default: the
+        enclosing phase's (nested calls), else a fresh one. A one-element
+        progress counter is accepted but cannot be cancelled: Ctrl-C then
+        waits for ``func`` to finish.
     n : int, optional
-        Size of the problem: below ``WORKER_MIN_N`` (and without ``poll``)
+        Size of the problem: below ``WORKER_MIN_N`` (and without ``bar``)
         ``func`` runs in the calling thread with SIGINT deferred until it
         returns. None means large.
+    bar : object, optional
+        A progress bar (``update(k)``, e.g. ``gpu_hclust._progress.phase_bar``'s):
+        the merges done, ``control[DONE]``, are mirrored into it every
+        ``interval`` seconds while ``func`` runs, and once after (also after
+        Ctrl-C: the bar shows where the run stopped). Forces a worker thread.
     interval : float, optional
-        Seconds between polls.
+        Seconds between looks at the bar's count (and the longest wait before
+        a worker's result is noticed).
 
     Returns
     -------
@@ -128,14 +134,29 @@ def run(func, *, control=None, poll=None, n=None, interval=0.1):
     42
     """
     handler = _python_sigint_handler()
-    if handler is None and poll is None:
+    if handler is None and bar is None:
         # Not the main thread (signals never interrupt it) or no Python handler.
         return func()
     if control is None:
         control = current()  # nested in a phase: its control; else a fresh one
-    if poll is None and n is not None and n < WORKER_MIN_N:
+    if bar is None and n is not None and n < WORKER_MIN_N:
         return _run_deferred(func, control)
-    return _run_worker(func, control, poll, interval)
+    return _run_worker(func, control, _mirror(bar), interval)
+
+
+def _mirror(bar):
+    """``poll(control)``: advance ``bar`` to ``control[DONE]`` (None without a bar)."""
+    if bar is None:
+        return None
+    shown = [0]
+
+    def poll(control):
+        done = int(control[DONE])
+        if done > shown[0]:
+            bar.update(done - shown[0])
+            shown[0] = done
+
+    return poll
 
 
 def _run_worker(func, control, poll, interval):

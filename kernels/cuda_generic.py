@@ -358,8 +358,10 @@ def run(D, n, code, xp=np, tpb=None, grid=None):
 
     Raises
     ------
-    RuntimeError
-        The loop found no mergeable pair (NaN distances).
+    ValueError
+        No finite candidate was left (``cpu_common.NO_FINITE_CANDIDATE``): the
+        loop stopped without a mergeable pair (NaN distances) or merged at a
+        non-finite distance; read once, with the merge log.
     """
     n, code, tpb, stream = launch.start(n, code, xp, tpb, MAX_TPB)
     if n < 2:

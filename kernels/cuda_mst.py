@@ -234,6 +234,14 @@ def run(D, n, code, xp=np, tpb=None):
         Endpoints of the MST edges, ordered by (weight, min, max).
     h : ndarray of float64, shape (n-1,)
         Edge weights (input distances).
+
+    Raises
+    ------
+    ValueError
+        ``code`` is not single linkage; or no finite candidate was left
+        (``cpu_common.NO_FINITE_CANDIDATE``): a round made no progress (NaN
+        distances) or joined components at a non-finite distance; read once,
+        with the edge log.
     """
     if code != formulas.SINGLE:
         raise ValueError(f"cuda_mst runs single linkage only (code {formulas.SINGLE}); got code {code}")
@@ -289,10 +297,7 @@ def run(D, n, code, xp=np, tpb=None):
         relabel[per_vertex](dv["comp"], dv["hook_to"], dv["comp_w"], dv["comp_code"], N)
         remaining = n - int(launch.to_host(count)[0])  # the round's one host sync
         if remaining >= components:
-            raise ValueError(
-                f"{NO_FINITE_CANDIDATE} (single linkage on the GPU made no progress with "
-                f"{components} components left: NaN distances)"
-            )
+            break  # no progress (NaN rows): the log below is short, reported there
         components = remaining
 
     eu, ev, ew = (launch.to_host(x) for x in (edge_u, edge_v, edge_w))
@@ -300,8 +305,10 @@ def run(D, n, code, xp=np, tpb=None):
     a = eu[logged].astype(np.int64)
     b = ev[logged].astype(np.int64)
     h = ew[logged].astype(np.float64)
-    if not np.isfinite(h).all():  # an edge at inf: no finite candidate was left
-        raise ValueError(f"{NO_FINITE_CANDIDATE} (single linkage on the GPU joined "
-                         "components at a non-finite distance)")
+    # The one check, with the log: a round without progress (NaN) left it
+    # short, an edge at inf or NaN means no finite candidate was left.
+    if a.shape[0] < n - 1 or not np.isfinite(h).all():
+        raise ValueError(f"{NO_FINITE_CANDIDATE} (single linkage on the GPU: "
+                         f"{int(np.isfinite(h).sum())} finite edges of {n - 1})")
     order = np.lexsort((b, a, h))  # the edge order: (weight, min, max)
     return a[order], b[order], h[order]

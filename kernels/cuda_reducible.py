@@ -20,8 +20,8 @@ minimum over the active columns under the key ``(distance, column)``. A round:
 
 Invariant: ``nn[k]`` is k's exact minimum under ``(distance, column)`` of the
 stored (rounded) matrix. Then the nn graph has only 2-cycles, so every round
-finds at least one pair; a round without one means a broken invariant and
-raises ``RuntimeError``. For reducible methods merging every RNN pair at once
+finds at least one pair; a round without one (NaN distances) ends the loop
+and the short merge log raises ``ValueError``. For reducible methods merging every RNN pair at once
 yields exactly the sequential hierarchy (after ``_tree``'s height sort).
 
 Kernels take caller-allocated arrays (CuPy on a GPU, NumPy in the simulator);
@@ -288,9 +288,10 @@ def run(D, n, code, xp=np, tpb=None, max_blocks=None):
 
     Raises
     ------
-    RuntimeError
-        A round found no reciprocal pair (broken nearest-neighbour invariant,
-        e.g. NaN distances).
+    ValueError
+        No finite candidate was left (``cpu_common.NO_FINITE_CANDIDATE``): a
+        round found no reciprocal pair (NaN distances), or a merge was at a
+        non-finite distance; read once, with the merge log.
     """
     n, code, tpb, stream = launch.start(n, code, xp, tpb, MAX_TPB)
     if n < 2:
@@ -332,10 +333,7 @@ def run(D, n, code, xp=np, tpb=None, max_blocks=None):
             v["cnt"], merges, v["log_a"], v["log_b"], v["log_h"])
         npairs = int(launch.to_host(cnt)[C_PAIRS])  # the round's one host sync
         if npairs == 0:
-            raise ValueError(
-                f"{NO_FINITE_CANDIDATE} (RNN round {rnd} found no reciprocal "
-                f"nearest-neighbour pair among {m} clusters: NaN distances)"
-            )
+            break  # no reciprocal pair (NaN rows): the log below is short, reported there
         starts.append(merges)
         merges += npairs
         if merges == n - 1:
@@ -352,8 +350,12 @@ def run(D, n, code, xp=np, tpb=None, max_blocks=None):
         m -= npairs
         rnd += 1
     a, b, h = (launch.to_host(arrays[k]) for k in ("log_a", "log_b", "log_h"))
-    if not np.isfinite(h).all():  # merged at inf: no finite candidate was left
-        raise ValueError(f"{NO_FINITE_CANDIDATE} (a merge on the GPU at a non-finite distance)")
+    # The one check, with the log: a round without a pair (NaN) left it short,
+    # a merge at inf or NaN means no finite candidate was left.
+    if merges < n - 1 or not np.isfinite(h).all():
+        step = merges if merges < n - 1 else int(np.argmax(~np.isfinite(h)))
+        raise ValueError(f"{NO_FINITE_CANDIDATE} (RNN rounds on the GPU: no finite "
+                         f"reciprocal pair at merge {step} of {n - 1})")
     return _slot_order_within_rounds(a, b, h, starts)
 
 

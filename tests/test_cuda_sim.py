@@ -127,7 +127,7 @@ def test_pdist_squared_euclidean_directly(rng):
 
     X = rng.standard_normal((21, 5))
     inp = validate_linkage_input(X, METHODS["ward"], "euclidean")
-    D = _engine_cuda.condensed_working_matrix(inp, np.dtype(np.float64), squared=True)
+    D = _engine_cuda.condensed_working_matrix(inp, np.dtype(np.float64), squared=True).D
     assert_allclose(_backend.to_host(D), pdist(X, "sqeuclidean"), rtol=1e-12)
 
 
@@ -138,7 +138,7 @@ def test_working_matrix_never_aliases_input(rng):
     y = pdist(rng.standard_normal((9, 2)))
     keep = y.copy()
     inp = validate_linkage_input(y, METHODS["centroid"], "euclidean")
-    D = _engine_cuda.condensed_working_matrix(inp, np.dtype(np.float64), squared=True)
+    D = _engine_cuda.condensed_working_matrix(inp, np.dtype(np.float64), squared=True).D
     assert_allclose(_backend.to_host(D), keep**2, rtol=1e-15)
     assert_array_equal(y, keep)
 

@@ -109,7 +109,7 @@ def test_device_pdist_matches_scipy(cp, rng, metric, dtype):
 
     X = rng.standard_normal((1000, 37))
     inp = validate_linkage_input(cp.asarray(X), METHODS["single"], metric)
-    D = _engine_cuda.condensed_working_matrix(inp, np.dtype(dtype), squared=False)
+    D = _engine_cuda.condensed_working_matrix(inp, np.dtype(dtype), squared=False).D
     assert isinstance(D, cp.ndarray) and D.dtype == dtype
     expected = pdist(X, metric)
     if dtype == np.float64:

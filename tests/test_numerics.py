@@ -152,7 +152,7 @@ def test_cuda_pdist_in_simulator_is_scipys_bitwise(metric, d):
 
     X = _near_constant(20, d, seed=3)
     inp = validate_linkage_input(X, METHODS["average"], metric)
-    out = _engine_cuda.condensed_working_matrix(inp, np.float64, False)
+    out = _engine_cuda.condensed_working_matrix(inp, np.float64, False).D
     np.testing.assert_array_equal(out, pdist(X, metric))
 
 
@@ -399,13 +399,69 @@ def test_cuda_engines_raise_when_no_finite_candidate_is_left():
     _spin_check(_CUDA_SPIN_SCRIPT, [], timeout=500)
 
 
-@pytest.mark.parametrize("method", ["ward", "centroid"])
-def test_cuda_dense_squares_beyond_float64_raise(method):
-    # The squared working distances overflow: scipy's ValueError naming the
-    # range, from one reduction over the matrix, instead of inf heights.
-    X = np.random.default_rng(0).standard_normal((10, 3))
-    with pytest.raises(ValueError, match="squared distances exceed the float64 range"):
-        linkage(pdist(X) * 1e155, method, backend="cuda")
+# --------------------------------------------------------------------------
+# Overflow on the CUDA dense path (simulator, n small, 32 threads per block):
+# the same power-of-two rule as the CPU (``_scaling``)
+# --------------------------------------------------------------------------
+
+_CUDA_X = np.random.default_rng(0).standard_normal((30, 3))
+
+
+@pytest.mark.parametrize("method", ["ward", "centroid", "median"])
+@pytest.mark.parametrize("kind", ["observations", "condensed"])
+def test_cuda_dense_squares_beyond_float64_are_scipys_tree(method, kind):
+    # The squared working distances overflow (1e155**2) where the heights do
+    # not: scaled before squaring, heights scaled back after the root.
+    y = _CUDA_X * 1e155 if kind == "observations" else pdist(_CUDA_X) * 1e155
+    Z = linkage(y, method, backend="cuda")
+    Zs = sch.linkage(_CUDA_X, method)
+    assert np.isfinite(Z).all()
+    np.testing.assert_array_equal(Z[:, [0, 1, 3]], Zs[:, [0, 1, 3]])
+    np.testing.assert_allclose(Z[:, 2], Zs[:, 2] * 1e155, rtol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["ward", "centroid", "median"])
+def test_cuda_dense_1e152_matches_scipy(method):
+    # scipy is finite here: its Z, to rtol 1e-12.
+    Z = linkage(_CUDA_X * 1e152, method, backend="cuda")
+    Zs = sch.linkage(_CUDA_X * 1e152, method)
+    np.testing.assert_array_equal(Z[:, [0, 1, 3]], Zs[:, [0, 1, 3]])
+    np.testing.assert_allclose(Z[:, 2], Zs[:, 2], rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["observations", "condensed"])
+def test_cuda_dense_power_of_two_scaling_is_bitwise(kind):
+    # 2**600 commutes with every step: heights exactly 2**600 times the unscaled run's
+    X = _CUDA_X[:16]
+    y = X if kind == "observations" else pdist(X)
+    for method in ("ward", "average", "single"):
+        Z = linkage(np.ldexp(y, 600), method, backend="cuda")
+        Zr = linkage(y, method, backend="cuda")
+        np.testing.assert_array_equal(Z[:, [0, 1, 3]], Zr[:, [0, 1, 3]])
+        np.testing.assert_array_equal(Z[:, 2], np.ldexp(Zr[:, 2], 600))
+
+
+def test_cuda_dense_heights_beyond_float64_raise_naming_the_range():
+    y = np.full(3, 1.7e308)  # ward: sqrt(4/3) * 1.7e308 > 1.8e308; scipy: inf
+    y[0] = 1.0
+    with pytest.raises(ValueError, match="linkage heights exceed the float64 range"):
+        linkage(y, "ward", backend="cuda")
+
+
+def test_cuda_dense_distances_beyond_float64_raise_naming_the_range():
+    X = np.array([[-1e308, 0.0], [1e308, 0.0], [0.0, 1.0]])  # d(0, 1) = 2e308; scipy: inf
+    with pytest.raises(ValueError, match="distances exceed the float64 range"):
+        linkage(X, "average", backend="cuda")
+
+
+def test_cuda_dense_float32_squares_fit():
+    # float32 storage of ward's squares: (2**100)**2 leaves float32, 2**100
+    # does not (the CPU stores plain distances there); scaled by a power of
+    # two, the float32 run is the unscaled one's, bit for bit.
+    Z = linkage(np.ldexp(_CUDA_X, 100), "ward", backend="cuda", dtype=np.float32)
+    Zr = linkage(_CUDA_X, "ward", backend="cuda", dtype=np.float32)
+    np.testing.assert_array_equal(Z[:, [0, 1, 3]], Zr[:, [0, 1, 3]])
+    np.testing.assert_array_equal(Z[:, 2], np.ldexp(Zr[:, 2], 100))
 
 
 def test_cuda_dense_float32_cast_overflow_raises():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from gpu_hclust import _progress
-from gpu_hclust._progress import PROGRESS_MIN_N, phase_bar, progress_enabled, track
+from gpu_hclust._progress import PROGRESS_MIN_N, phase_bar, progress_enabled
 from gpu_hclust.kernels import cancel
 
 
@@ -118,7 +118,7 @@ def test_track_mirrors_the_counter():
 
     stream = io.StringIO()
     with phase_bar(True, "merges", total=50, stream=stream) as bar:
-        assert track(work, counter, bar, interval=0.01) == 42
+        assert cancel.run(work, control=counter, bar=bar, interval=0.01) == 42
         assert bar.n == 50
 
 
@@ -131,7 +131,7 @@ def test_track_reraises_the_workers_error():
 
     with phase_bar(False, "merges", total=10) as bar:
         with pytest.raises(MemoryError, match="no room for the matrix"):
-            track(work, counter, bar)
+            cancel.run(work, control=counter, bar=bar)
 
 
 class Interrupted(Exception):
@@ -161,7 +161,7 @@ def test_track_stops_the_worker_on_ctrl_c():
     try:
         with phase_bar(True, "merges", total=10, stream=io.StringIO()) as bar:
             with pytest.raises(Interrupted, match="SIGINT"):
-                track(work, control, bar, interval=0.01)
+                cancel.run(work, control=control, bar=bar, interval=0.01)
             assert bar.n == 7
     finally:
         signal.signal(signal.SIGINT, previous)
