@@ -9,7 +9,7 @@ from ._backend import simulator_enabled, to_host
 from ._methods import get_method
 from ._plan import make_plan, working_dtype
 from ._progress import phase_bar, progress_enabled
-from ._tree import merge_log_to_linkage, squared_form
+from ._tree import merge_log_to_linkage
 from ._validation import validate_linkage_input
 from .kernels import cancel
 
@@ -141,13 +141,12 @@ def _dense_log(inp, spec, plan, show, phase):
 
 def _memory_saving_log(inp, spec, plan, show, phase):
     """The memory-saving engine from the observations: the merge log and its ``LogForm``."""
-    from ._lowmem import run_vector
+    from ._lowmem import memory_saving_log
 
     with phase_bar(show, "merges (memory-saving)", inp.n - 1, unit="merge") as bar:
-        a, b, h = phase(lambda: run_vector(inp.data, spec, inp.metric, plan.backend, plan.dtype,
-                                           counter=cancel.current()),
-                        bar if show else None)
-    return a, b, h, squared_form(spec)  # the vector engines work squared, as the CUDA ones
+        return phase(lambda: memory_saving_log(inp.data, spec, inp.metric, plan.backend,
+                                               plan.dtype, counter=cancel.current()),
+                     bar if show else None)
 
 
 def _phase_runner(chosen, n):

@@ -19,6 +19,7 @@ import numpy as np
 
 from ._backend import to_host
 from ._methods import METHODS
+from ._tree import squared_form
 from .kernels import formulas, get_engine, metrics
 
 # Minkowski exponent: linkage passes no metric arguments, so scipy's default.
@@ -190,8 +191,8 @@ def _unscale(h, exponent, method, metric):
     return h
 
 
-def run_vector(X, method, metric, backend="cpu", dtype=None, *, tpb=None, counter=None):
-    """Merge log of a memory-saving linkage run.
+def memory_saving_log(X, method, metric, backend="cpu", dtype=None, *, tpb=None, counter=None):
+    """Merge log of a memory-saving linkage run, in the engine's units, and how to read it.
 
     The caller has planned the run (``_plan.make_plan``): the pair is
     supported, the backend and dtype are valid and the memory fits; none of
@@ -223,14 +224,18 @@ def run_vector(X, method, metric, backend="cpu", dtype=None, *, tpb=None, counte
         (single linkage: the tree's edges, in the order the engine found
         them; ``_tree`` sorts them by height).
     h : ndarray of float64, shape (n-1,)
-        Merge heights, squared where ``method.squared`` (ward/centroid/median),
-        so that ``gpu_hclust._tree.merge_log_to_linkage`` gives ``Z``.
+        Merge heights of the centred, power-of-two scaled working copy,
+        squared where ``method.squared`` (ward/centroid/median).
+    form : gpu_hclust._tree.LogForm
+        How ``gpu_hclust._tree.merge_log_to_linkage`` reads the log into ``Z``:
+        squared where the method is, and the scaling's exponent, applied after
+        the square root (the squared heights may exceed float64 where the
+        heights do not).
 
     Raises
     ------
     ValueError
-        All-zero rows with cosine, constant rows with correlation; heights
-        beyond the float64 range.
+        All-zero rows with cosine, constant rows with correlation.
     """
     dt = np.dtype(np.float64 if dtype is None else dtype)
     spec = METHODS[_method_name(method)]
@@ -243,7 +248,7 @@ def run_vector(X, method, metric, backend="cpu", dtype=None, *, tpb=None, counte
         CT, norms, code, mcode, exponent = prepare_scaled(Xd, spec, metric, dt, xp)
         a, b, h = engine.run(CT, norms, code, mcode, MINKOWSKI_P, xp=xp, tpb=tpb,
                              counter=counter)
-        return a, b, _unscale(h, exponent, spec, metric)
+        return a, b, h, _log_form(spec, exponent)
     X = np.asarray(X)
     n = X.shape[0]
     CT, norms, code, mcode, exponent = prepare_scaled(X, spec, metric, dt, np)
@@ -260,4 +265,31 @@ def run_vector(X, method, metric, backend="cpu", dtype=None, *, tpb=None, counte
         extra = np.zeros(n, dtype=np.float64)
         run = engine.generic if spec.family == "generic" else engine.reducible
         run(code, mcode, CT, size, extra, a, b, h, counter)
+    return a, b, h, _log_form(spec, exponent)
+
+
+def _log_form(spec, height_exp):
+    """The memory-saving engines' ``LogForm``: squared where the method is, lifted,
+    with the scaling's exponent in the units of the heights after the root."""
+    exponent = height_exp // 2 if spec.squared else height_exp  # 2e -> e for squared heights
+    return squared_form(spec)._replace(exponent=exponent)
+
+
+def run_vector(X, method, metric, backend="cpu", dtype=None, *, tpb=None, counter=None):
+    """``memory_saving_log`` with its heights in the data's units, in the engine's form.
+
+    For tests and benchmarks that compare engines' logs: the heights are
+    squared where ``method.squared``, so they can exceed float64 where the
+    linkage's heights do not (``linkage`` itself reads ``memory_saving_log``
+    and never squares the scale back).
+
+    Raises
+    ------
+    ValueError
+        As ``memory_saving_log``; also heights beyond the float64 range.
+    """
+    a, b, h, form = memory_saving_log(X, method, metric, backend, dtype, tpb=tpb,
+                                      counter=counter)
+    spec = METHODS[_method_name(method)]
+    exponent = 2 * form.exponent if form.squared else form.exponent
     return a, b, _unscale(h, exponent, spec, metric)

@@ -181,14 +181,25 @@ def test_lowmem_single_at_1e154_is_finite_and_exact():
     np.testing.assert_allclose(Z[:, 2], Zs[:, 2] * 1e154, rtol=1e-13)
 
 
-@pytest.mark.parametrize("method,metric", [("ward", "euclidean"), ("centroid", "euclidean"),
-                                           ("median", "euclidean"), ("average", "sqeuclidean")])
-def test_lowmem_squared_heights_beyond_float64_raise(method, metric):
+def test_lowmem_heights_beyond_float64_raise():
+    # average/sqeuclidean's heights are squared distances: beyond float64 here.
     X = np.random.default_rng(2).standard_normal((60, 3)) * 1e154
     with pytest.raises(ValueError, match="exceed the float64 range"):
-        linkage(X, method, metric=metric, backend="cpu", low_memory=True)
+        linkage(X, "average", metric="sqeuclidean", backend="cpu", low_memory=True)
     with pytest.raises(ValueError):  # scipy too
-        sch.linkage(X, method, metric=metric)
+        sch.linkage(X, "average", metric="sqeuclidean")
+
+
+@pytest.mark.parametrize("method", ["ward", "centroid", "median"])
+def test_lowmem_squares_beyond_float64_heights_within(method):
+    # The squared heights overflow, the heights (~1e155) do not: the scale is
+    # undone after _tree's square root, as on the dense paths. scipy raises
+    # here (its squares overflow); the exact answer is its tree of X, scaled.
+    X = np.random.default_rng(2).standard_normal((60, 3))
+    Z = linkage(X * 1e155, method, backend="cpu", low_memory=True)
+    Zs = sch.linkage(X, method)
+    np.testing.assert_array_equal(Z[:, :2], Zs[:, :2])
+    np.testing.assert_allclose(Z[:, 2], Zs[:, 2] * 1e155, rtol=1e-12)
 
 
 def test_lowmem_ward_1e152_matches_scipy():
@@ -200,16 +211,16 @@ def test_lowmem_ward_1e152_matches_scipy():
     np.testing.assert_allclose(Z[:, 2], Zs[:, 2] * 1e152, rtol=1e-12)
 
 
-def test_lowmem_ward_1e160_no_worse_than_scipy():
-    # Squared heights near 1e-320 are subnormal once the scale is undone
-    # (before _tree's square root): both lose digits there, scipy more
-    # (its squared distances are subnormal from the start).
+@pytest.mark.parametrize("method", ["ward", "single"])
+def test_lowmem_tiny_scale_is_exact(method):
+    # Squared distances near 1e-320 are subnormal: scipy loses digits there
+    # (up to 1e-3 relative, ids change); the memory-saving path scales by a
+    # power of two and undoes it after the square root, so nothing is lost.
     X = np.random.default_rng(3).standard_normal((200, 3))
-    exact = sch.linkage(X, "ward")[:, 2] * 1e-160
-    Z = linkage(X * 1e-160, "ward", backend="cpu", low_memory=True)
-    Zs = sch.linkage(X * 1e-160, "ward")
-    np.testing.assert_array_equal(Z[:, :2], sch.linkage(X, "ward")[:, :2])
-    assert np.abs(Z[:, 2] - exact).max() <= np.abs(Zs[:, 2] - exact).max()
+    exact = sch.linkage(X, method)
+    Z = linkage(X * 1e-160, method, backend="cpu", low_memory=True)
+    np.testing.assert_array_equal(Z[:, :2], exact[:, :2])
+    np.testing.assert_allclose(Z[:, 2], exact[:, 2] * 1e-160, rtol=1e-13)
 
 
 def test_lowmem_float32_storage_does_not_overflow():
