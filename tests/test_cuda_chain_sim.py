@@ -71,11 +71,11 @@ def test_simulator_runs_the_kernel():
 
 
 def test_trigger_rule():
-    assert cuda_chain.CHAIN_FRACTION == 0.01
+    assert cuda_chain.CHAIN_FRACTION == 0.02
     assert cuda_chain.hands_over(1, 3)  # one pair per round: always
-    assert not cuda_chain.hands_over(2, 150)  # 2 >= max(2, 1.5)
-    assert cuda_chain.hands_over(9, 1000)  # 9 < 10
-    assert not cuda_chain.hands_over(10, 1000)
+    assert not cuda_chain.hands_over(2, 75)  # 2 >= max(2, 1.5)
+    assert cuda_chain.hands_over(19, 1000)  # 19 < 20
+    assert not cuda_chain.hands_over(20, 1000)
 
 
 @pytest.mark.parametrize("method, metric", REDUCIBLE)
@@ -230,3 +230,23 @@ def test_chain_kernel_compiles_to_ptx():
                 if r["error"]]
     assert not failures, "\n".join(failures)
     assert all(r["grid_sync"] for r in results)  # a cooperative kernel indeed
+
+
+@pytest.mark.parametrize("method, metric", [("ward", "euclidean"), ("average", "cosine")])
+def test_emulation_follows_the_kernel(method, metric):
+    # benchmarks/_chain_emulation counts the chain's work from a NumPy replay of
+    # chain_steps: same log (pairs, order and heights, bitwise) as the kernel.
+    import _chain_emulation
+
+    X = make("spiral", 14, 3, 4)
+    spec = METHODS[method]
+    CT, _, code, mcode = _lowmem.prepare(X, spec, metric, np.float64, np)
+    n = X.shape[0]
+    em = _chain_emulation.emulate_chain(CT, np.ones(n), np.zeros(n), np.ones(n, bool), code,
+                                        mcode)
+    a, b, h = cuda_chain.run(CT.copy(), code, mcode, np, tpb=32)
+    np.testing.assert_array_equal(em["a"], a)
+    np.testing.assert_array_equal(em["b"], b)
+    np.testing.assert_array_equal(em["h"], h)
+    assert em["merges"] == n - 1 and em["launches"] == em["host_syncs"] == 1
+    assert n - 1 <= em["steps"] <= 3 * n
