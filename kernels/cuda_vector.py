@@ -53,7 +53,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from . import _cuda_rounding, cancel, cuda_mst, formulas, launch, metrics  # noqa: F401 (_cuda_rounding: metrics.product)
+from . import _cuda_rounding, cancel, cuda_chain, cuda_mst, formulas, launch, metrics  # noqa: F401 (_cuda_rounding: metrics.product)
 from ._config import NUMBA_CACHE
 from .cpu_common import NO_FINITE_CANDIDATE
 
@@ -757,6 +757,9 @@ def _rnn_rounds(CT, code, metric, xp, tpb, stream, counter):
         m -= p
         counter[0] = n - m
         if m <= 1:
+            break
+        if cuda_chain.hands_over(p, m + p):  # chain-like data: finish on the device
+            round_sizes += [1] * cuda_chain.finish(dv, m, code, metric, xp, tpb, stream, counter)
             break
         alive = active != 0
         is_stale = alive & ((flag[nn] != 0) | (flag == 1))
