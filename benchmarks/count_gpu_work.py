@@ -251,9 +251,10 @@ def _not_self(r, cols):
     return r[:, None] == cols[None, :]
 
 
-def _padded(nrows, ncols, tpb):
-    """Lanes a tile kernel runs for nrows x ncols: rows to whole blocks, each share to TILE_C."""
-    ns = cuda_vector._splits(nrows, ncols, tpb)
+def _padded(nrows, ncols, tpb, nsplit=None):
+    """Lanes a tile kernel runs for nrows x ncols: rows to whole blocks, each share to TILE_C
+    (``nsplit`` column shares; default as ``cuda_vector._splits`` chooses them)."""
+    ns = cuda_vector._splits(nrows, ncols, tpb) if nsplit is None else nsplit
     tile = cuda_vector.TILE_C
     share = -(-ncols // ns)
     share = -(-share // tile) * tile
@@ -274,68 +275,18 @@ class Tally:
         self.pairs = 0
         self.padded = 0
 
-    def add(self, nrows, ncols):
+    def add(self, nrows, ncols, nsplit=None):
         if nrows == 0 or ncols == 0:  # the drivers skip empty launches
             return 0
         self.launches.append((int(nrows), int(ncols)))
         self.pairs += nrows * ncols
-        self.padded += _padded(nrows, ncols, self.tpb)
+        self.padded += _padded(nrows, ncols, self.tpb, nsplit)
         return nrows * ncols
 
 
 # --------------------------------------------------------------------------
 # Engines
 # --------------------------------------------------------------------------
-
-def emulate_rnn(S, tally):
-    """``cuda_vector._rnn_rounds`` (ward, average-cosine). Returns heights and rounds."""
-    n = S.n
-    active = np.ones(n, dtype=bool)
-    nn = np.zeros(n, dtype=np.int64)
-    nnd = np.full(n, np.inf)
-    heights, rounds = [], []
-
-    def best(rows, cols, mode):  # _Nearest: cluster_best + combine_best
-        pairs = tally.add(len(rows), len(cols))
-        if pairs == 0:
-            return 0
-        W, J = smallest(S, rows, cols, 1, _not_self)
-        w, j = W[:, 0], J[:, 0]
-        take = j >= 0
-        if mode == 1:
-            take &= _precedes(w, j, nnd[rows], nn[rows])
-        nn[rows[take]] = j[take]
-        nnd[rows[take]] = w[take]
-        return pairs
-
-    stale = np.arange(n)
-    m = n
-    while m > 1:
-        act = np.flatnonzero(active)
-        scan = best(stale, act, 0)
-        j = nn[act]
-        pr = act[(act < j) & (nn[j] == act)]  # find_pairs
-        p = len(pr)
-        if p == 0:
-            raise RuntimeError(f"no reciprocal pair with {m} clusters left")
-        pj = nn[pr]
-        heights.append(nnd[pr].copy())
-        flag = np.zeros(n, dtype=np.int8)
-        flag[pr], flag[pj] = 1, 2
-        S.merge(pr, pj)  # merge_pairs
-        active[pj] = False
-        m -= p
-        rnd = {"active": len(act), "rescanned": len(stale), "merged": p, "scan_pairs": scan,
-               "kept": 0, "offer_pairs": 0, "syncs": 2}
-        rounds.append(rnd)
-        if m <= 1:
-            break
-        is_stale = active & ((flag[nn] != 0) | (flag == 1))
-        stale = np.flatnonzero(is_stale)
-        keep = np.flatnonzero(active & ~is_stale)
-        rnd.update(kept=len(keep), offer_pairs=best(keep, pr, 1), syncs=4)
-    return np.concatenate(heights), rounds
-
 
 def _sort_lists(W, J):
     """Rows of (W, J) in (distance, index) order, empty entries (J < 0) last."""
@@ -344,64 +295,84 @@ def _sort_lists(W, J):
     return np.take_along_axis(W, order, -1), np.take_along_axis(J, order, -1)
 
 
-def emulate_rnn_topk(S, tally, K):
-    """PROPOSED per-row top-K candidate lists for the RNN rounds (not in the engine)."""
+def emulate_rnn(S, tally, K):
+    """``cuda_vector._rnn_rounds`` (ward, average-cosine): RNN rounds over per-row
+    top-K candidate lists. Returns heights and rounds.
+
+    Each row keeps its K first (key, slot) and a bound (every active slot not
+    listed has key >= bound). A round: ``rnn_select`` lists the rows whose
+    first entry does not precede their bound, ``rnn_scan`` + ``rnn_combine``
+    rescan them (top K + 1 over the active slots), ``find_pairs`` /
+    ``merge_pairs`` merge every reciprocal pair, ``rnn_drop`` drops the merged
+    slots from every list, and ``fresh_pass`` (new clusters x active slots,
+    each pair once) gives the new clusters their lists and offers each new
+    cluster to every other row (inserted where it precedes the row's bound,
+    the pushed-out entry becoming the bound).
+    """
     n = S.n
     active = np.ones(n, dtype=bool)
     LW = np.full((n, K), np.inf)
     LJ = np.full((n, K), NO_SLOT, dtype=np.int64)
-    bound = np.full(n, np.inf)
+    BW = np.full(n, np.inf)
+    BJ = np.full(n, NO_SLOT, dtype=np.int64)
     heights, rounds = [], []
 
-    def full_scan(rows, cols):
+    def scan(rows, cols):  # rnn_scan + rnn_combine: a row's K + 1 first over cols
         pairs = tally.add(len(rows), len(cols))
         if pairs:
             W, J = smallest(S, rows, cols, K + 1, _not_self)
             LW[rows], LJ[rows] = W[:, :K], J[:, :K]
-            bound[rows] = np.where(J[:, K] >= 0, W[:, K], np.inf)
+            BW[rows], BJ[rows] = W[:, K], J[:, K]
         return pairs
 
-    def offer(rows, cols):
-        pairs = tally.add(len(rows), len(cols))
-        if pairs:
-            W, J = smallest(S, rows, cols, K + 1, _not_self)
-            UW, UJ = _sort_lists(np.hstack([LW[rows], W]), np.hstack([LJ[rows], J]))
-            LW[rows], LJ[rows] = UW[:, :K], UJ[:, :K]
-            pushed = UJ[:, K] >= 0  # an entry fell off: nothing unlisted is nearer than it
-            bound[rows] = np.where(pushed, np.minimum(bound[rows], UW[:, K]), bound[rows])
+    def fresh(new, cols, kept):  # fresh_pass (+ rnn_combine for the new rows)
+        pairs = 0
+        chunk, ns = cuda_vector.fresh_grid(len(new), len(cols), tally.tpb, K)
+        for lo in range(0, len(new), chunk):  # launches of at most chunk new clusters
+            pairs += tally.add(min(chunk, len(new) - lo), len(cols), nsplit=ns)
+        W, J = smallest(S, new, cols, K + 1, _not_self)
+        LW[new], LJ[new] = W[:, :K], J[:, :K]
+        BW[new], BJ[new] = W[:, K], J[:, K]
+        if len(kept):
+            # offers: the K + 1 first new clusters of each kept row (more cannot stay listed)
+            OW, OJ = smallest(S, kept, new, K + 1, _not_self)
+            ok = _precedes(OW, OJ, BW[kept][:, None], BJ[kept][:, None])
+            OW, OJ = np.where(ok, OW, np.inf), np.where(ok, OJ, NO_SLOT)
+            UW, UJ = _sort_lists(np.hstack([LW[kept], OW]), np.hstack([LJ[kept], OJ]))
+            LW[kept], LJ[kept] = UW[:, :K], UJ[:, :K]
+            pushed = UJ[:, K] >= 0  # the entry after the K first is the new bound
+            BW[kept] = np.where(pushed, UW[:, K], BW[kept])
+            BJ[kept] = np.where(pushed, UJ[:, K], BJ[kept])
         return pairs
 
-    full_scan(np.arange(n), np.arange(n))
+    act = np.arange(n)
     m = n
     while m > 1:
-        act = np.flatnonzero(active)
-        good = (LJ[act, 0] >= 0) & (LW[act, 0] < bound[act])
-        need = act[~good]
-        scan = full_scan(need, act)
+        need = act[~_precedes(LW[act, 0], LJ[act, 0], BW[act], BJ[act])]  # rnn_select
+        scan_pairs = scan(need, act)
         nn, nnd = LJ[:, 0], LW[:, 0]
         j = nn[act]
-        pr = act[(act < j) & (nn[np.maximum(j, 0)] == act)]
+        pr = act[(j >= 0) & (act < j) & (nn[np.maximum(j, 0)] == act)]  # find_pairs
         p = len(pr)
         if p == 0:
             raise RuntimeError(f"no reciprocal pair with {m} clusters left")
         pj = nn[pr]
         heights.append(nnd[pr].copy())
-        S.merge(pr, pj)
+        S.merge(pr, pj)  # merge_pairs
         active[pj] = False
         m -= p
-        rnd = {"active": len(act), "rescanned": len(need), "merged": p, "scan_pairs": scan,
-               "new_pairs": 0, "offer_pairs": 0}
+        rnd = {"active": len(act), "rescanned": len(need), "merged": p, "scan_pairs": scan_pairs,
+               "new_pairs": 0, "syncs": 2}
         rounds.append(rnd)
         if m <= 1:
             break
         dead = np.zeros(n, dtype=bool)
         dead[pr] = dead[pj] = True
-        gone = (LJ >= 0) & dead[np.maximum(LJ, 0)]
+        gone = (LJ >= 0) & dead[np.maximum(LJ, 0)]  # rnn_drop
         LJ[gone], LW[gone] = NO_SLOT, np.inf
         LW[:], LJ[:] = _sort_lists(LW, LJ)
         act = np.flatnonzero(active)
-        rnd["new_pairs"] = full_scan(pr, act)
-        rnd["offer_pairs"] = offer(act[~dead[act]], pr)
+        rnd.update(new_pairs=fresh(pr, act, act[~dead[act]]), syncs=3)
     return np.concatenate(heights), rounds
 
 

@@ -127,8 +127,8 @@ def test_ptx_signatures_cover_every_kernel_for_both_precisions():
                if isinstance(obj, FakeCUDAKernel) and not obj._device
                and obj.fn.__module__ == cuda_vector.__name__}
     assert kernels == set(cuda_vector.PTX_SIGNATURES)
-    takes_data = {"point_best", "cluster_best", "merge_pairs", "generic_pick", "generic_relax",
-                  "generic_rescan"}  # float32 or float64 storage
+    takes_data = {"point_best", "cluster_best", "rnn_scan", "fresh_pass", "merge_pairs",
+                  "generic_pick", "generic_relax", "generic_rescan"}  # float32 or float64 storage
     for name, sigs in cuda_vector.PTX_SIGNATURES.items():
         f32 = [s for s in sigs if "float32" in s]
         assert bool(f32) == (name in takes_data), name
