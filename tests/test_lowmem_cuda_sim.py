@@ -8,7 +8,7 @@ GPU machine (simulator off) the same tests run on the real kernels with CuPy.
 
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 from scipy.cluster.hierarchy import is_monotonic, is_valid_linkage
 from scipy.spatial.distance import pdist
 
@@ -142,3 +142,81 @@ def test_progress_counter_reaches_n_minus_1(rng, method):
     counter = np.zeros(1, dtype=np.int64)
     _lowmem.run_vector(X, METHODS[method], "euclidean", "cuda", None, tpb=32, counter=counter)
     assert counter[0] == 9
+
+
+# --------------------------------------------------------------------------
+# Reducible rounds (ward, average): per-row candidate lists
+# --------------------------------------------------------------------------
+
+class _CountRescans:
+    """Wraps ``cuda_vector.rnn_scan`` (simulator: a Python call) to record the rows
+    of every rescan launch (round 0's first pass included)."""
+
+    def __init__(self, kernel):
+        self.kernel, self.rows = kernel, []
+
+    def __getitem__(self, config):
+        launch_ = self.kernel[config]
+
+        def call(*args):
+            self.rows.append(int(args[4]))
+            return launch_(*args)
+        return call
+
+
+def _rescans(monkeypatch, X, method, metric, k, tpb=32):
+    """Z with ``RNN_TOP_K = k`` and the rows of each rescan launch."""
+    spy = _CountRescans(cuda_vector.rnn_scan)
+    monkeypatch.setattr(cuda_vector, "RNN_TOP_K", k)
+    monkeypatch.setattr(cuda_vector, "rnn_scan", spy)
+    return _run(X, method, metric, tpb=tpb), spy.rows
+
+
+@pytest.mark.skipif(not SIMULATED, reason="counts simulator kernel calls")
+@pytest.mark.parametrize("method, metric", [("ward", "euclidean"), ("average", "cosine"),
+                                            ("average", "sqeuclidean")])
+def test_exhausted_lists_equal_scipy_and_the_cpu_engine(rng, monkeypatch, method, metric):
+    # K = 1: a row keeps one candidate, so merged neighbours empty its list and
+    # offers push entries out and lower the bound every round; rows are rescanned
+    # after round 0 (the lists ran out), and the tree is still scipy's.
+    X = rng.standard_normal((40, 9))
+    Z1, rows1 = _rescans(monkeypatch, X, method, metric, 1)
+    assert rows1[0] == 40  # round 0 scans every row
+    assert sum(rows1[1:]) > 0
+    assert_same_linkage(Z1, scipy_reference(X, method, metric))
+    assert_same_linkage(Z1, _run(X, method, metric, backend="cpu"), rtol=1e-12)
+    if method == "ward":  # longer lists rescan fewer rows, with the same tree
+        Z8, rows8 = _rescans(monkeypatch, X, method, metric, 8)
+        assert sum(rows8[1:]) < sum(rows1[1:])
+        assert_array_equal(Z8, Z1)
+
+
+@pytest.mark.parametrize("tpb", [64, 128, 256])
+def test_lists_at_every_block_size(rng, monkeypatch, tpb):
+    # Blocks wider than the rows: most threads hold no row, and fresh_pass's
+    # offers go through every thread's shared slot.
+    monkeypatch.setattr(cuda_vector, "RNN_TOP_K", 2)
+    X = rng.standard_normal((12, 3))
+    Z = _run(X, "ward", "euclidean", tpb=tpb)
+    assert_same_linkage(Z, scipy_reference(X, "ward", "euclidean"))
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("method, metric", [("ward", "euclidean"), ("average", "sqeuclidean")])
+def test_lists_under_ties_are_deterministic_and_replay_valid(rng, monkeypatch, method, metric, k):
+    # Duplicates and equal distances on an integer grid: the (distance, slot)
+    # order decides, never thread arrival, so two runs give the same Z.
+    monkeypatch.setattr(cuda_vector, "RNN_TOP_K", k)
+    X = np.round(rng.uniform(0, 3, size=(24, 2)))
+    Z = _run(X, method, metric)
+    assert is_valid_linkage(Z, throw=True)
+    assert is_monotonic(Z)
+    replay_check(Z, pdist(X, metric), method)
+    assert_array_equal(_run(X, method, metric), Z)
+
+
+@pytest.mark.parametrize("k", [0, cuda_vector.RNN_TOP_K_MAX + 1])
+def test_list_length_is_checked(rng, monkeypatch, k):
+    monkeypatch.setattr(cuda_vector, "RNN_TOP_K", k)
+    with pytest.raises(ValueError, match="RNN_TOP_K must be between 1 and"):
+        _run(rng.standard_normal((5, 2)), "ward", "euclidean")
