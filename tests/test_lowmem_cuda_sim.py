@@ -220,3 +220,93 @@ def test_list_length_is_checked(rng, monkeypatch, k):
     monkeypatch.setattr(cuda_vector, "RNN_TOP_K", k)
     with pytest.raises(ValueError, match="RNN_TOP_K must be between 1 and"):
         _run(rng.standard_normal((5, 2)), "ward", "euclidean")
+
+
+def _check_lists(CT, size, extra, active, LW, LJ, BW, BJ, code, metric):
+    """The list invariant, from the summaries as they are: listed keys exact and
+    ascending, every listed key before the bound, every unlisted active slot's
+    key not before it."""
+    mc = formulas.coordinate_metric(code, metric)
+    act = np.flatnonzero(active)
+    dist = np.vectorize(formulas.cluster_distance, otypes=[np.float64])
+    for i in act:
+        acc = np.zeros(len(act))
+        for k in range(CT.shape[0]):
+            acc = metrics.metric_accumulate(mc, acc, CT[k, i], CT[k, act], 0.0)
+        key = dict(zip(act.tolist(), dist(code, metric, acc, size[i], size[act], extra[i],
+                                          extra[act]).tolist()))
+        del key[int(i)]
+        listed = [(LW[q, i], int(LJ[q, i])) for q in range(LW.shape[0]) if LJ[q, i] >= 0]
+        assert listed == sorted(listed)
+        bound = (BW[i], np.inf if BJ[i] < 0 else int(BJ[i]))  # slot -1: after everything
+        for w, j in listed:
+            assert key[j] == w and (w, j) < bound, (i, j)
+        for j in set(key) - {j for _, j in listed}:
+            assert not (key[j], j) < bound, (i, j, key[j], bound)
+
+
+@pytest.mark.skipif(not SIMULATED, reason="reads the device state between kernels")
+@pytest.mark.parametrize("method, metric", [("ward", "euclidean"), ("average", "sqeuclidean")])
+def test_list_invariant_holds_every_round(rng, monkeypatch, method, metric):
+    # Checked at every round's rnn_select, with lists short enough (K = 2) to be
+    # pushed, emptied and rescanned: an offer that forgot to lower a bound, or a
+    # merged slot left listed, breaks it at once (the tree may survive such a bug
+    # at this n, so the tree alone is not the test).
+    monkeypatch.setattr(cuda_vector, "RNN_TOP_K", 2)
+    state, checks = {}, []
+    scan, select = cuda_vector.rnn_scan, cuda_vector.rnn_select
+
+    class Spy:
+        def __init__(self, kernel, before):
+            self.kernel, self.before = kernel, before
+
+        def __getitem__(self, config):
+            def call(*args):
+                self.before(args)
+                return self.kernel[config](*args)
+            return call
+
+    def on_scan(args):
+        state.update(CT=args[0], size=args[1], extra=args[2], code=args[7], metric=args[8])
+
+    def on_select(args):
+        if state:  # from round 1 (round 0's scan makes the first lists)
+            active, LW, LJ, BW, BJ = args[:5]
+            _check_lists(state["CT"], state["size"], state["extra"], active, LW, LJ, BW, BJ,
+                         int(state["code"]), int(state["metric"]))
+            checks.append(int(active.sum()))
+
+    monkeypatch.setattr(cuda_vector, "rnn_scan", Spy(scan, on_scan))
+    monkeypatch.setattr(cuda_vector, "rnn_select", Spy(select, on_select))
+    X = rng.standard_normal((40, 9))
+    Z = _run(X, method, metric)
+    assert len(checks) >= 3
+    assert_same_linkage(Z, scipy_reference(X, method, metric))
+
+
+@pytest.mark.skipif(not SIMULATED, reason="calls a device function from the host")
+def test_offers_keep_the_k_first_and_lower_the_bound_in_any_order(rng):
+    # Reducible linkages rarely offer a key between a full list's last entry and
+    # its bound (the rounds above may never do it), so _offer is checked alone:
+    # a list of 3 with bound (5.0, 40), offers with tied distances; whatever the
+    # order, the list is the 3 first of list + offers before the bound, and the
+    # bound the first of the rest (or the old bound).
+    base = [(1.0, 10), (3.0, 12), (4.0, 11)]
+    offers = [(2.0, 30), (3.0, 5), (4.0, 31), (4.0, 2), (4.5, 33), (5.0, 39), (5.0, 41),
+              (6.0, 1)]
+    admitted = sorted(base + [o for o in offers if o < (5.0, 40)])
+    for trial in range(20):
+        k = 1 + trial % 3
+        sub = [offers[i] for i in rng.permutation(len(offers))[: 2 + trial % 7]]
+        LW = np.full((3, 1), np.inf)
+        LJ = np.full((3, 1), -1, dtype=np.int32)
+        for q, (w, j) in enumerate(base[:k]):
+            LW[q, 0], LJ[q, 0] = w, j
+        BW, BJ = np.array([5.0]), np.array([40], dtype=np.int32)
+        for w, j in sub:
+            cuda_vector._offer(LW, LJ, BW, BJ, 0, k, w, j)
+        want = sorted(base[:k] + [o for o in sub if o < (5.0, 40)])
+        got = [(LW[q, 0], int(LJ[q, 0])) for q in range(k) if LJ[q, 0] >= 0]
+        assert got == want[:k], (k, sub)
+        assert (BW[0], int(BJ[0])) == (want[k] if len(want) > k else (5.0, 40)), (k, sub)
+    assert len(admitted) > 3
