@@ -6,21 +6,25 @@ with the same rules, so that the number of pair distances the device would
 compute can be counted without a GPU::
 
     PYTHONPATH=$PWD python benchmarks/count_gpu_work.py --sizes 5000,20000 --dims 32 \\
-        --engines ward,average-cosine,single,ward-topk --out counts.json
+        --engines ward,average-cosine,single --out counts.json
     PYTHONPATH=$PWD python benchmarks/count_gpu_work.py --verify     # fidelity checks only
 
 Engines emulated (what ``gpu_hclust.linkage(X, method, metric, low_memory=True)``
 runs on a GPU):
 
-``ward`` / ``average-cosine``: ``_rnn_rounds``
-    Each round: ``cluster_best`` + ``combine_best`` (mode 0) give every stale
-    row its nearest active slot (key (distance, slot), the row itself skipped);
-    ``find_pairs`` takes every reciprocal pair i < nn[i]; ``merge_pairs`` merges
-    each into slot i (``formulas.merged_coordinate``); rows whose neighbour
-    merged, and the new clusters, become stale for the next round; every other
-    active row is offered the new clusters (``cluster_best`` rows = kept,
-    columns = new clusters, ``combine_best`` mode 1: taken only where the key
-    precedes the stored one).
+``ward`` / ``average-cosine``: ``_rnn_rounds`` (per-row candidate lists)
+    Each row keeps its ``RNN_TOP_K`` first (key, slot), key (distance, slot),
+    and a bound (every active slot not listed has key >= bound). Each round:
+    ``rnn_select`` lists the rows whose first entry does not precede their
+    bound (round 0: every row, the first pass); ``rnn_scan`` + ``rnn_combine``
+    rescan them against the active slots (K + 1 first); ``find_pairs`` takes
+    every reciprocal pair i < nn[i]; ``merge_pairs`` merges each into slot i
+    (``formulas.merged_coordinate``); ``rnn_drop`` drops both merged slots
+    from every list; ``fresh_pass`` computes each (new cluster, active slot)
+    pair once, giving the new clusters their lists and offering each new
+    cluster to every other row (inserted where it precedes the row's bound;
+    an entry pushed out becomes the bound), in launches of at most
+    ``cuda_vector.fresh_grid`` new clusters.
 ``single``: ``_single`` (Borůvka rounds on points, euclidean)
     ``point_carry`` (first candidate still outside the component, else the
     list's bound), ``point_select`` (no bid and a bound not above the
@@ -29,25 +33,16 @@ runs on a GPU):
     n points), then ``cuda_mst``'s ``vertex_code`` / ``hook`` / ``jump`` /
     ``relabel`` (edge order (w, min(u, v), max(u, v)); a mutual pick leaves the
     smaller root in place).
-``ward-topk`` (a PROPOSED design, not what the engine does)
-    Per-row candidate lists for the RNN rounds (the fix the README's
-    limitations plan for ward at n = 1e6): each row keeps
-    the ``--topk`` nearest (distance, slot) of its last scan plus a bound (the
-    next distance, lowered when an offered entry is pushed out); entries of
-    merged slots are dropped, the new clusters get a full scan and are offered
-    to every other row, and a row is rescanned only when its first live entry
-    does not precede its bound.
-
-What is counted: one pair = one (row, column) distance given to ``cluster_best``
-or ``point_best`` (the column list includes the row itself, which the kernel
+What is counted: one pair = one (row, column) distance given to ``rnn_scan``,
+``fresh_pass`` or ``point_best`` (the column list includes the row itself, which the kernel
 computes and then skips; the first pass therefore counts n^2, each unordered
 pair twice). ``padded_pairs`` also counts the lanes the kernels run on padding:
 rows up to a multiple of threads per block, each column share up to a multiple
-of ``TILE_C`` (shares as ``cuda_vector._splits`` chooses them). Rounds are the
-driver's loop iterations; host syncs are its blocking reads per round (RNN: the
-active list, ``npairs`` and, except in the last round, the stale and kept lists,
-each a CuPy ``flatnonzero``; single: ``nrows`` and ``count``), not counting the
-three reads of the merge log at the end.
+of ``TILE_C`` (shares as ``cuda_vector._splits`` / ``fresh_grid`` choose them).
+Rounds are the driver's loop iterations; host syncs are its blocking reads per
+round (RNN: ``nrows``, ``npairs`` and, except in the last round, the active
+list's length, a CuPy ``flatnonzero``; single: ``nrows`` and ``count``), not
+counting the three reads of the merge log at the end.
 
 Distances: every candidate set is found with the Gram form (BLAS) and a
 rigorous rounding-error bound, then the candidates within the bound are
@@ -60,9 +55,9 @@ which columns is the engine's.
 
 ``--verify`` checks that: (1) the emulated merge heights equal those of
 ``gpu_hclust.linkage(X, method, metric, low_memory=True, backend="cpu")`` to
-rtol 1e-9 (sorted), for every engine including ``ward-topk``, at n = 300-2000;
+rtol 1e-9 (sorted), for every engine, at n = 300-2000;
 (2) the real ``cuda_vector`` driver, run in numba-cuda's simulator on small
-data (n <= 40), launches ``cluster_best`` / ``point_best`` with the same
+data (n <= 40), launches ``rnn_scan`` / ``fresh_pass`` / ``point_best`` with the same
 (rows, columns) sequence as the emulation.
 
 Projected H100 time: ``pairs x 3 d / 1.67e13 s``, i.e. three FP64 operations per
@@ -107,9 +102,7 @@ ENGINES = {
     "ward": ("ward", "euclidean"),
     "average-cosine": ("average", "cosine"),
     "single": ("single", "euclidean"),
-    "ward-topk": ("ward", "euclidean"),
 }
-PROPOSED = {"ward-topk"}
 
 # One source for each formula: the engines' scalar functions, applied elementwise.
 _cluster_distance = np.vectorize(formulas.cluster_distance, otypes=[np.float64])
@@ -442,22 +435,23 @@ def emulate_single(S, tally, K):
     return np.concatenate(heights), rounds
 
 
-def emulate(engine, X, topk=8, tpb=GPU_TPB):
-    """Run one engine's emulation on observations X (n, d).
+def emulate(engine, X, topk=None, tpb=GPU_TPB):
+    """Run one engine's emulation on observations X (n, d); ``topk``: the RNN
+    list length (default ``cuda_vector.RNN_TOP_K``, the engine's).
 
     Returns (heights as ``linkage`` reports them, rounds, Tally).
     """
     method, metric = ENGINES[engine]
     spec = METHODS[method]
-    CT, _, code, mcode = _lowmem.prepare(X, spec, metric, np.float64, np)
+    # the engine's inputs: data centred and scaled by a power of two, undone on the heights
+    CT, _, code, mcode, exponent = _lowmem.prepare_scaled(X, spec, metric, np.float64, np)
     S = Summaries(CT, code, mcode)
     tally = Tally(tpb)
     if engine == "single":
         h, rounds = emulate_single(S, tally, cuda_vector.TOP_K)
-    elif engine == "ward-topk":
-        h, rounds = emulate_rnn_topk(S, tally, topk)
     else:
-        h, rounds = emulate_rnn(S, tally)
+        h, rounds = emulate_rnn(S, tally, cuda_vector.RNN_TOP_K if topk is None else topk)
+    h = np.ldexp(h, exponent)
     if spec.squared:
         h = np.sqrt(h)
     return h, rounds, tally
@@ -500,15 +494,15 @@ def count_run(engine, n, d, data, seed, topk, check_max_n=0):
     check, check_detail = check_heights(engine, X, h, check_max_n)
     n2 = float(n) * n
     first = n2  # round 0 scans every row against every column
-    # rows given a full rescan after the first pass (ward-topk's first pass precedes round 0)
-    later = [r["rescanned"] for r in (rounds if engine in PROPOSED else rounds[1:])] or [0]
-    syncs = sum(r.get("syncs", 0) for r in rounds) if engine not in PROPOSED else None
+    # rows given a full rescan after the first pass (round 0's scan)
+    later = [r["rescanned"] for r in rounds[1:]] or [0]
+    syncs = sum(r.get("syncs", 0) for r in rounds)
+    rnn = engine in ("ward", "average-cosine")
     out = {
         "engine": engine,
-        "proposed_design": engine in PROPOSED,
+        "proposed_design": False,
         "n": n, "d": d, "data": data, "seed": seed,
-        "topk": topk if engine == "ward-topk" else
-        (cuda_vector.TOP_K if engine == "single" else None),
+        "topk": (topk or cuda_vector.RNN_TOP_K) if rnn else cuda_vector.TOP_K,
         "rounds": len(rounds),
         "host_syncs": syncs,
         "pairs": tally.pairs,
@@ -524,11 +518,10 @@ def count_run(engine, n, d, data, seed, topk, check_max_n=0):
         "check": check, "check_detail": check_detail,
         "per_round": {key: [r.get(key, 0) for r in rounds] for key in rounds[0]},
     }
-    if engine in ("ward", "average-cosine"):
-        out["offer_pairs_per_n2"] = sum(r["offer_pairs"] for r in rounds) / n2
-    if engine == "ward-topk":
+    if rnn:
+        out["rescan_pairs_per_n2"] = (sum(r["scan_pairs"] for r in rounds) - first) / n2
         out["new_cluster_pairs_per_n2"] = sum(r["new_pairs"] for r in rounds) / n2
-        out["offer_pairs_per_n2"] = sum(r["offer_pairs"] for r in rounds) / n2
+        out["offer_pairs_per_n2"] = 0.0  # fused into fresh_pass: no pair of their own
     return out
 
 
@@ -593,9 +586,10 @@ def _driver_launches():
                 return launch(*args)
             return call
 
-    # cluster_best(CT, size, extra, rows, nrows, cols, ncols, ...);
+    # rnn_scan / fresh_pass(CT, size, extra, rows, nrows, cols, ncols, ...);
     # point_best(XT, norms, comp, rows, nrows, n, ...)
-    cuda_vector.cluster_best = Spy(cuda_vector.cluster_best, 6)
+    cuda_vector.rnn_scan = Spy(cuda_vector.rnn_scan, 6)
+    cuda_vector.fresh_pass = Spy(cuda_vector.fresh_pass, 6)
     cuda_vector.point_best = Spy(cuda_vector.point_best, 5)
     out = []
     for engine, data, n, d in DRIVER_CASES:
@@ -642,7 +636,7 @@ def _table(results):
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        name = r["engine"] + (f" (K={r['topk']}, proposed)" if r["proposed_design"] else "")
+        name = f"{r['engine']} (K={r['topk']})"
         syncs = "-" if r["host_syncs"] is None else str(r["host_syncs"])
         lines.append(
             f"| {name} | {r['n']} | {r['d']} | {r['rounds']} | {syncs} | "
@@ -663,9 +657,11 @@ def main(argv=None):
     ap.add_argument("--sizes", default="5000", help="comma-separated n (default 5000)")
     ap.add_argument("--dims", default="32", help="comma-separated d (default 32)")
     ap.add_argument("--engines", default="ward,average-cosine,single",
-                    help=f"comma-separated, from {','.join(ENGINES)} (ward-topk is a proposed "
-                         "design, not the engine)")
-    ap.add_argument("--topk", type=int, default=8, help="list length of ward-topk (default 8)")
+                    help=f"comma-separated, from {','.join(ENGINES)}")
+    ap.add_argument("--topk", type=int, default=None,
+                    help="list length of the RNN rounds to emulate (default the engine's "
+                         f"cuda_vector.RNN_TOP_K = {cuda_vector.RNN_TOP_K}; --verify's driver "
+                         "check always runs the engine's)")
     ap.add_argument("--data", default="gaussian", choices=["gaussian", "blobs"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--check-max-n", type=int, default=20000,
@@ -687,8 +683,8 @@ def main(argv=None):
     bad = [e for e in engines if e not in ENGINES]
     if bad:
         ap.error(f"--engines: unknown {bad}; choose from {sorted(ENGINES)}")
-    if args.topk < 1:
-        ap.error("--topk must be at least 1")
+    if args.topk is not None and not 1 <= args.topk <= cuda_vector.RNN_TOP_K_MAX:
+        ap.error(f"--topk must be between 1 and {cuda_vector.RNN_TOP_K_MAX}")
     if args.verify:
         failures = verify_heights(engines, args.seed, args.topk) + verify_driver()
         print("verify:", "all ok" if failures == 0 else f"{failures} FAILED")
@@ -728,8 +724,10 @@ def main(argv=None):
             "git": _git_head(),
             **provenance(paths=("kernels",)),
             "python": platform.python_version(), "numpy": np.__version__,
-            "engine_constants": {"TOP_K": cuda_vector.TOP_K, "TILE_C": cuda_vector.TILE_C,
-                                 "tpb": GPU_TPB},
+            "engine_constants": {"TOP_K": cuda_vector.TOP_K,
+                                 "RNN_TOP_K": cuda_vector.RNN_TOP_K,
+                                 "FRESH_SCRATCH": cuda_vector.FRESH_SCRATCH,
+                                 "TILE_C": cuda_vector.TILE_C, "tpb": GPU_TPB},
             "results": results,
         }
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
