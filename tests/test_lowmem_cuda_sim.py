@@ -185,13 +185,20 @@ def test_exhausted_lists_equal_scipy_and_the_cpu_engine(rng, monkeypatch, method
     assert sum(rows1[1:]) > 0
     assert_same_linkage(Z1, scipy_reference(X, method, metric))
     assert_same_linkage(Z1, _run(X, method, metric, backend="cpu"), rtol=1e-12)
-    if method == "ward":  # longer lists rescan fewer rows, with the same tree
-        Z8, rows8 = _rescans(monkeypatch, X, method, metric, 8)
-        assert sum(rows8[1:]) < sum(rows1[1:])
-        assert_array_equal(Z8, Z1)
 
 
-@pytest.mark.parametrize("tpb", [64, 128, 256])
+@pytest.mark.slow
+@pytest.mark.skipif(not SIMULATED, reason="counts simulator kernel calls")
+def test_longer_lists_rescan_fewer_rows_for_the_same_tree(rng, monkeypatch):
+    X = rng.standard_normal((40, 9))
+    Z1, rows1 = _rescans(monkeypatch, X, "ward", "euclidean", 1)
+    Z8, rows8 = _rescans(monkeypatch, X, "ward", "euclidean", 8)
+    assert sum(rows8[1:]) < sum(rows1[1:])
+    assert_array_equal(Z8, Z1)
+
+
+@pytest.mark.parametrize("tpb", [64, pytest.param(128, marks=pytest.mark.slow),
+                                 pytest.param(256, marks=pytest.mark.slow)])
 def test_lists_at_every_block_size(rng, monkeypatch, tpb):
     # Blocks wider than the rows: most threads hold no row, and fresh_pass's
     # offers go through every thread's shared slot.
