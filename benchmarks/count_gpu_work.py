@@ -6,21 +6,25 @@ with the same rules, so that the number of pair distances the device would
 compute can be counted without a GPU::
 
     PYTHONPATH=$PWD python benchmarks/count_gpu_work.py --sizes 5000,20000 --dims 32 \\
-        --engines ward,average-cosine,single,ward-topk --out counts.json
+        --engines ward,average-cosine,single --out counts.json
     PYTHONPATH=$PWD python benchmarks/count_gpu_work.py --verify     # fidelity checks only
 
 Engines emulated (what ``gpu_hclust.linkage(X, method, metric, low_memory=True)``
 runs on a GPU):
 
-``ward`` / ``average-cosine``: ``_rnn_rounds``
-    Each round: ``cluster_best`` + ``combine_best`` (mode 0) give every stale
-    row its nearest active slot (key (distance, slot), the row itself skipped);
-    ``find_pairs`` takes every reciprocal pair i < nn[i]; ``merge_pairs`` merges
-    each into slot i (``formulas.merged_coordinate``); rows whose neighbour
-    merged, and the new clusters, become stale for the next round; every other
-    active row is offered the new clusters (``cluster_best`` rows = kept,
-    columns = new clusters, ``combine_best`` mode 1: taken only where the key
-    precedes the stored one).
+``ward`` / ``average-cosine``: ``_rnn_rounds`` (per-row candidate lists)
+    Each row keeps its ``RNN_TOP_K`` first (key, slot), key (distance, slot),
+    and a bound (every active slot not listed has key >= bound). Each round:
+    ``rnn_select`` lists the rows whose first entry does not precede their
+    bound (round 0: every row, the first pass); ``rnn_scan`` + ``rnn_combine``
+    rescan them against the active slots (K + 1 first); ``find_pairs`` takes
+    every reciprocal pair i < nn[i]; ``merge_pairs`` merges each into slot i
+    (``formulas.merged_coordinate``); ``rnn_drop`` drops both merged slots
+    from every list; ``fresh_pass`` computes each (new cluster, active slot)
+    pair once, giving the new clusters their lists and offering each new
+    cluster to every other row (inserted where it precedes the row's bound;
+    an entry pushed out becomes the bound), in launches of at most
+    ``cuda_vector.fresh_grid`` new clusters.
 ``single``: ``_single`` (Borůvka rounds on points, euclidean)
     ``point_carry`` (first candidate still outside the component, else the
     list's bound), ``point_select`` (no bid and a bound not above the
@@ -29,25 +33,16 @@ runs on a GPU):
     n points), then ``cuda_mst``'s ``vertex_code`` / ``hook`` / ``jump`` /
     ``relabel`` (edge order (w, min(u, v), max(u, v)); a mutual pick leaves the
     smaller root in place).
-``ward-topk`` (a PROPOSED design, not what the engine does)
-    Per-row candidate lists for the RNN rounds (the fix the README's
-    limitations plan for ward at n = 1e6): each row keeps
-    the ``--topk`` nearest (distance, slot) of its last scan plus a bound (the
-    next distance, lowered when an offered entry is pushed out); entries of
-    merged slots are dropped, the new clusters get a full scan and are offered
-    to every other row, and a row is rescanned only when its first live entry
-    does not precede its bound.
-
-What is counted: one pair = one (row, column) distance given to ``cluster_best``
-or ``point_best`` (the column list includes the row itself, which the kernel
+What is counted: one pair = one (row, column) distance given to ``rnn_scan``,
+``fresh_pass`` or ``point_best`` (the column list includes the row itself, which the kernel
 computes and then skips; the first pass therefore counts n^2, each unordered
 pair twice). ``padded_pairs`` also counts the lanes the kernels run on padding:
 rows up to a multiple of threads per block, each column share up to a multiple
-of ``TILE_C`` (shares as ``cuda_vector._splits`` chooses them). Rounds are the
-driver's loop iterations; host syncs are its blocking reads per round (RNN: the
-active list, ``npairs`` and, except in the last round, the stale and kept lists,
-each a CuPy ``flatnonzero``; single: ``nrows`` and ``count``), not counting the
-three reads of the merge log at the end.
+of ``TILE_C`` (shares as ``cuda_vector._splits`` / ``fresh_grid`` choose them).
+Rounds are the driver's loop iterations; host syncs are its blocking reads per
+round (RNN: ``nrows``, ``npairs`` and, except in the last round, the active
+list's length, a CuPy ``flatnonzero``; single: ``nrows`` and ``count``), not
+counting the three reads of the merge log at the end.
 
 Distances: every candidate set is found with the Gram form (BLAS) and a
 rigorous rounding-error bound, then the candidates within the bound are
@@ -60,9 +55,9 @@ which columns is the engine's.
 
 ``--verify`` checks that: (1) the emulated merge heights equal those of
 ``gpu_hclust.linkage(X, method, metric, low_memory=True, backend="cpu")`` to
-rtol 1e-9 (sorted), for every engine including ``ward-topk``, at n = 300-2000;
+rtol 1e-9 (sorted), for every engine, at n = 300-2000;
 (2) the real ``cuda_vector`` driver, run in numba-cuda's simulator on small
-data (n <= 40), launches ``cluster_best`` / ``point_best`` with the same
+data (n <= 40), launches ``rnn_scan`` / ``fresh_pass`` / ``point_best`` with the same
 (rows, columns) sequence as the emulation.
 
 Projected H100 time: ``pairs x 3 d / 1.67e13 s``, i.e. three FP64 operations per
@@ -107,9 +102,7 @@ ENGINES = {
     "ward": ("ward", "euclidean"),
     "average-cosine": ("average", "cosine"),
     "single": ("single", "euclidean"),
-    "ward-topk": ("ward", "euclidean"),
 }
-PROPOSED = {"ward-topk"}
 
 # One source for each formula: the engines' scalar functions, applied elementwise.
 _cluster_distance = np.vectorize(formulas.cluster_distance, otypes=[np.float64])
@@ -251,9 +244,10 @@ def _not_self(r, cols):
     return r[:, None] == cols[None, :]
 
 
-def _padded(nrows, ncols, tpb):
-    """Lanes a tile kernel runs for nrows x ncols: rows to whole blocks, each share to TILE_C."""
-    ns = cuda_vector._splits(nrows, ncols, tpb)
+def _padded(nrows, ncols, tpb, nsplit=None):
+    """Lanes a tile kernel runs for nrows x ncols: rows to whole blocks, each share to TILE_C
+    (``nsplit`` column shares; default as ``cuda_vector._splits`` chooses them)."""
+    ns = cuda_vector._splits(nrows, ncols, tpb) if nsplit is None else nsplit
     tile = cuda_vector.TILE_C
     share = -(-ncols // ns)
     share = -(-share // tile) * tile
@@ -274,68 +268,18 @@ class Tally:
         self.pairs = 0
         self.padded = 0
 
-    def add(self, nrows, ncols):
+    def add(self, nrows, ncols, nsplit=None):
         if nrows == 0 or ncols == 0:  # the drivers skip empty launches
             return 0
         self.launches.append((int(nrows), int(ncols)))
         self.pairs += nrows * ncols
-        self.padded += _padded(nrows, ncols, self.tpb)
+        self.padded += _padded(nrows, ncols, self.tpb, nsplit)
         return nrows * ncols
 
 
 # --------------------------------------------------------------------------
 # Engines
 # --------------------------------------------------------------------------
-
-def emulate_rnn(S, tally):
-    """``cuda_vector._rnn_rounds`` (ward, average-cosine). Returns heights and rounds."""
-    n = S.n
-    active = np.ones(n, dtype=bool)
-    nn = np.zeros(n, dtype=np.int64)
-    nnd = np.full(n, np.inf)
-    heights, rounds = [], []
-
-    def best(rows, cols, mode):  # _Nearest: cluster_best + combine_best
-        pairs = tally.add(len(rows), len(cols))
-        if pairs == 0:
-            return 0
-        W, J = smallest(S, rows, cols, 1, _not_self)
-        w, j = W[:, 0], J[:, 0]
-        take = j >= 0
-        if mode == 1:
-            take &= _precedes(w, j, nnd[rows], nn[rows])
-        nn[rows[take]] = j[take]
-        nnd[rows[take]] = w[take]
-        return pairs
-
-    stale = np.arange(n)
-    m = n
-    while m > 1:
-        act = np.flatnonzero(active)
-        scan = best(stale, act, 0)
-        j = nn[act]
-        pr = act[(act < j) & (nn[j] == act)]  # find_pairs
-        p = len(pr)
-        if p == 0:
-            raise RuntimeError(f"no reciprocal pair with {m} clusters left")
-        pj = nn[pr]
-        heights.append(nnd[pr].copy())
-        flag = np.zeros(n, dtype=np.int8)
-        flag[pr], flag[pj] = 1, 2
-        S.merge(pr, pj)  # merge_pairs
-        active[pj] = False
-        m -= p
-        rnd = {"active": len(act), "rescanned": len(stale), "merged": p, "scan_pairs": scan,
-               "kept": 0, "offer_pairs": 0, "syncs": 2}
-        rounds.append(rnd)
-        if m <= 1:
-            break
-        is_stale = active & ((flag[nn] != 0) | (flag == 1))
-        stale = np.flatnonzero(is_stale)
-        keep = np.flatnonzero(active & ~is_stale)
-        rnd.update(kept=len(keep), offer_pairs=best(keep, pr, 1), syncs=4)
-    return np.concatenate(heights), rounds
-
 
 def _sort_lists(W, J):
     """Rows of (W, J) in (distance, index) order, empty entries (J < 0) last."""
@@ -344,64 +288,84 @@ def _sort_lists(W, J):
     return np.take_along_axis(W, order, -1), np.take_along_axis(J, order, -1)
 
 
-def emulate_rnn_topk(S, tally, K):
-    """PROPOSED per-row top-K candidate lists for the RNN rounds (not in the engine)."""
+def emulate_rnn(S, tally, K):
+    """``cuda_vector._rnn_rounds`` (ward, average-cosine): RNN rounds over per-row
+    top-K candidate lists. Returns heights and rounds.
+
+    Each row keeps its K first (key, slot) and a bound (every active slot not
+    listed has key >= bound). A round: ``rnn_select`` lists the rows whose
+    first entry does not precede their bound, ``rnn_scan`` + ``rnn_combine``
+    rescan them (top K + 1 over the active slots), ``find_pairs`` /
+    ``merge_pairs`` merge every reciprocal pair, ``rnn_drop`` drops the merged
+    slots from every list, and ``fresh_pass`` (new clusters x active slots,
+    each pair once) gives the new clusters their lists and offers each new
+    cluster to every other row (inserted where it precedes the row's bound,
+    the pushed-out entry becoming the bound).
+    """
     n = S.n
     active = np.ones(n, dtype=bool)
     LW = np.full((n, K), np.inf)
     LJ = np.full((n, K), NO_SLOT, dtype=np.int64)
-    bound = np.full(n, np.inf)
+    BW = np.full(n, np.inf)
+    BJ = np.full(n, NO_SLOT, dtype=np.int64)
     heights, rounds = [], []
 
-    def full_scan(rows, cols):
+    def scan(rows, cols):  # rnn_scan + rnn_combine: a row's K + 1 first over cols
         pairs = tally.add(len(rows), len(cols))
         if pairs:
             W, J = smallest(S, rows, cols, K + 1, _not_self)
             LW[rows], LJ[rows] = W[:, :K], J[:, :K]
-            bound[rows] = np.where(J[:, K] >= 0, W[:, K], np.inf)
+            BW[rows], BJ[rows] = W[:, K], J[:, K]
         return pairs
 
-    def offer(rows, cols):
-        pairs = tally.add(len(rows), len(cols))
-        if pairs:
-            W, J = smallest(S, rows, cols, K + 1, _not_self)
-            UW, UJ = _sort_lists(np.hstack([LW[rows], W]), np.hstack([LJ[rows], J]))
-            LW[rows], LJ[rows] = UW[:, :K], UJ[:, :K]
-            pushed = UJ[:, K] >= 0  # an entry fell off: nothing unlisted is nearer than it
-            bound[rows] = np.where(pushed, np.minimum(bound[rows], UW[:, K]), bound[rows])
+    def fresh(new, cols, kept):  # fresh_pass (+ rnn_combine for the new rows)
+        pairs = 0
+        chunk, ns = cuda_vector.fresh_grid(len(new), len(cols), tally.tpb, K)
+        for lo in range(0, len(new), chunk):  # launches of at most chunk new clusters
+            pairs += tally.add(min(chunk, len(new) - lo), len(cols), nsplit=ns)
+        W, J = smallest(S, new, cols, K + 1, _not_self)
+        LW[new], LJ[new] = W[:, :K], J[:, :K]
+        BW[new], BJ[new] = W[:, K], J[:, K]
+        if len(kept):
+            # offers: the K + 1 first new clusters of each kept row (more cannot stay listed)
+            OW, OJ = smallest(S, kept, new, K + 1, _not_self)
+            ok = _precedes(OW, OJ, BW[kept][:, None], BJ[kept][:, None])
+            OW, OJ = np.where(ok, OW, np.inf), np.where(ok, OJ, NO_SLOT)
+            UW, UJ = _sort_lists(np.hstack([LW[kept], OW]), np.hstack([LJ[kept], OJ]))
+            LW[kept], LJ[kept] = UW[:, :K], UJ[:, :K]
+            pushed = UJ[:, K] >= 0  # the entry after the K first is the new bound
+            BW[kept] = np.where(pushed, UW[:, K], BW[kept])
+            BJ[kept] = np.where(pushed, UJ[:, K], BJ[kept])
         return pairs
 
-    full_scan(np.arange(n), np.arange(n))
+    act = np.arange(n)
     m = n
     while m > 1:
-        act = np.flatnonzero(active)
-        good = (LJ[act, 0] >= 0) & (LW[act, 0] < bound[act])
-        need = act[~good]
-        scan = full_scan(need, act)
+        need = act[~_precedes(LW[act, 0], LJ[act, 0], BW[act], BJ[act])]  # rnn_select
+        scan_pairs = scan(need, act)
         nn, nnd = LJ[:, 0], LW[:, 0]
         j = nn[act]
-        pr = act[(act < j) & (nn[np.maximum(j, 0)] == act)]
+        pr = act[(j >= 0) & (act < j) & (nn[np.maximum(j, 0)] == act)]  # find_pairs
         p = len(pr)
         if p == 0:
             raise RuntimeError(f"no reciprocal pair with {m} clusters left")
         pj = nn[pr]
         heights.append(nnd[pr].copy())
-        S.merge(pr, pj)
+        S.merge(pr, pj)  # merge_pairs
         active[pj] = False
         m -= p
-        rnd = {"active": len(act), "rescanned": len(need), "merged": p, "scan_pairs": scan,
-               "new_pairs": 0, "offer_pairs": 0}
+        rnd = {"active": len(act), "rescanned": len(need), "merged": p, "scan_pairs": scan_pairs,
+               "new_pairs": 0, "syncs": 2}
         rounds.append(rnd)
         if m <= 1:
             break
         dead = np.zeros(n, dtype=bool)
         dead[pr] = dead[pj] = True
-        gone = (LJ >= 0) & dead[np.maximum(LJ, 0)]
+        gone = (LJ >= 0) & dead[np.maximum(LJ, 0)]  # rnn_drop
         LJ[gone], LW[gone] = NO_SLOT, np.inf
         LW[:], LJ[:] = _sort_lists(LW, LJ)
         act = np.flatnonzero(active)
-        rnd["new_pairs"] = full_scan(pr, act)
-        rnd["offer_pairs"] = offer(act[~dead[act]], pr)
+        rnd.update(new_pairs=fresh(pr, act, act[~dead[act]]), syncs=3)
     return np.concatenate(heights), rounds
 
 
@@ -471,22 +435,23 @@ def emulate_single(S, tally, K):
     return np.concatenate(heights), rounds
 
 
-def emulate(engine, X, topk=8, tpb=GPU_TPB):
-    """Run one engine's emulation on observations X (n, d).
+def emulate(engine, X, topk=None, tpb=GPU_TPB):
+    """Run one engine's emulation on observations X (n, d); ``topk``: the RNN
+    list length (default ``cuda_vector.RNN_TOP_K``, the engine's).
 
     Returns (heights as ``linkage`` reports them, rounds, Tally).
     """
     method, metric = ENGINES[engine]
     spec = METHODS[method]
-    CT, _, code, mcode = _lowmem.prepare(X, spec, metric, np.float64, np)
+    # the engine's inputs: data centred and scaled by a power of two, undone on the heights
+    CT, _, code, mcode, exponent = _lowmem.prepare_scaled(X, spec, metric, np.float64, np)
     S = Summaries(CT, code, mcode)
     tally = Tally(tpb)
     if engine == "single":
         h, rounds = emulate_single(S, tally, cuda_vector.TOP_K)
-    elif engine == "ward-topk":
-        h, rounds = emulate_rnn_topk(S, tally, topk)
     else:
-        h, rounds = emulate_rnn(S, tally)
+        h, rounds = emulate_rnn(S, tally, cuda_vector.RNN_TOP_K if topk is None else topk)
+    h = np.ldexp(h, exponent)
     if spec.squared:
         h = np.sqrt(h)
     return h, rounds, tally
@@ -529,15 +494,15 @@ def count_run(engine, n, d, data, seed, topk, check_max_n=0):
     check, check_detail = check_heights(engine, X, h, check_max_n)
     n2 = float(n) * n
     first = n2  # round 0 scans every row against every column
-    # rows given a full rescan after the first pass (ward-topk's first pass precedes round 0)
-    later = [r["rescanned"] for r in (rounds if engine in PROPOSED else rounds[1:])] or [0]
-    syncs = sum(r.get("syncs", 0) for r in rounds) if engine not in PROPOSED else None
+    # rows given a full rescan after the first pass (round 0's scan)
+    later = [r["rescanned"] for r in rounds[1:]] or [0]
+    syncs = sum(r.get("syncs", 0) for r in rounds)
+    rnn = engine in ("ward", "average-cosine")
     out = {
         "engine": engine,
-        "proposed_design": engine in PROPOSED,
+        "proposed_design": False,
         "n": n, "d": d, "data": data, "seed": seed,
-        "topk": topk if engine == "ward-topk" else
-        (cuda_vector.TOP_K if engine == "single" else None),
+        "topk": (topk or cuda_vector.RNN_TOP_K) if rnn else cuda_vector.TOP_K,
         "rounds": len(rounds),
         "host_syncs": syncs,
         "pairs": tally.pairs,
@@ -553,11 +518,10 @@ def count_run(engine, n, d, data, seed, topk, check_max_n=0):
         "check": check, "check_detail": check_detail,
         "per_round": {key: [r.get(key, 0) for r in rounds] for key in rounds[0]},
     }
-    if engine in ("ward", "average-cosine"):
-        out["offer_pairs_per_n2"] = sum(r["offer_pairs"] for r in rounds) / n2
-    if engine == "ward-topk":
+    if rnn:
+        out["rescan_pairs_per_n2"] = (sum(r["scan_pairs"] for r in rounds) - first) / n2
         out["new_cluster_pairs_per_n2"] = sum(r["new_pairs"] for r in rounds) / n2
-        out["offer_pairs_per_n2"] = sum(r["offer_pairs"] for r in rounds) / n2
+        out["offer_pairs_per_n2"] = 0.0  # fused into fresh_pass: no pair of their own
     return out
 
 
@@ -622,9 +586,10 @@ def _driver_launches():
                 return launch(*args)
             return call
 
-    # cluster_best(CT, size, extra, rows, nrows, cols, ncols, ...);
+    # rnn_scan / fresh_pass(CT, size, extra, rows, nrows, cols, ncols, ...);
     # point_best(XT, norms, comp, rows, nrows, n, ...)
-    cuda_vector.cluster_best = Spy(cuda_vector.cluster_best, 6)
+    cuda_vector.rnn_scan = Spy(cuda_vector.rnn_scan, 6)
+    cuda_vector.fresh_pass = Spy(cuda_vector.fresh_pass, 6)
     cuda_vector.point_best = Spy(cuda_vector.point_best, 5)
     out = []
     for engine, data, n, d in DRIVER_CASES:
@@ -671,7 +636,7 @@ def _table(results):
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        name = r["engine"] + (f" (K={r['topk']}, proposed)" if r["proposed_design"] else "")
+        name = f"{r['engine']} (K={r['topk']})"
         syncs = "-" if r["host_syncs"] is None else str(r["host_syncs"])
         lines.append(
             f"| {name} | {r['n']} | {r['d']} | {r['rounds']} | {syncs} | "
@@ -692,9 +657,11 @@ def main(argv=None):
     ap.add_argument("--sizes", default="5000", help="comma-separated n (default 5000)")
     ap.add_argument("--dims", default="32", help="comma-separated d (default 32)")
     ap.add_argument("--engines", default="ward,average-cosine,single",
-                    help=f"comma-separated, from {','.join(ENGINES)} (ward-topk is a proposed "
-                         "design, not the engine)")
-    ap.add_argument("--topk", type=int, default=8, help="list length of ward-topk (default 8)")
+                    help=f"comma-separated, from {','.join(ENGINES)}")
+    ap.add_argument("--topk", type=int, default=None,
+                    help="list length of the RNN rounds to emulate (default the engine's "
+                         f"cuda_vector.RNN_TOP_K = {cuda_vector.RNN_TOP_K}; --verify's driver "
+                         "check always runs the engine's)")
     ap.add_argument("--data", default="gaussian", choices=["gaussian", "blobs"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--check-max-n", type=int, default=20000,
@@ -716,8 +683,8 @@ def main(argv=None):
     bad = [e for e in engines if e not in ENGINES]
     if bad:
         ap.error(f"--engines: unknown {bad}; choose from {sorted(ENGINES)}")
-    if args.topk < 1:
-        ap.error("--topk must be at least 1")
+    if args.topk is not None and not 1 <= args.topk <= cuda_vector.RNN_TOP_K_MAX:
+        ap.error(f"--topk must be between 1 and {cuda_vector.RNN_TOP_K_MAX}")
     if args.verify:
         failures = verify_heights(engines, args.seed, args.topk) + verify_driver()
         print("verify:", "all ok" if failures == 0 else f"{failures} FAILED")
@@ -757,8 +724,10 @@ def main(argv=None):
             "git": _git_head(),
             **provenance(paths=("kernels",)),
             "python": platform.python_version(), "numpy": np.__version__,
-            "engine_constants": {"TOP_K": cuda_vector.TOP_K, "TILE_C": cuda_vector.TILE_C,
-                                 "tpb": GPU_TPB},
+            "engine_constants": {"TOP_K": cuda_vector.TOP_K,
+                                 "RNN_TOP_K": cuda_vector.RNN_TOP_K,
+                                 "FRESH_SCRATCH": cuda_vector.FRESH_SCRATCH,
+                                 "TILE_C": cuda_vector.TILE_C, "tpb": GPU_TPB},
             "results": results,
         }
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

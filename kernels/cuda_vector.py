@@ -17,13 +17,21 @@ single (any compiled metric): Borůvka rounds
     cannot hold the component's edge: only the rest are rescanned
     (``point_select``). About one full pass in all. Two host reads per round.
 ward, average/sqeuclidean, average/cosine (reducible): reciprocal-nearest-neighbour rounds
-    ``cluster_best`` keeps nn[i], nnd[i] for every active slot (key: distance,
-    then slot); a round rescans the stale rows, merges every reciprocal pair
-    (``find_pairs``, ``merge_pairs``), marks rows whose neighbour merged as
-    stale, and lets every other row take a new cluster that beats its key, so
-    nn[i] stays the exact minimum and the global closest pair is always
-    reciprocal. For reducible linkages merging all reciprocal pairs at once
-    gives exactly the sequential hierarchy. One host read per round.
+    Each row keeps its ``RNN_TOP_K`` first (distance, slot) and a bound: every
+    active slot not in the list has a key that does not precede the bound.
+    A round: ``rnn_select`` (nn, nnd from each list's first entry; rows whose
+    first entry does not precede the bound are listed, every row in round 0),
+    ``rnn_scan`` + ``rnn_combine`` (those rows rescanned: K + 1 first),
+    ``find_pairs`` + ``merge_pairs`` (every reciprocal pair), ``rnn_drop``
+    (both merged slots leave every list), ``fresh_pass`` + ``rnn_combine``
+    (new clusters x active slots, each pair once: the new clusters' own lists,
+    and each offered to every other row, which inserts it where it precedes
+    the bound, the entry pushed out becoming the bound). So nn[i] is the exact
+    minimum and the global closest pair is always reciprocal; for reducible
+    linkages merging all reciprocal pairs at once gives exactly the sequential
+    hierarchy. Three host reads per round (rescan count, pair count, active
+    list). ``benchmarks/count_gpu_work.py`` counts the pairs (ward, n = 20 000
+    x 32: about 1.8 n^2).
 centroid, median (generic): one merge per step, no host read per step
     ``generic_pick`` (one block: argmin of the exact bounds, merge),
     ``generic_relax`` (distances from the new cluster to all: lower bounds,
@@ -65,9 +73,19 @@ TILE_K = 8
 # Candidates kept per point by single linkage's scans (see ``point_carry``):
 # with 4, about one full pass over the points is needed in all.
 TOP_K = 4
+# Candidates kept per row by the reducible rounds (ward, average): each row's
+# list holds its RNN_TOP_K first (distance, slot) and a bound (see ``_rnn_rounds``).
+# Read by the driver at each run (tests lower it to exhaust the lists); kernels
+# take it as an argument and size their local lists by RNN_TOP_K_MAX.
+RNN_TOP_K = 16
+RNN_TOP_K_MAX = 32
+# Partial-list entries one ``fresh_pass`` launch may write (shares x (K + 1) x
+# new clusters, 12 bytes each): larger rounds are launched in chunks of new clusters.
+FRESH_SCRATCH = 1 << 22
 # Shared array sizes must be plain constants (a product is not folded at typing).
 _SH_ROWS = MAX_TPB * TILE_K
 _SH_COLS = TILE_C * TILE_K
+_KLIST = RNN_TOP_K_MAX + 1  # a scan keeps K + 1 entries: the list and its bound
 
 _I32 = np.int32
 _I64 = np.int64
@@ -117,18 +135,24 @@ def _chunk(mcode, sh_r, sh_c, acc, t, bd, p):
 # --------------------------------------------------------------------------
 
 @cuda.jit(device=True, cache=NUMBA_CACHE)
-def _top_insert(kw, kj, w, j):
-    """Insert (w, j) into the ascending (distance, index) list kw/kj of TOP_K
-    entries if it beats the last one (j < 0 marks an empty entry)."""
-    if not launch.precedes(w, j, kw[TOP_K - 1], kj[TOP_K - 1]):
+def _klist_insert(kw, kj, m, w, j):
+    """Insert (w, j) into the ascending (distance, index) list kw/kj of m
+    entries if it precedes the last one (j < 0 marks an empty entry)."""
+    if not launch.precedes(w, j, kw[m - 1], kj[m - 1]):
         return
-    pos = TOP_K - 1
+    pos = m - 1
     while pos > 0 and launch.precedes(w, j, kw[pos - 1], kj[pos - 1]):
         kw[pos] = kw[pos - 1]
         kj[pos] = kj[pos - 1]
         pos -= 1
     kw[pos] = w
     kj[pos] = j
+
+
+@cuda.jit(device=True, cache=NUMBA_CACHE)
+def _top_insert(kw, kj, w, j):
+    """``_klist_insert`` into a list of TOP_K entries (single linkage's candidates)."""
+    _klist_insert(kw, kj, TOP_K, w, j)
 
 
 @cuda.jit(cache=NUMBA_CACHE)
@@ -256,6 +280,41 @@ def point_select(comp, comp_w, cur_w, cur_j, rows, nrows, n):
 # Cluster summaries: nearest neighbours over centroids
 # --------------------------------------------------------------------------
 
+@cuda.jit(device=True, cache=NUMBA_CACHE)
+def _tile_sums(CT, cols, i, valid, c0, cend, mc, sh_r, sh_c, acc):
+    """acc[c] = the coordinate sum of slot i against slot cols[c0 + c], c < TILE_C.
+
+    Every thread of the block calls it (it synchronises): row coordinates go
+    through shared memory one value per thread, the TILE_C columns' are
+    broadcast; lanes past ``cend`` or of an invalid row sum zeros.
+    """
+    t = cuda.threadIdx.x
+    bd = cuda.blockDim.x
+    d = CT.shape[0]
+    for c in range(TILE_C):
+        acc[c] = 0.0
+    for k0 in range(0, d, TILE_K):
+        for kk in range(TILE_K):
+            k = k0 + kk
+            sh_r[kk * bd + t] = CT[k, i] if (valid and k < d) else 0.0
+        for e in range(t, TILE_C * TILE_K, bd):
+            k = k0 + e // TILE_C
+            jc = c0 + e % TILE_C
+            sh_c[e] = CT[k, cols[jc]] if (k < d and jc < cend) else 0.0
+        cuda.syncthreads()
+        _chunk(mc, sh_r, sh_c, acc, t, bd, 0.0)
+        cuda.syncthreads()
+
+
+@cuda.jit(device=True, cache=NUMBA_CACHE)
+def _share(ncols):
+    """Column range [cbeg, cend) of this block's share (gridDim.y equal shares, whole tiles)."""
+    share = (ncols + cuda.gridDim.y - 1) // cuda.gridDim.y
+    share = (share + TILE_C - 1) // TILE_C * TILE_C
+    cbeg = np.int64(cuda.blockIdx.y) * share
+    return cbeg, min(ncols, cbeg + share)
+
+
 @cuda.jit(cache=NUMBA_CACHE)
 def cluster_best(CT, size, extra, rows, nrows, cols, ncols, code, metric, part_d, part_j):
     """Nearest cluster among a share of ``cols[:ncols]`` for each slot in ``rows[:nrows]``.
@@ -272,13 +331,9 @@ def cluster_best(CT, size, extra, rows, nrows, cols, ncols, code, metric, part_d
     acc = cuda.local.array(TILE_C, np.float64)
     t = cuda.threadIdx.x
     bd = cuda.blockDim.x
-    d = CT.shape[0]
     mc = _coordinate_metric(code, metric)
     y = cuda.blockIdx.y
-    share = (ncols + cuda.gridDim.y - 1) // cuda.gridDim.y
-    share = (share + TILE_C - 1) // TILE_C * TILE_C
-    cbeg = np.int64(y) * share
-    cend = min(ncols, cbeg + share)
+    cbeg, cend = _share(ncols)
     nblocks = (nrows + bd - 1) // bd
     for rb in range(cuda.blockIdx.x, nblocks, cuda.gridDim.x):
         r = np.int64(rb) * bd + t
@@ -287,19 +342,7 @@ def cluster_best(CT, size, extra, rows, nrows, cols, ncols, code, metric, part_d
         bw = math.inf
         bj = -1
         for c0 in range(cbeg, cend, TILE_C):
-            for c in range(TILE_C):
-                acc[c] = 0.0
-            for k0 in range(0, d, TILE_K):
-                for kk in range(TILE_K):
-                    k = k0 + kk
-                    sh_r[kk * bd + t] = CT[k, i] if (valid and k < d) else 0.0
-                for e in range(t, TILE_C * TILE_K, bd):
-                    k = k0 + e // TILE_C
-                    jc = c0 + e % TILE_C
-                    sh_c[e] = CT[k, cols[jc]] if (k < d and jc < cend) else 0.0
-                cuda.syncthreads()
-                _chunk(mc, sh_r, sh_c, acc, t, bd, 0.0)
-                cuda.syncthreads()
+            _tile_sums(CT, cols, i, valid, c0, cend, mc, sh_r, sh_c, acc)
             if valid:
                 for c in range(TILE_C):
                     jc = c0 + c
@@ -356,6 +399,240 @@ def find_pairs(active, nn, nnd, rep, flag, pair_i, pair_j, npairs, log_a, log_b,
             log_h[pos] = nnd[i]
             flag[i] = 1
             flag[j] = 2
+
+
+# --------------------------------------------------------------------------
+# Reducible rounds: per-row candidate lists (see ``_rnn_rounds``)
+# --------------------------------------------------------------------------
+# Row i's list is LW[:kk, i], LJ[:kk, i]: ascending (distance, slot), empty
+# entries (slot -1) last; its bound is (BW[i], BJ[i]) (slot -1: +infinity).
+# Invariant: every active slot not in row i's list has a key that does not
+# precede the bound, and every listed entry precedes it; listed keys are
+# exact for the clusters now in those slots. So when the first entry precedes
+# the bound it is row i's nearest neighbour under (distance, slot).
+
+@cuda.jit(cache=NUMBA_CACHE)
+def rnn_scan(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, part_w, part_j):
+    """The kk + 1 first (distance, slot) among a share of ``cols[:ncols]`` for each
+    slot in ``rows[:nrows]``.
+
+    Grid and tiles of ``cluster_best``; writes the share's ascending list to
+    part_w[y * (kk + 1) + q, r], part_j[...] (slot -1: empty). ``rnn_combine``
+    folds the shares into the rows' lists and bounds.
+    """
+    sh_r = cuda.shared.array(_SH_ROWS, np.float64)
+    sh_c = cuda.shared.array(_SH_COLS, np.float64)
+    acc = cuda.local.array(TILE_C, np.float64)
+    kw = cuda.local.array(_KLIST, np.float64)
+    kj = cuda.local.array(_KLIST, np.int64)
+    t = cuda.threadIdx.x
+    bd = cuda.blockDim.x
+    mc = _coordinate_metric(code, metric)
+    y = cuda.blockIdx.y
+    cbeg, cend = _share(ncols)
+    m = kk + 1
+    nblocks = (nrows + bd - 1) // bd
+    for rb in range(cuda.blockIdx.x, nblocks, cuda.gridDim.x):
+        r = np.int64(rb) * bd + t
+        valid = r < nrows
+        i = np.int64(rows[r]) if valid else np.int64(0)
+        for q in range(m):
+            kw[q] = math.inf
+            kj[q] = -1
+        for c0 in range(cbeg, cend, TILE_C):
+            _tile_sums(CT, cols, i, valid, c0, cend, mc, sh_r, sh_c, acc)
+            if valid:
+                for c in range(TILE_C):
+                    jc = c0 + c
+                    if jc < cend:
+                        j = cols[jc]
+                        if j != i:
+                            w = _cluster_distance(code, metric, acc[c], size[i], size[j],
+                                                  extra[i], extra[j])
+                            _klist_insert(kw, kj, m, w, j)
+        if valid:
+            for q in range(m):
+                part_w[y * m + q, r] = kw[q]
+                part_j[y * m + q, r] = kj[q]
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def rnn_combine(rows, nrows, part_w, part_j, nsplit, kk, LW, LJ, BW, BJ, nn, nnd):
+    """Fold the shares' lists of ``rnn_scan`` / ``fresh_pass`` (shares in order):
+    each row's kk first entries become its list, the next its bound, the first
+    its (nn, nnd)."""
+    kw = cuda.local.array(_KLIST, np.float64)
+    kj = cuda.local.array(_KLIST, np.int64)
+    m = kk + 1
+    for r in range(cuda.grid(1), nrows, cuda.gridsize(1)):
+        for q in range(m):
+            kw[q] = math.inf
+            kj[q] = -1
+        for e in range(nsplit * m):
+            if part_j[e, r] >= 0:
+                _klist_insert(kw, kj, m, part_w[e, r], part_j[e, r])
+        i = rows[r]
+        for q in range(kk):
+            LW[q, i] = kw[q]
+            LJ[q, i] = kj[q]
+        BW[i] = kw[kk]
+        BJ[i] = kj[kk]
+        nn[i] = kj[0]
+        nnd[i] = kw[0]
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def rnn_select(active, LW, LJ, BW, BJ, nn, nnd, rows, nrows, n):
+    """Every active row's (nn, nnd) from its list's first entry; rows whose
+    first entry does not precede their bound (or with an empty list) are
+    listed in rows[:nrows] for a rescan (list order is arrival order: each
+    row's result does not depend on its position)."""
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        if active[i] == 0:
+            continue
+        nn[i] = LJ[0, i]
+        nnd[i] = LW[0, i]
+        if not launch.precedes(LW[0, i], LJ[0, i], BW[i], BJ[i]):
+            rows[cuda.atomic.add(nrows, 0, 1)] = i
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def rnn_drop(active, flag, LW, LJ, kk, n):
+    """Drop the slots merged this round (flag != 0: the kept slot holds a new
+    cluster, the other is gone) from every other active row's list, keeping
+    the order; the bound stays (the new clusters are offered by ``fresh_pass``)."""
+    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+        if active[i] == 0 or flag[i] != 0:
+            continue
+        keep = 0
+        for q in range(kk):
+            j = LJ[q, i]
+            if j < 0:
+                break
+            if flag[j] == 0:
+                LW[keep, i] = LW[q, i]
+                LJ[keep, i] = j
+                keep += 1
+        for q in range(keep, kk):
+            LW[q, i] = math.inf
+            LJ[q, i] = -1
+
+
+@cuda.jit(device=True, cache=NUMBA_CACHE)
+def _offer(LW, LJ, BW, BJ, k, kk, w, u):
+    """Offer (w, u) to row k's list (one thread per row at a time).
+
+    Ignored unless it precedes the bound; else inserted, and when the list was
+    full the entry pushed out (the last one, or the offer itself) becomes the
+    bound. The final list and bound are the same in any offer order.
+    """
+    if not launch.precedes(w, u, BW[k], BJ[k]):
+        return
+    last = kk - 1
+    if LJ[last, k] >= 0:
+        if not launch.precedes(w, u, LW[last, k], LJ[last, k]):
+            BW[k] = w
+            BJ[k] = u
+            return
+        BW[k] = LW[last, k]
+        BJ[k] = LJ[last, k]
+    pos = last
+    while pos > 0 and launch.precedes(w, u, LW[pos - 1, k], LJ[pos - 1, k]):
+        LW[pos, k] = LW[pos - 1, k]
+        LJ[pos, k] = LJ[pos - 1, k]
+        pos -= 1
+    LW[pos, k] = w
+    LJ[pos, k] = u
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def fresh_pass(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, flag, LW, LJ, BW, BJ,
+               part_w, part_j):
+    """New clusters x active slots, each pair computed once, for two results.
+
+    (a) Each new cluster rows[r]'s kk + 1 first (distance, slot) over its
+    block's share of ``cols[:ncols]`` (as ``rnn_scan``: partial lists for
+    ``rnn_combine``). (b) Each other active slot k (flag[k] == 0) in the share
+    is offered every new cluster whose key, seen from k, precedes k's bound
+    (``_offer``).
+
+    Grid (1, shares): block y owns its column share and walks all the new
+    clusters (row blocks in order), so it alone writes those rows' lists. A
+    tile's offers are rare: threads flag the columns they would offer to, and
+    for a flagged column the threads' offers go through shared memory to
+    thread 0, which inserts them in thread order. No atomics; the same lists
+    on every run (an offer's effect does not depend on its order anyway).
+    """
+    sh_r = cuda.shared.array(_SH_ROWS, np.float64)
+    sh_c = cuda.shared.array(_SH_COLS, np.float64)
+    sh_bw = cuda.shared.array(TILE_C, np.float64)
+    sh_bj = cuda.shared.array(TILE_C, np.int64)
+    sh_take = cuda.shared.array(TILE_C, np.int32)
+    sh_flag = cuda.shared.array(TILE_C, np.int32)
+    sd = cuda.shared.array(MAX_TPB, np.float64)
+    sj = cuda.shared.array(MAX_TPB, np.int64)
+    acc = cuda.local.array(TILE_C, np.float64)
+    kw = cuda.local.array(_KLIST, np.float64)
+    kj = cuda.local.array(_KLIST, np.int64)
+    t = cuda.threadIdx.x
+    bd = cuda.blockDim.x
+    mc = _coordinate_metric(code, metric)
+    y = cuda.blockIdx.y
+    cbeg, cend = _share(ncols)
+    m = kk + 1
+    nblocks = (nrows + bd - 1) // bd
+    for rb in range(nblocks):
+        r = np.int64(rb) * bd + t
+        valid = r < nrows
+        u = np.int64(rows[r]) if valid else np.int64(0)
+        for q in range(m):
+            kw[q] = math.inf
+            kj[q] = -1
+        for c0 in range(cbeg, cend, TILE_C):
+            _tile_sums(CT, cols, u, valid, c0, cend, mc, sh_r, sh_c, acc)
+            # the tile's rows' bounds, read after the previous tile's offers
+            for e in range(t, TILE_C, bd):
+                jc = c0 + e
+                take = 0
+                if jc < cend:
+                    k = cols[jc]
+                    sh_bw[e] = BW[k]
+                    sh_bj[e] = BJ[k]
+                    take = 1 if flag[k] == 0 else 0
+                sh_take[e] = take
+                sh_flag[e] = 0
+            cuda.syncthreads()
+            if valid:
+                for c in range(TILE_C):
+                    jc = c0 + c
+                    if jc < cend:
+                        k = cols[jc]
+                        if k != u:
+                            # seen from k (d is symmetric bitwise: the same float either way)
+                            w = _cluster_distance(code, metric, acc[c], size[k], size[u],
+                                                  extra[k], extra[u])
+                            acc[c] = w
+                            _klist_insert(kw, kj, m, w, k)
+                            if sh_take[c] != 0 and launch.precedes(w, u, sh_bw[c], sh_bj[c]):
+                                sh_flag[c] = 1  # every writer writes 1
+            cuda.syncthreads()
+            for c in range(TILE_C):
+                if sh_flag[c] != 0:  # shared: the whole block takes the branch
+                    jc = c0 + c
+                    k = cols[jc]
+                    ok = valid and k != u and launch.precedes(acc[c], u, sh_bw[c], sh_bj[c])
+                    sd[t] = acc[c] if ok else math.inf
+                    sj[t] = u if ok else -1
+                    cuda.syncthreads()
+                    if t == 0:
+                        for s in range(bd):
+                            if sj[s] >= 0:
+                                _offer(LW, LJ, BW, BJ, k, kk, sd[s], sj[s])
+                    cuda.syncthreads()
+        if valid:
+            for q in range(m):
+                part_w[y * m + q, r] = kw[q]
+                part_j[y * m + q, r] = kj[q]
 
 
 @cuda.jit(device=True, cache=NUMBA_CACHE)
@@ -543,6 +820,25 @@ PTX_SIGNATURES = {
     "combine_best": [
         f"void({_A32}, int64, float64[:, ::1], int32[:, ::1], int64, {_A32}, {_AF}, int64)"
     ],
+    "rnn_scan": [
+        f"void({dt}[:, ::1], {_AF}, {_AF}, {_A32}, int64, {_A32}, int64, int64, int64, int64, "
+        "float64[:, ::1], int32[:, ::1])"
+        for dt in _FLOATS
+    ],
+    "rnn_combine": [
+        f"void({_A32}, int64, float64[:, ::1], int32[:, ::1], int64, int64, float64[:, ::1], "
+        f"int32[:, ::1], {_AF}, {_A32}, {_A32}, {_AF})"
+    ],
+    "rnn_select": [
+        f"void({_A8}, float64[:, ::1], int32[:, ::1], {_AF}, {_A32}, {_A32}, {_AF}, {_A32}, "
+        f"{_A64}, int64)"
+    ],
+    "rnn_drop": [f"void({_A8}, {_A8}, float64[:, ::1], int32[:, ::1], int64, int64)"],
+    "fresh_pass": [
+        f"void({dt}[:, ::1], {_AF}, {_AF}, {_A32}, int64, {_A32}, int64, int64, int64, int64, "
+        f"{_A8}, float64[:, ::1], int32[:, ::1], {_AF}, {_A32}, float64[:, ::1], int32[:, ::1])"
+        for dt in _FLOATS
+    ],
     "find_pairs": [
         f"void({_A8}, {_A32}, {_AF}, {_A64}, {_A8}, {_A32}, {_A32}, {_A64}, {_A64}, {_A64}, "
         f"{_AF}, {_A64}, int64)"
@@ -586,6 +882,23 @@ def _splits(nrows, ncols, tpb):
     row_blocks = -(-nrows // tpb)
     want = max(1, _TARGET_BLOCKS // row_blocks)
     return int(max(1, min(want, ncols // (4 * TILE_C))))
+
+
+def fresh_grid(nrows, ncols, tpb, kk):
+    """(new clusters per launch, column shares) of ``fresh_pass``.
+
+    Its grid is (1, shares): each block owns its share of the columns (so it
+    can insert offers into those rows' lists without a race) and walks every
+    new cluster. The partial lists (shares x (kk + 1) per new cluster) are
+    bounded by ``FRESH_SCRATCH``: a round with more new clusters is launched
+    in chunks (a multiple of ``tpb``).
+    """
+    if launch.simulating():
+        ns = 1 if ncols <= TILE_C else 2
+    else:
+        ns = int(max(1, min(_TARGET_BLOCKS, ncols // (4 * TILE_C))))
+    chunk = max(tpb, FRESH_SCRATCH // (ns * (kk + 1)) // tpb * tpb)
+    return int(max(1, min(nrows, chunk))), ns
 
 
 def _tile_grid(nrows, nsplit, tpb):
@@ -713,9 +1026,74 @@ def _summaries(n, xp):
     return size, extra, active, rep, nn, nnd
 
 
+class _Lists:
+    """Launches the list kernels of the reducible rounds with scratch for the shares."""
+
+    def __init__(self, dv, xp, tpb, stream, code, metric, kk):
+        self.dv, self.tpb, self.stream, self.kk = dv, tpb, stream, kk
+        self.code, self.metric = _I64(code), _I64(metric)
+        self.part = _Scratch(xp)
+
+    def _combine(self, rows_d, nr, pw, pj, ns):
+        dv = self.dv
+        rnn_combine[launch.blocks(nr, self.tpb), self.tpb, self.stream](
+            rows_d, _I64(nr), pw, pj, _I64(ns), _I64(self.kk), dv["LW"], dv["LJ"], dv["BW"],
+            dv["BJ"], dv["nn"], dv["nnd"])
+
+    def scan(self, rows_d, nr, cols):
+        """Lists and bounds of rows_d[:nr] from a full scan of ``cols``."""
+        nc = int(cols.shape[0])
+        if nr == 0 or nc == 0:
+            return
+        ns = _splits(nr, nc, self.tpb)
+        pw, pj = self.part.get(ns * (self.kk + 1), nr)
+        dv = self.dv
+        rnn_scan[_tile_grid(nr, ns, self.tpb), self.tpb, self.stream](
+            dv["CT"], dv["size"], dv["extra"], rows_d, _I64(nr), launch.as_device(cols), _I64(nc),
+            self.code, self.metric, _I64(self.kk), pw, pj)
+        self._combine(rows_d, nr, pw, pj, ns)
+
+    def fresh(self, new, cols):
+        """The new clusters' lists, and each offered to every other row in ``cols``."""
+        p = int(new.shape[0])
+        nc = int(cols.shape[0])
+        if p == 0 or nc == 0:
+            return
+        chunk, ns = fresh_grid(p, nc, self.tpb, self.kk)
+        dv = self.dv
+        cols_d = launch.as_device(cols)
+        for lo in range(0, p, chunk):
+            nr = min(chunk, p - lo)
+            rows_d = launch.as_device(new[lo:lo + nr])
+            pw, pj = self.part.get(ns * (self.kk + 1), nr)
+            fresh_pass[(1, ns), self.tpb, self.stream](
+                dv["CT"], dv["size"], dv["extra"], rows_d, _I64(nr), cols_d, _I64(nc), self.code,
+                self.metric, _I64(self.kk), dv["flag"], dv["LW"], dv["LJ"], dv["BW"], dv["BJ"],
+                pw, pj)
+            self._combine(rows_d, nr, pw, pj, ns)
+
+
 def _rnn_rounds(CT, code, metric, xp, tpb, stream, counter):
+    """Reciprocal-nearest-neighbour rounds over per-row candidate lists.
+
+    Each active row keeps its K (``RNN_TOP_K``) first (distance, slot) and a
+    bound (see the kernels' section). A round: ``rnn_select`` (nn, nnd from
+    the lists' heads; rows whose head does not precede the bound are listed),
+    ``rnn_scan`` + ``rnn_combine`` (full rescan of those rows), ``find_pairs``
+    and ``merge_pairs`` (every reciprocal pair), ``rnn_drop`` (merged slots
+    leave every list), ``fresh_pass`` + ``rnn_combine`` (the new clusters
+    against every active slot, each pair once: their own lists, and each
+    offered to every other row). Round 0's select lists every row, so its
+    scan is the first pass. Host reads per round: the rescan count, the pair
+    count and the active list's length. A round that merged few pairs
+    (``cuda_chain.hands_over``: chain-like data) hands the rest to the
+    device-side nearest-neighbour chain (``cuda_chain.finish``).
+    """
     d, n = CT.shape
     N = _I64(n)
+    kk = int(RNN_TOP_K)
+    if not 1 <= kk <= RNN_TOP_K_MAX:
+        raise ValueError(f"cuda_vector.RNN_TOP_K must be between 1 and {RNN_TOP_K_MAX}; got {kk}")
     size, extra, active, rep, nn, nnd = _summaries(n, xp)
     flag = xp.zeros(n, np.int8)
     pair_i = xp.empty(n, _I32)
@@ -725,26 +1103,37 @@ def _rnn_rounds(CT, code, metric, xp, tpb, stream, counter):
     log_b = xp.empty(n - 1, _I64)
     log_h = xp.empty(n - 1, _F64)
     nlog = xp.zeros(1, _I64)
+    LW = xp.full((kk, n), np.inf, dtype=_F64)
+    LJ = xp.full((kk, n), -1, dtype=_I32)
+    BW = xp.full(n, np.inf, dtype=_F64)
+    BJ = xp.full(n, -1, dtype=_I32)  # no bound yet: every row is scanned in round 0
+    rows = xp.empty(n, _I32)
+    nrows = xp.zeros(1, _I64)
+    # All device state of the rounds lives in dv (a hand-over to another loop takes it whole).
     dv = {k: launch.as_device(v) for k, v in dict(
         CT=CT, size=size, extra=extra, active=active, rep=rep, nn=nn, nnd=nnd, flag=flag,
         pair_i=pair_i, pair_j=pair_j, npairs=npairs, log_a=log_a, log_b=log_b, log_h=log_h,
-        nlog=nlog).items()}
+        nlog=nlog, LW=LW, LJ=LJ, BW=BW, BJ=BJ, rows=rows, nrows=nrows).items()}
     C, M = _I64(code), _I64(metric)
+    K = _I64(kk)
     per_slot = (launch.blocks(n, tpb), tpb, stream)
-    best = _Nearest(dv, xp, tpb, stream, code, metric)
+    lists = _Lists(dv, xp, tpb, stream, code, metric, kk)
 
-    stale = xp.arange(n, dtype=_I32)
+    act = xp.arange(n, dtype=_I32)
     m = n
     round_sizes = []
     while m > 1:
         cancel.check()  # Ctrl-C between rounds
-        act = xp.flatnonzero(active).astype(_I32)
-        best(stale, act, 0)
+        nrows[...] = 0
+        rnn_select[per_slot](dv["active"], dv["LW"], dv["LJ"], dv["BW"], dv["BJ"], dv["nn"],
+                             dv["nnd"], dv["rows"], dv["nrows"], N)
+        nr = int(launch.to_host(nrows)[0])  # host read: rows to rescan
+        lists.scan(dv["rows"], nr, act)
         npairs[...] = 0
         find_pairs[per_slot](dv["active"], dv["nn"], dv["nnd"], dv["rep"], dv["flag"],
                              dv["pair_i"], dv["pair_j"], dv["npairs"], dv["log_a"], dv["log_b"],
                              dv["log_h"], dv["nlog"], N)
-        p = int(launch.to_host(npairs)[0])  # the round's host read
+        p = int(launch.to_host(npairs)[0])  # host read: pairs merged this round
         if p == 0:
             raise ValueError(
                 f"{NO_FINITE_CANDIDATE} (memory-saving linkage on the GPU found no reciprocal "
@@ -761,11 +1150,9 @@ def _rnn_rounds(CT, code, metric, xp, tpb, stream, counter):
         if cuda_chain.hands_over(p, m + p):  # chain-like data: finish on the device
             round_sizes += [1] * cuda_chain.finish(dv, m, code, metric, xp, tpb, stream, counter)
             break
-        alive = active != 0
-        is_stale = alive & ((flag[nn] != 0) | (flag == 1))
-        stale = xp.flatnonzero(is_stale).astype(_I32)
-        keep = xp.flatnonzero(alive & ~is_stale).astype(_I32)
-        best(keep, pair_i[:p], 1)
+        rnn_drop[per_slot](dv["active"], dv["flag"], dv["LW"], dv["LJ"], K, N)
+        act = xp.flatnonzero(active).astype(_I32)  # host read: the active list's length
+        lists.fresh(pair_i[:p], act)
         flag[...] = 0
     a, b, h = launch.to_host(log_a), launch.to_host(log_b), launch.to_host(log_h)
     # find_pairs logs a round's merges in atomic (run-dependent) order; sorting

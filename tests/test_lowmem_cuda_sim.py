@@ -8,7 +8,7 @@ GPU machine (simulator off) the same tests run on the real kernels with CuPy.
 
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 from scipy.cluster.hierarchy import is_monotonic, is_valid_linkage
 from scipy.spatial.distance import pdist
 
@@ -19,6 +19,9 @@ from lowmem_common import assert_same_linkage, lowmem_linkage, scipy_reference
 from reference import replay_check
 
 SIMULATED = _backend.simulator_enabled()
+# Long compute phases between barriers: Python's default interval, not conftest's
+# 1 ms (which made this module 6x slower, see conftest).
+SIM_SWITCH_INTERVAL = 5e-3
 
 
 def _run(X, method, metric, backend="cuda", dtype=None, tpb=32):
@@ -127,8 +130,8 @@ def test_ptx_signatures_cover_every_kernel_for_both_precisions():
                if isinstance(obj, FakeCUDAKernel) and not obj._device
                and obj.fn.__module__ == cuda_vector.__name__}
     assert kernels == set(cuda_vector.PTX_SIGNATURES)
-    takes_data = {"point_best", "cluster_best", "merge_pairs", "generic_pick", "generic_relax",
-                  "generic_rescan"}  # float32 or float64 storage
+    takes_data = {"point_best", "cluster_best", "rnn_scan", "fresh_pass", "merge_pairs",
+                  "generic_pick", "generic_relax", "generic_rescan"}  # float32 or float64 storage
     for name, sigs in cuda_vector.PTX_SIGNATURES.items():
         f32 = [s for s in sigs if "float32" in s]
         assert bool(f32) == (name in takes_data), name
@@ -142,3 +145,178 @@ def test_progress_counter_reaches_n_minus_1(rng, method):
     counter = np.zeros(1, dtype=np.int64)
     _lowmem.run_vector(X, METHODS[method], "euclidean", "cuda", None, tpb=32, counter=counter)
     assert counter[0] == 9
+
+
+# --------------------------------------------------------------------------
+# Reducible rounds (ward, average): per-row candidate lists
+# --------------------------------------------------------------------------
+
+class _CountRescans:
+    """Wraps ``cuda_vector.rnn_scan`` (simulator: a Python call) to record the rows
+    of every rescan launch (round 0's first pass included)."""
+
+    def __init__(self, kernel):
+        self.kernel, self.rows = kernel, []
+
+    def __getitem__(self, config):
+        launch_ = self.kernel[config]
+
+        def call(*args):
+            self.rows.append(int(args[4]))
+            return launch_(*args)
+        return call
+
+
+def _rescans(monkeypatch, X, method, metric, k, tpb=32):
+    """Z with ``RNN_TOP_K = k`` and the rows of each rescan launch."""
+    spy = _CountRescans(cuda_vector.rnn_scan)
+    monkeypatch.setattr(cuda_vector, "RNN_TOP_K", k)
+    monkeypatch.setattr(cuda_vector, "rnn_scan", spy)
+    return _run(X, method, metric, tpb=tpb), spy.rows
+
+
+@pytest.mark.skipif(not SIMULATED, reason="counts simulator kernel calls")
+@pytest.mark.parametrize("method, metric", [("ward", "euclidean"), ("average", "cosine"),
+                                            ("average", "sqeuclidean")])
+def test_exhausted_lists_equal_scipy_and_the_cpu_engine(rng, monkeypatch, method, metric):
+    # K = 1: a row keeps one candidate, so merged neighbours empty its list and
+    # offers push entries out and lower the bound every round; rows are rescanned
+    # after round 0 (the lists ran out), and the tree is still scipy's.
+    X = rng.standard_normal((40, 9))
+    Z1, rows1 = _rescans(monkeypatch, X, method, metric, 1)
+    assert rows1[0] == 40  # round 0 scans every row
+    assert sum(rows1[1:]) > 0
+    assert_same_linkage(Z1, scipy_reference(X, method, metric))
+    assert_same_linkage(Z1, _run(X, method, metric, backend="cpu"), rtol=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SIMULATED, reason="counts simulator kernel calls")
+def test_longer_lists_rescan_fewer_rows_for_the_same_tree(rng, monkeypatch):
+    X = rng.standard_normal((40, 9))
+    Z1, rows1 = _rescans(monkeypatch, X, "ward", "euclidean", 1)
+    Z8, rows8 = _rescans(monkeypatch, X, "ward", "euclidean", 8)
+    assert sum(rows8[1:]) < sum(rows1[1:])
+    assert_array_equal(Z8, Z1)
+
+
+@pytest.mark.parametrize("tpb", [64, pytest.param(128, marks=pytest.mark.slow),
+                                 pytest.param(256, marks=pytest.mark.slow)])
+def test_lists_at_every_block_size(rng, monkeypatch, tpb):
+    # Blocks wider than the rows: most threads hold no row, and fresh_pass's
+    # offers go through every thread's shared slot.
+    monkeypatch.setattr(cuda_vector, "RNN_TOP_K", 2)
+    X = rng.standard_normal((12, 3))
+    Z = _run(X, "ward", "euclidean", tpb=tpb)
+    assert_same_linkage(Z, scipy_reference(X, "ward", "euclidean"))
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("method, metric", [("ward", "euclidean"), ("average", "sqeuclidean")])
+def test_lists_under_ties_are_deterministic_and_replay_valid(rng, monkeypatch, method, metric, k):
+    # Duplicates and equal distances on an integer grid: the (distance, slot)
+    # order decides, never thread arrival, so two runs give the same Z.
+    monkeypatch.setattr(cuda_vector, "RNN_TOP_K", k)
+    X = np.round(rng.uniform(0, 3, size=(24, 2)))
+    Z = _run(X, method, metric)
+    assert is_valid_linkage(Z, throw=True)
+    assert is_monotonic(Z)
+    replay_check(Z, pdist(X, metric), method)
+    assert_array_equal(_run(X, method, metric), Z)
+
+
+@pytest.mark.parametrize("k", [0, cuda_vector.RNN_TOP_K_MAX + 1])
+def test_list_length_is_checked(rng, monkeypatch, k):
+    monkeypatch.setattr(cuda_vector, "RNN_TOP_K", k)
+    with pytest.raises(ValueError, match="RNN_TOP_K must be between 1 and"):
+        _run(rng.standard_normal((5, 2)), "ward", "euclidean")
+
+
+def _check_lists(CT, size, extra, active, LW, LJ, BW, BJ, code, metric):
+    """The list invariant, from the summaries as they are: listed keys exact and
+    ascending, every listed key before the bound, every unlisted active slot's
+    key not before it."""
+    mc = formulas.coordinate_metric(code, metric)
+    act = np.flatnonzero(active)
+    dist = np.vectorize(formulas.cluster_distance, otypes=[np.float64])
+    for i in act:
+        acc = np.zeros(len(act))
+        for k in range(CT.shape[0]):
+            acc = metrics.metric_accumulate(mc, acc, CT[k, i], CT[k, act], 0.0)
+        key = dict(zip(act.tolist(), dist(code, metric, acc, size[i], size[act], extra[i],
+                                          extra[act]).tolist()))
+        del key[int(i)]
+        listed = [(LW[q, i], int(LJ[q, i])) for q in range(LW.shape[0]) if LJ[q, i] >= 0]
+        assert listed == sorted(listed)
+        bound = (BW[i], np.inf if BJ[i] < 0 else int(BJ[i]))  # slot -1: after everything
+        for w, j in listed:
+            assert key[j] == w and (w, j) < bound, (i, j)
+        for j in set(key) - {j for _, j in listed}:
+            assert not (key[j], j) < bound, (i, j, key[j], bound)
+
+
+@pytest.mark.skipif(not SIMULATED, reason="reads the device state between kernels")
+@pytest.mark.parametrize("method, metric", [("ward", "euclidean"), ("average", "sqeuclidean")])
+def test_list_invariant_holds_every_round(rng, monkeypatch, method, metric):
+    # Checked at every round's rnn_select, with lists short enough (K = 2) to be
+    # pushed, emptied and rescanned: an offer that forgot to lower a bound, or a
+    # merged slot left listed, breaks it at once (the tree may survive such a bug
+    # at this n, so the tree alone is not the test).
+    monkeypatch.setattr(cuda_vector, "RNN_TOP_K", 2)
+    state, checks = {}, []
+    scan, select = cuda_vector.rnn_scan, cuda_vector.rnn_select
+
+    class Spy:
+        def __init__(self, kernel, before):
+            self.kernel, self.before = kernel, before
+
+        def __getitem__(self, config):
+            def call(*args):
+                self.before(args)
+                return self.kernel[config](*args)
+            return call
+
+    def on_scan(args):
+        state.update(CT=args[0], size=args[1], extra=args[2], code=args[7], metric=args[8])
+
+    def on_select(args):
+        if state:  # from round 1 (round 0's scan makes the first lists)
+            active, LW, LJ, BW, BJ = args[:5]
+            _check_lists(state["CT"], state["size"], state["extra"], active, LW, LJ, BW, BJ,
+                         int(state["code"]), int(state["metric"]))
+            checks.append(int(active.sum()))
+
+    monkeypatch.setattr(cuda_vector, "rnn_scan", Spy(scan, on_scan))
+    monkeypatch.setattr(cuda_vector, "rnn_select", Spy(select, on_select))
+    X = rng.standard_normal((40, 9))
+    Z = _run(X, method, metric)
+    assert len(checks) >= 3
+    assert_same_linkage(Z, scipy_reference(X, method, metric))
+
+
+@pytest.mark.skipif(not SIMULATED, reason="calls a device function from the host")
+def test_offers_keep_the_k_first_and_lower_the_bound_in_any_order(rng):
+    # Reducible linkages rarely offer a key between a full list's last entry and
+    # its bound (the rounds above may never do it), so _offer is checked alone:
+    # a list of 3 with bound (5.0, 40), offers with tied distances; whatever the
+    # order, the list is the 3 first of list + offers before the bound, and the
+    # bound the first of the rest (or the old bound).
+    base = [(1.0, 10), (3.0, 12), (4.0, 11)]
+    offers = [(2.0, 30), (3.0, 5), (4.0, 31), (4.0, 2), (4.5, 33), (5.0, 39), (5.0, 41),
+              (6.0, 1)]
+    admitted = sorted(base + [o for o in offers if o < (5.0, 40)])
+    for trial in range(20):
+        k = 1 + trial % 3
+        sub = [offers[i] for i in rng.permutation(len(offers))[: 2 + trial % 7]]
+        LW = np.full((3, 1), np.inf)
+        LJ = np.full((3, 1), -1, dtype=np.int32)
+        for q, (w, j) in enumerate(base[:k]):
+            LW[q, 0], LJ[q, 0] = w, j
+        BW, BJ = np.array([5.0]), np.array([40], dtype=np.int32)
+        for w, j in sub:
+            cuda_vector._offer(LW, LJ, BW, BJ, 0, k, w, j)
+        want = sorted(base[:k] + [o for o in sub if o < (5.0, 40)])
+        got = [(LW[q, 0], int(LJ[q, 0])) for q in range(k) if LJ[q, 0] >= 0]
+        assert got == want[:k], (k, sub)
+        assert (BW[0], int(BJ[0])) == (want[k] if len(want) > k else (5.0, 40)), (k, sub)
+    assert len(admitted) > 3
