@@ -32,16 +32,41 @@ def _default_run(pairs, keep):
     return [pytest.param(*p, marks=() if p in keep else pytest.mark.slow) for p in pairs]
 
 
+WORKERS = 2
+
+
 @pytest.fixture(scope="module")
-def client():
+def shared_cluster():
     from distributed import Client, LocalCluster
 
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+    cluster = LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True,
                            dashboard_address=None)
     cl = Client(cluster)
     yield cl
     cl.close()
     cluster.close()
+
+
+@pytest.fixture
+def client(shared_cluster):
+    """The shared 2-worker cluster, with both workers running when the test starts.
+
+    No test may depend on what an earlier one left behind (a worker being
+    restarted after a crash); tests that kill workers use ``own_client``.
+    """
+    shared_cluster.wait_for_workers(WORKERS, timeout=120)
+    return shared_cluster
+
+
+@pytest.fixture
+def own_client():
+    """A 2-worker cluster of this test's own (for tests that kill worker processes)."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as cl:
+        cl.wait_for_workers(WORKERS, timeout=120)
+        yield cl
 
 
 @pytest.fixture
@@ -226,8 +251,13 @@ def test_predict_worker_bytes_scales_with_workers():
     assert 3 * four < one  # O(n d / workers + n)
 
 
-def test_worker_loss_same_result(client, rounds_only, rng):
-    """Kill a worker process mid-run: the run completes with the same Z (or raises)."""
+def test_worker_loss_same_result(own_client, rounds_only, rng, monkeypatch):
+    """Kill a worker process mid-run: the run completes with the same Z (or raises).
+
+    On a cluster of its own: the killed worker's nanny restarts it some
+    seconds later, and no other test may run in that window.
+    """
+    client = own_client
     X = rng.normal(size=(400, 4))
     Zr = gpu_hclust.linkage(X, "ward", low_memory=True)
     Xd = da.from_array(X, chunks=(50, 4))
@@ -247,24 +277,20 @@ def test_worker_loss_same_result(client, rounds_only, rng):
             started.append(True)
             os.kill(next(iter(pids.values())), signal.SIGKILL)
 
-    real_report = _engines.reducible_rounds
+    real_rounds = _engines.reducible_rounds
 
     def rounds_with_kill(client_, blocks, layout, code, mcode, report, *rest):
         def both(done, rounds):
             report(done, rounds)
             watch(done, rounds)
-        return real_report(client_, blocks, layout, code, mcode, both, *rest)
+        return real_rounds(client_, blocks, layout, code, mcode, both, *rest)
 
-    _engines.reducible_rounds = rounds_with_kill
-    try:
-        t = threading.Thread(target=run)
-        t.start()
-        t.join(timeout=600)
-    finally:
-        _engines.reducible_rounds = real_report
+    monkeypatch.setattr(_engines, "reducible_rounds", rounds_with_kill)
+    t = threading.Thread(target=run)
+    t.start()
+    t.join(timeout=600)
     assert started, "the run ended before the worker could be killed"
     assert not t.is_alive()
-    client.wait_for_workers(2, timeout=120)
     if "error" in out:  # allowed: a clear error, no partial output
         assert isinstance(out["error"], RuntimeError), out["error"]
         assert "lost workers" in str(out["error"])
@@ -273,6 +299,42 @@ def test_worker_loss_same_result(client, rounds_only, rng):
         print("worker loss: run completed")
         assert_same(out["Z"], Zr)
 
+
+def test_workers_read_from_the_scheduler_not_the_cache(client, rng, monkeypatch):
+    """``client.scheduler_info()`` is a cache the client's periodic refresh replaces with
+    one holding no per-worker entries; reading workers from it gave a flaky "no workers"."""
+    monkeypatch.setattr(client, "scheduler_info", lambda *a, **k: {"workers": {}})
+    assert len(gdask.running_workers(client)) == WORKERS
+    X = rng.normal(size=(50, 3))
+    Z = gdask.linkage(da.from_array(X, chunks=(25, 3)), "single", client=client)
+    assert_same(Z, gpu_hclust.linkage(X, "single", low_memory=True))
+
+
+def test_no_running_worker_waits_then_raises(monkeypatch):
+    from distributed import Client, LocalCluster
+
+    monkeypatch.setattr(gdask, "WORKER_WAIT_S", 0.5)
+    with LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster, \
+            Client(cluster) as cl:
+        with pytest.raises(RuntimeError, match=r"no running workers for 0.5 s; start workers"):
+            gdask.linkage(da.zeros((10, 2), chunks=(5, 2)), "single", client=cl)
+
+
+def test_waits_for_a_worker_to_join(rng):
+    """A worker arriving during the wait (a nanny restarting a killed one, an
+    adaptive cluster scaling up) is used: the call does not fail at once."""
+    from distributed import Client, LocalCluster
+
+    X = rng.normal(size=(40, 2))
+    with LocalCluster(n_workers=0, threads_per_worker=1, processes=False,
+                      dashboard_address=":0") as cluster, Client(cluster) as cl:
+        timer = threading.Timer(1.0, cluster.scale, args=(1,))
+        timer.start()
+        try:
+            Z = gdask.linkage(da.from_array(X, chunks=(20, 2)), "single", client=cl)
+        finally:
+            timer.cancel()
+    assert_same(Z, gpu_hclust.linkage(X, "single", low_memory=True))
 
 
 @pytest.mark.slow
