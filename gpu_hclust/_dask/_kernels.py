@@ -246,70 +246,63 @@ def _compact(CT, size, extra, idx):
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
 def scan_clusters(code, metric, CTa, sa, ea, acta, needa, offa, CTb, sb, eb, actb, needb, offb,
-                  diag, bda, bia, bdb, bib):
-    """Nearest active cluster (key (distance, slot)), block A x block B, each pair once.
+                  diag, Da, Ia, Db, Ib):
+    """Top-K nearest active clusters (key (distance, slot)), block A x block B, each pair once.
 
-    Active slots of A with ``needa`` get their nearest active slot of B folded
-    into (bda, bia); active slots of B with ``needb`` get A's into (bdb, bib).
-    ``diag``: A is B, pairs r < c only, folded both ways. Column tiles outside,
-    rows inside (``COL_TILE``); the exact key test only for distances not above
-    the slot's best so far.
+    Active slots of A with ``needa`` get the K nearest active slots of B
+    folded into (Da, Ia); active slots of B with ``needb`` get A's into
+    (Db, Ib). ``diag``: A is B, pairs r < c only, folded both ways. Column
+    tiles outside, rows inside (``COL_TILE``); the exact key test only for
+    distances not above the list's admission key (``_admission``).
     """
     ib = np.flatnonzero(actb)
-    nb_need = np.flatnonzero(actb & needb)
+    cols = np.flatnonzero(actb & needb)
     rows = np.flatnonzero(acta & needa)
     others = np.flatnonzero(acta & ~needa)
-    Cb, s_b, e_b = _compact(CTb, sb, eb, ib)
-    # admission keys, per compacted column: -inf where the column takes no candidates
-    tb = np.empty(ib.shape[0])
-    for t in range(ib.shape[0]):
-        tb[t] = bdb[ib[t]] if needb[ib[t]] else -np.inf
+    last = Da.shape[1] - 1
+    ta = _admission(Da, needa)
+    tb = ta if diag else _admission(Db, needb)
     d = CTa.shape[0]
     out = np.empty(COL_TILE)
     q = np.empty(d, dtype=CTa.dtype)
-    nbc = ib.shape[0]
     # 1. needy active rows of A against every active column of B
-    for t0 in range(0, nbc, COL_TILE):
-        t1 = min(t0 + COL_TILE, nbc)
-        for r in rows:
-            lo = t0
-            if diag:
-                lo = max(t0, np.searchsorted(ib, r, side="right"))
-                if lo >= t1:
-                    break
-            for k in range(d):
-                q[k] = CTa[k, r]
-            _cluster_tile(code, metric, Cb, q, sa[r], ea[r], s_b, e_b, out, lo, t1)
-            ga = offa + r
-            thr = bda[r]
-            for t in range(lo, t1):
-                x = out[t - lo]
-                if x <= thr:
-                    gb = offb + ib[t]
-                    if _before(x, gb, bda[r], bia[r]):
-                        bda[r] = x
-                        bia[r] = gb
-                        thr = x
-                if x <= tb[t]:
+    if rows.shape[0] > 0:
+        Cb, s_b, e_b = _compact(CTb, sb, eb, ib)
+        nbc = ib.shape[0]
+        for t0 in range(0, nbc, COL_TILE):
+            t1 = min(t0 + COL_TILE, nbc)
+            for r in rows:
+                lo = t0
+                if diag:
+                    lo = max(t0, np.searchsorted(ib, r, side="right"))
+                    if lo >= t1:
+                        break
+                for k in range(d):
+                    q[k] = CTa[k, r]
+                _cluster_tile(code, metric, Cb, q, sa[r], ea[r], s_b, e_b, out, lo, t1)
+                ga = offa + r
+                thr = ta[r]
+                for t in range(lo, t1):
+                    x = out[t - lo]
                     c = ib[t]
-                    if _before(x, ga, bdb[c], bib[c]):
-                        bdb[c] = x
-                        bib[c] = ga
-                        tb[t] = x
+                    if x <= thr:
+                        _topk_insert(Da, Ia, r, x, offb + c)
+                        thr = Da[r, last]
+                    if x <= tb[c]:
+                        _topk_insert(Db, Ib, c, x, ga)
+                        tb[c] = Db[c, last]
+                ta[r] = thr
     # 2. the other active rows of A against B's needy active columns only
-    nn_ = nb_need.shape[0]
-    if nn_ == 0 or others.shape[0] == 0:
+    nc = cols.shape[0]
+    if nc == 0 or others.shape[0] == 0:
         return
-    Cn, s_n, e_n = _compact(CTb, sb, eb, nb_need)
-    tn = np.empty(nn_)
-    for t in range(nn_):
-        tn[t] = bdb[nb_need[t]]
-    for t0 in range(0, nn_, COL_TILE):
-        t1 = min(t0 + COL_TILE, nn_)
+    Cn, s_n, e_n = _compact(CTb, sb, eb, cols)
+    for t0 in range(0, nc, COL_TILE):
+        t1 = min(t0 + COL_TILE, nc)
         for r in others:
             lo = t0
             if diag:
-                lo = max(t0, np.searchsorted(nb_need, r, side="right"))
+                lo = max(t0, np.searchsorted(cols, r, side="right"))
                 if lo >= t1:
                     break
             for k in range(d):
@@ -318,12 +311,22 @@ def scan_clusters(code, metric, CTa, sa, ea, acta, needa, offa, CTb, sb, eb, act
             ga = offa + r
             for t in range(lo, t1):
                 x = out[t - lo]
-                if x <= tn[t]:
-                    c = nb_need[t]
-                    if _before(x, ga, bdb[c], bib[c]):
-                        bdb[c] = x
-                        bib[c] = ga
-                        tn[t] = x
+                c = cols[t]
+                if x <= tb[c]:
+                    _topk_insert(Db, Ib, c, x, ga)
+                    tb[c] = Db[c, last]
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def set_bounds(D, I, need, bd, bi):
+    """After a scan: each scanned row's bound is its K-th entry (every active
+    slot not listed has a key after it); (inf, -1), "after everything", when
+    the list holds every other active slot."""
+    last = D.shape[1] - 1
+    for r in range(D.shape[0]):
+        if need[r]:
+            bd[r] = D[r, last]
+            bi[r] = I[r, last]
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
@@ -338,17 +341,42 @@ def merge_summaries(code, metric, CT2, size2, extra2):
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
-def offer_new(code, metric, CT, size, extra, rows, nn, nnd, CTnew, snew, enew, slots_new):
-    """Offer each new cluster to the given rows: take it where (d, slot) beats (nnd, nn).
+def drop_and_offer(code, metric, CT, size, extra, rows, dead, D, I, bd, bi, CTnew, snew, enew,
+                   slots_new):
+    """A round's merges in the candidate lists of the block's surviving rows.
 
-    Row tiles outside, new clusters inside (the tile stays in cache); the
-    exact key test only where the distance does not exceed the row's nnd.
+    Invariant per row r (key (distance, slot)): the list holds active slots in
+    key order, and every active slot not in it has a key after the bound
+    (bd[r], bi[r]) (bi < 0: no bound). Entries whose slot merged (``dead``,
+    global mask) are dropped; each new cluster is offered with its exact
+    distance: it enters if it precedes the bound; if the list is full, the
+    entry it pushes out (or the new cluster itself, if it comes after the last
+    entry) becomes the bound. Reducibility is not needed for correctness: the
+    first entry, when there is one, is the exact nearest active slot.
+    Row tiles outside, new clusters inside.
     """
-    C, s_r, e_r = _compact(CT, size, extra, rows)
+    K = D.shape[1]
+    last = K - 1
+    for r in rows:
+        w = 0
+        for t in range(K):
+            j = I[r, t]
+            if j < 0:
+                break
+            if not dead[j]:
+                D[r, w] = D[r, t]
+                I[r, w] = j
+                w += 1
+        for t in range(w, K):
+            D[r, t] = np.inf
+            I[r, t] = -1
     nr = rows.shape[0]
+    if nr == 0 or CTnew.shape[1] == 0:
+        return
+    C, s_r, e_r = _compact(CT, size, extra, rows)
     thr = np.empty(nr)
     for t in range(nr):
-        thr[t] = nnd[rows[t]]
+        thr[t] = bd[rows[t]] if bi[rows[t]] >= 0 else np.inf
     out = np.empty(COL_TILE)
     q = np.empty(CT.shape[0], dtype=CT.dtype)
     for t0 in range(0, nr, COL_TILE):
@@ -360,9 +388,20 @@ def offer_new(code, metric, CT, size, extra, rows, nn, nnd, CTnew, snew, enew, s
             su = slots_new[u]
             for t in range(t0, t1):
                 x = out[t - t0]
-                if x <= thr[t]:
-                    r = rows[t]
-                    if _before(x, su, nnd[r], nn[r]):
-                        nnd[r] = x
-                        nn[r] = su
-                        thr[t] = x
+                if x > thr[t]:
+                    continue
+                r = rows[t]
+                if bi[r] >= 0 and not _before(x, su, bd[r], bi[r]):
+                    continue
+                if I[r, last] >= 0:  # full: something leaves the list, its key bounds the rest
+                    if _before(x, su, D[r, last], I[r, last]):
+                        bd[r] = D[r, last]
+                        bi[r] = I[r, last]
+                        I[r, last] = -1
+                        _topk_insert(D, I, r, x, su)
+                    else:
+                        bd[r] = x
+                        bi[r] = su
+                    thr[t] = bd[r]
+                else:
+                    _topk_insert(D, I, r, x, su)
