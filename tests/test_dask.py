@@ -99,6 +99,59 @@ def test_rounds_equal_single_machine(client, rounds_only, rng, method, metric):
     assert_same(Z, gpu_hclust.linkage(X, method, metric, low_memory=True))
 
 
+@pytest.mark.parametrize("k", [1, 2])
+@pytest.mark.parametrize("method,metric", [("single", "euclidean"), ("ward", "euclidean"),
+                                           ("average", "cosine")])
+def test_short_candidate_lists(client, rounds_only, rng, monkeypatch, k, method, metric):
+    """Lists of 1-2 entries run empty and evict often: bounds, evictions and
+    rescans decide most rounds, and Z must not change."""
+    monkeypatch.setattr(_engines, "CANDIDATES", k)
+    monkeypatch.setattr(_engines, "CLUSTER_CANDIDATES", k)
+    X = _data(rng, 180, 3, metric)
+    Z = gdask.linkage(da.from_array(X, chunks=(50, 3)), method, metric, client=client)
+    assert_same(Z, gpu_hclust.linkage(X, method, metric, low_memory=True))
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_candidate_lists_exact_under_arbitrary_merges(rng, k):
+    """The block state's list heads equal a fresh full scan after every round,
+    whichever pairs merge (random pairs here, not reciprocal ones: the list
+    invariant must not lean on reducibility). Runs the task functions in-process."""
+    from gpu_hclust._dask import _kernels, _tasks
+    from gpu_hclust._methods import get_method
+
+    spec = get_method("ward")
+    n = 200
+    X = rng.normal(size=(n, 2))
+    blk = _tasks.prepare_block(X, 0, spec, "euclidean", np.float64, (None, 0))
+    code, mcode = spec.code, blk.mcode
+    S = _tasks.init_summaries(blk, k)
+    active = np.ones(n, dtype=np.bool_)
+    while active.sum() > 1:
+        S = _tasks.finish_scan(S, [0], _tasks.scan_clusters_pair(code, mcode, S, S))
+        nn, nnd, _, _ = _tasks.neighbours(S)
+        D1, I1 = _tasks.empty_lists(n, 1)
+        full = S.replace(D=D1, I=I1, need=S.active.copy())  # a from-scratch scan of the same state
+        fresh = _tasks.finish_scan(full, [0], _tasks.scan_clusters_pair(code, mcode, full, full))
+        nn_ref, nnd_ref, _, _ = _tasks.neighbours(fresh)
+        assert_array_equal(nn, nn_ref)
+        assert_array_equal(nnd, nnd_ref)
+        act = np.flatnonzero(active)
+        take = rng.permutation(act)[: 2 * max(1, act.size // 12)]
+        lo = np.minimum(take[0::2], take[1::2])
+        hi = np.maximum(take[0::2], take[1::2])
+        CT2 = np.empty((S.CT.shape[0], 2 * lo.size))
+        CT2[:, 0::2], CT2[:, 1::2] = S.CT[:, lo], S.CT[:, hi]
+        size2 = np.empty(2 * lo.size)
+        size2[0::2], size2[1::2] = S.size[lo], S.size[hi]
+        extra2 = np.empty(2 * lo.size)
+        extra2[0::2], extra2[1::2] = S.extra[lo], S.extra[hi]
+        _kernels.merge_summaries(code, mcode, CT2, size2, extra2)
+        S = _tasks.apply_merges(code, mcode, S, n, lo, hi, np.ascontiguousarray(CT2[:, 0::2]),
+                                size2[0::2].copy(), extra2[0::2].copy())
+        active[hi] = False
+
+
 @pytest.mark.parametrize("method", ["single", "ward"])
 def test_default_settings_n2000(client, rng, method):
     """Default thresholds: rounds down to CLIENT_FINISH_CLUSTERS, then the client's chain."""

@@ -71,6 +71,17 @@ def _admission(D, need):
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
+def _query_rows(CT, rows):
+    """Rows ``rows`` of the transposed block as a row-major (len(rows), d) copy:
+    a query's d values are then one contiguous read per tile, not d strided ones."""
+    Q = np.empty((rows.shape[0], CT.shape[0]), dtype=CT.dtype)
+    for t in range(rows.shape[0]):
+        for k in range(CT.shape[0]):
+            Q[t, k] = CT[k, rows[t]]
+    return Q
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
 def _compact_points(CT, norms, cols):
     C = np.empty((CT.shape[0], cols.shape[0]), dtype=CT.dtype)
     nc = np.empty(cols.shape[0])
@@ -106,16 +117,16 @@ def scan_points(mcode, p, CTa, na, offa, needa, CTb, nb, offb, needb, comp, diag
     cols = np.flatnonzero(needb)  # B columns that need candidates
     out = np.empty(COL_TILE)
     q = np.empty(d, dtype=CTa.dtype)
+    Qa = _query_rows(CTa, rows)
     # 1. needy rows of A against every column of B (folded into B's needy columns too)
     for c0 in range(0, bb, COL_TILE):
         c1 = min(c0 + COL_TILE, bb)
-        for r in rows:
+        for ir in range(rows.shape[0]):
+            r = rows[ir]
             lo = max(c0, r + 1) if diag else c0
             if lo >= c1:
                 break  # diag: rows ascend, later rows start later still
-            for k in range(d):
-                q[k] = CTa[k, r]
-            _point_tile(mcode, CTb, q, na[r], nb, p, out, lo, c1)
+            _point_tile(mcode, CTb, Qa[ir], na[r], nb, p, out, lo, c1)
             ga = offa + r
             ca = comp[ga]
             thr = ta[r]
@@ -131,32 +142,34 @@ def scan_points(mcode, p, CTa, na, offa, needa, CTb, nb, offb, needb, comp, diag
                         _topk_insert(Db, Ib, c, x, ga)
                         tb[c] = Db[c, last]
             ta[r] = thr
-    # 2. the other rows of A against B's needy columns only
+    # 2. B's needy columns against the other rows of A (compacted: a contiguous
+    # tile), the needy column as the query: only its list changes
     if cols.shape[0] == 0 or others.shape[0] == 0:
         return
-    Cn, nn_ = _compact_points(CTb, nb, cols)
-    nc = cols.shape[0]
-    for t0 in range(0, nc, COL_TILE):
-        t1 = min(t0 + COL_TILE, nc)
-        for r in others:
-            lo = t0
+    Co, no_ = _compact_points(CTa, na, others)
+    nr = others.shape[0]
+    for t0 in range(0, nr, COL_TILE):
+        t1 = min(t0 + COL_TILE, nr)
+        for c in cols:
+            hi = t1
             if diag:  # pairs r < c only; the rest came with the needy rows in part 1
-                lo = max(t0, np.searchsorted(cols, r, side="right"))
-            if lo >= t1:
-                if diag:
-                    break
+                hi = min(t1, np.searchsorted(others, c))
+            if hi <= t0:
                 continue
             for k in range(d):
-                q[k] = CTa[k, r]
-            _point_tile(mcode, Cn, q, na[r], nn_, p, out, lo, t1)
-            ga = offa + r
-            ca = comp[ga]
-            for t in range(lo, t1):
-                x = out[t - lo]
-                c = cols[t]
-                if x <= tb[c] and comp[offb + c] != ca:
-                    _topk_insert(Db, Ib, c, x, ga)
-                    tb[c] = Db[c, last]
+                q[k] = CTb[k, c]
+            _point_tile(mcode, Co, q, nb[c], no_, p, out, t0, hi)
+            gb = offb + c
+            cb = comp[gb]
+            thr = tb[c]
+            for t in range(t0, hi):
+                x = out[t - t0]
+                if x <= thr:
+                    ga = offa + others[t]
+                    if comp[ga] != cb:
+                        _topk_insert(Db, Ib, c, x, ga)
+                        thr = Db[c, last]
+            tb[c] = thr
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
@@ -268,18 +281,18 @@ def scan_clusters(code, metric, CTa, sa, ea, acta, needa, offa, CTb, sb, eb, act
     # 1. needy active rows of A against every active column of B
     if rows.shape[0] > 0:
         Cb, s_b, e_b = _compact(CTb, sb, eb, ib)
+        Qa = _query_rows(CTa, rows)
         nbc = ib.shape[0]
         for t0 in range(0, nbc, COL_TILE):
             t1 = min(t0 + COL_TILE, nbc)
-            for r in rows:
+            for ir in range(rows.shape[0]):
+                r = rows[ir]
                 lo = t0
                 if diag:
                     lo = max(t0, np.searchsorted(ib, r, side="right"))
                     if lo >= t1:
                         break
-                for k in range(d):
-                    q[k] = CTa[k, r]
-                _cluster_tile(code, metric, Cb, q, sa[r], ea[r], s_b, e_b, out, lo, t1)
+                _cluster_tile(code, metric, Cb, Qa[ir], sa[r], ea[r], s_b, e_b, out, lo, t1)
                 ga = offa + r
                 thr = ta[r]
                 for t in range(lo, t1):
@@ -292,29 +305,30 @@ def scan_clusters(code, metric, CTa, sa, ea, acta, needa, offa, CTb, sb, eb, act
                         _topk_insert(Db, Ib, c, x, ga)
                         tb[c] = Db[c, last]
                 ta[r] = thr
-    # 2. the other active rows of A against B's needy active columns only
-    nc = cols.shape[0]
-    if nc == 0 or others.shape[0] == 0:
+    # 2. B's needy active columns against the other active rows of A
+    # (compacted: a contiguous tile), the needy column as the query
+    if cols.shape[0] == 0 or others.shape[0] == 0:
         return
-    Cn, s_n, e_n = _compact(CTb, sb, eb, cols)
-    for t0 in range(0, nc, COL_TILE):
-        t1 = min(t0 + COL_TILE, nc)
-        for r in others:
-            lo = t0
+    Co, s_o, e_o = _compact(CTa, sa, ea, others)
+    nr = others.shape[0]
+    for t0 in range(0, nr, COL_TILE):
+        t1 = min(t0 + COL_TILE, nr)
+        for c in cols:
+            hi = t1
             if diag:
-                lo = max(t0, np.searchsorted(cols, r, side="right"))
-                if lo >= t1:
-                    break
+                hi = min(t1, np.searchsorted(others, c))
+            if hi <= t0:
+                continue
             for k in range(d):
-                q[k] = CTa[k, r]
-            _cluster_tile(code, metric, Cn, q, sa[r], ea[r], s_n, e_n, out, lo, t1)
-            ga = offa + r
-            for t in range(lo, t1):
-                x = out[t - lo]
-                c = cols[t]
-                if x <= tb[c]:
-                    _topk_insert(Db, Ib, c, x, ga)
-                    tb[c] = Db[c, last]
+                q[k] = CTb[k, c]
+            _cluster_tile(code, metric, Co, q, sb[c], eb[c], s_o, e_o, out, t0, hi)
+            thr = tb[c]
+            for t in range(t0, hi):
+                x = out[t - t0]
+                if x <= thr:
+                    _topk_insert(Db, Ib, c, x, offa + others[t])
+                    thr = Db[c, last]
+            tb[c] = thr
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
