@@ -173,15 +173,14 @@ def scan_points(mcode, p, CTa, na, offa, needa, CTb, nb, offb, needb, comp, diag
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
-def fold_lists(D, I, need, Dp, Ip):
-    """Fold a partial top-K list (Dp, Ip) into (D, I) for the rows in ``need``."""
-    for r in range(D.shape[0]):
-        if not need[r]:
-            continue
-        for t in range(Dp.shape[1]):
-            if Ip[r, t] < 0:
+def fold_rows(D, I, rows, Dp, Ip):
+    """Fold partial top-K lists (Dp[t], Ip[t]) into the lists of rows[t]."""
+    for t in range(rows.shape[0]):
+        r = rows[t]
+        for e in range(Dp.shape[1]):
+            if Ip[t, e] < 0:
                 break
-            _topk_insert(D, I, r, Dp[r, t], Ip[r, t])
+            _topk_insert(D, I, r, Dp[t, e], Ip[t, e])
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)

@@ -78,6 +78,13 @@ def empty_lists(b, k):
     return np.full((b, k), np.inf), np.full((b, k), -1, dtype=np.int64)
 
 
+def _needy_part(D, I, need):
+    """(rows, their lists): what a pair task sends back (only the scanned rows'
+    lists, not the whole block's: most rounds scan a few percent of the rows)."""
+    idx = np.flatnonzero(need)
+    return idx, D[idx], I[idx]
+
+
 def scan_points_pair(A, B, comp, needa, needb, k, p):
     """Partial top-K lists of A's needy rows against B and of B's needy rows against A."""
     Da, Ia = empty_lists(A.size, k)
@@ -88,7 +95,7 @@ def scan_points_pair(A, B, comp, needa, needb, k, p):
         Db, Ib = empty_lists(B.size, k)
     _kernels.scan_points(A.mcode, p, A.CT, A.norms, A.off, needa, B.CT, B.norms, B.off, needb,
                          comp, diag, Da, Ia, Db, Ib)
-    return (Da, Ia), (Db, Ib)
+    return _needy_part(Da, Ia, needa), _needy_part(Db, Ib, needb)
 
 
 def merge_lists(old, need, k, b, sides, *pairs):
@@ -100,8 +107,7 @@ def merge_lists(old, need, k, b, sides, *pairs):
         D[need] = np.inf
         I[need] = -1
     for side, res in zip(sides, pairs):
-        Dp, Ip = res[side]
-        _kernels.fold_lists(D, I, need, Dp, Ip)
+        _kernels.fold_rows(D, I, *res[side])
     return D, I
 
 
@@ -173,7 +179,7 @@ def scan_clusters_pair(code, metric, A, B):
         _kernels.scan_clusters(code, metric, A.CT, A.size, A.extra, A.active, A.need, A.off,
                                B.CT, B.size, B.extra, B.active, B.need, B.off, diag,
                                Da, Ia, Db, Ib)
-    return (Da, Ia), (Db, Ib)
+    return _needy_part(Da, Ia, A.need), _needy_part(Db, Ib, B.need)
 
 
 def finish_scan(S, sides, *pairs):
@@ -183,8 +189,7 @@ def finish_scan(S, sides, *pairs):
     D[need] = np.inf
     I[need] = -1
     for side, res in zip(sides, pairs):
-        Dp, Ip = res[side]
-        _kernels.fold_lists(D, I, need, Dp, Ip)
+        _kernels.fold_rows(D, I, *res[side])
     bd, bi = S.bd.copy(), S.bi.copy()
     _kernels.set_bounds(D, I, need, bd, bi)
     return S.replace(D=D, I=I, bd=bd, bi=bi, need=np.zeros_like(need),
