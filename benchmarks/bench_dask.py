@@ -117,7 +117,8 @@ def main(argv=None):
     ap.add_argument("--d", type=int, default=32)
     ap.add_argument("--methods", default="single,ward")
     ap.add_argument("--workers", default="1,2,4")
-    ap.add_argument("--blocks-per-worker", type=int, default=2)
+    ap.add_argument("--blocks-per-worker", type=int, default=1,
+                    help="row blocks per worker (each extra block adds pair tasks every round)")
     ap.add_argument("--samples", type=int, default=3, help="timed runs per case (median reported)")
     ap.add_argument("--quick", action="store_true", help="n=3000: a seconds-long smoke run")
     ap.add_argument("--out")
