@@ -87,8 +87,9 @@ MAX_RESTARTS = 2
 # still be scaling up when the call starts.
 WORKER_WAIT_S = 60.0
 # Per-row bookkeeping on a worker beyond the prepared block, bytes: candidate
-# lists (K * 16), summaries' size/extra/active/nn/nnd and task scratch.
-_PER_ROW_WORKER_BYTES = 8 * 16 + 64
+# lists (K * 16, K = 8, for single and for ward/average), the ward/average
+# bound (16), summaries' size/extra/active/need and task scratch.
+_PER_ROW_WORKER_BYTES = 8 * 16 + 16 + 64
 
 
 def _plan(method, metric, dtype):
