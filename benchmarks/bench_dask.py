@@ -179,7 +179,8 @@ def main(argv=None):
                 ok &= same
                 pred = model(st, rates, L, w, cores, m)
                 rows.append(dict(method=m, n=args.n, d=args.d, workers=w, measured_s=t,
-                                 measured_samples_s=ts, single_process_samples_s=ref[m + "_samples"],
+                                 measured_samples_s=ts,
+                                 single_process_samples_s=ref[m + "_samples"],
                                  ratio_to_single_process=t / ref[m + "_s"],
                                  predicted_s=pred["total"], predicted_parts=pred,
                                  ratio_measured_to_predicted=t / pred["total"],

@@ -413,7 +413,7 @@ def test_no_client_starts_and_closes_a_local_cluster(tmp_path):
         "    except ValueError:\n"
         "        pass\n"
         "    Zr = gpu_hclust.linkage(X, 'single', low_memory=True)\n"
-        "    # ids exact; heights to 1e-12 (centring uses a chunked Dask mean: last-bit differences)\n"
+        "    # ids exact; heights to 1e-12 (centred by a chunked Dask mean: last-bit differences)\n"
         "    assert np.array_equal(Z[:, [0, 1, 3]], Zr[:, [0, 1, 3]])\n"
         "    assert np.allclose(Z[:, 2], Zr[:, 2], rtol=1e-12, atol=0)\n"
         "    print('OK')\n")
