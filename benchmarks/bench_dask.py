@@ -7,18 +7,19 @@
 Cost model (per run; every term is counted by the engine, ``gpu_hclust.dask.last_run_stats``)::
 
     T = tasks * L                                   task overhead (scheduling, transfers, gathers)
-      + (pairs + offers) * d / (R * min(W, cores))  distance work, spread over W workers
-      + chain(m) / R                                the client's sequential tail (ward/average)
+      + pairs * d / (R_s * min(W, cores))           block-pair scans, spread over W workers
+      + offers * d / (R_o * min(W, cores))          new clusters offered to every slot (ward/average)
+      + chain(m) / R_o                              the client's sequential tail (ward/average)
       + bytes / B                                   client <-> workers and block reads
 
-R: pair-feature throughput of one core, calibrated on the single-process
-memory-saving path (single linkage, one Numba thread: n(n-1)/2 distances);
-chain(m) = 3 m^2 d (about 3 sweeps per merge, as the chain engine measures);
-L: seconds per task, calibrated on a small ward run (n = 400, many rounds,
-little work) on the first cluster; B: assumed
-1 GB/s (loopback). The model uses the run's own counts of pairs and rounds
-(deterministic for given data), so it checks the per-unit costs, not a
-prediction of how many rescans a data set needs.
+R_s, R_o: pair-feature throughput of one core in the workers' own kernels,
+calibrated in this process on one block pair (``_tasks.scan_points_pair`` for
+single, ``_tasks.scan_clusters_pair`` for ward/average; every row scanned);
+chain(m) = 3 m^2 d (about 3 sweeps per merge); L: seconds per task,
+calibrated on a small ward run (n = 400, many rounds, little work) on the
+first cluster; B: assumed 1 GB/s (loopback). The model uses the run's own
+counts of pairs and rounds (deterministic for given data), so it checks the
+per-unit costs, not a prediction of how many rescans a data set needs.
 
 Every timed run is checked against the single-machine memory-saving Z (ids
 exact, heights rtol 1e-12); a mismatch makes the exit status 1.
@@ -46,25 +47,36 @@ NET_BANDWIDTH = 10e9  # bytes/s between nodes (100 Gb/s class network)
 SCHEDULER_TASK_S = 1e-3  # per task on an unloaded dedicated scheduler (Dask docs: ~1 ms or less)
 
 
-def calibrate_rate(n, d, rng):
-    import numba
+def calibrate_rates(d, rng, b=4000):
+    """Pair-feature rates (per second, one core) of the point and cluster scans: (R_s, R_o)."""
+    from gpu_hclust._dask import _tasks
+    from gpu_hclust._methods import get_method
 
-    import gpu_hclust
-
-    numba.set_num_threads(1)
-    X = rng.normal(size=(n, d))
-    gpu_hclust.linkage(X[:300], "single", low_memory=True)  # compile / load cache
+    X = rng.normal(size=(b, d))
+    comp = np.arange(b)
+    need = np.ones(b, dtype=np.bool_)
+    blk = _tasks.prepare_block(X, 0, get_method("single"), "euclidean", np.float64, (None, 0))
+    _tasks.scan_points_pair(blk, blk, comp, need, need, 8, 2.0)  # compile / load the cache
     t0 = time.perf_counter()
-    gpu_hclust.linkage(X, "single", low_memory=True)
-    t = time.perf_counter() - t0
-    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    return n * (n - 1) / 2 * d / t, t
+    _tasks.scan_points_pair(blk, blk, comp, need, need, 8, 2.0)
+    r_s = b * (b - 1) / 2 * d / (time.perf_counter() - t0)
+    ward = get_method("ward")
+    blk = _tasks.prepare_block(X, 0, ward, "euclidean", np.float64, (None, 0))
+    S = _tasks.init_summaries(blk, 8)
+    _tasks.scan_clusters_pair(ward.code, blk.mcode, S, S)
+    t0 = time.perf_counter()
+    _tasks.scan_clusters_pair(ward.code, blk.mcode, S, S)
+    r_o = b * (b - 1) / 2 * d / (time.perf_counter() - t0)
+    return r_s, r_o
 
 
-def model(stats, R, L, workers, cores):
+def model(stats, rates, L, workers, cores, method):
     d = stats["d"]
-    work = (stats["pairs"] + stats["offers"]) * d / (R * min(workers, cores))
-    chain = 3.0 * stats["client_chain"] ** 2 * d / R
+    r_s, r_o = rates
+    r = r_s if method == "single" else r_o
+    par = min(workers, cores)
+    work = stats["pairs"] * d / (r * par) + stats["offers"] * d / (r_o * par)
+    chain = 3.0 * stats["client_chain"] ** 2 * d / r_o
     traffic = (stats["to_client"] + stats["from_client"] + stats["block_reads"]) / ASSUMED_BANDWIDTH
     return dict(total=stats["tasks"] * L + work + chain + traffic, overhead=stats["tasks"] * L,
                 work=work, chain=chain, traffic=traffic)
@@ -105,29 +117,38 @@ def main(argv=None):
     ap.add_argument("--d", type=int, default=32)
     ap.add_argument("--methods", default="single,ward")
     ap.add_argument("--workers", default="1,2,4")
-    ap.add_argument("--blocks-per-worker", type=int, default=2)
+    ap.add_argument("--blocks-per-worker", type=int, default=1,
+                    help="row blocks per worker (each extra block adds pair tasks every round)")
+    ap.add_argument("--samples", type=int, default=3, help="timed runs per case (median reported)")
     ap.add_argument("--quick", action="store_true", help="n=3000: a seconds-long smoke run")
     ap.add_argument("--out")
     args = ap.parse_args(argv)
     if args.quick:
-        args.n = 3000
+        args.n, args.samples = 3000, 1
     from distributed import Client, LocalCluster
 
     import gpu_hclust
 
+    load0 = os.getloadavg()
     rng = np.random.default_rng(20261203)
     X = rng.normal(size=(args.n, args.d))
     cores = os.cpu_count() or 1
-    R, t_cal = calibrate_rate(args.n, args.d, np.random.default_rng(1))
-    print(f"calibration: single-process memory-saving single linkage n={args.n}: {t_cal:.2f} s, "
-          f"R = {R:.3g} pair-features/s/core", flush=True)
+    rates = calibrate_rates(args.d, np.random.default_rng(1))
+    print(f"calibration: scan rates R_s = {rates[0]:.3g}, R_o = {rates[1]:.3g} "
+          "pair-features/s/core", flush=True)
     methods = args.methods.split(",")
     ref = {}
     for m in methods:
-        t0 = time.perf_counter()
-        ref[m] = gpu_hclust.linkage(X, m, low_memory=True)
-        ref[m + "_s"] = time.perf_counter() - t0
-        print(f"single process (all threads) {m}: {ref[m + '_s']:.2f} s", flush=True)
+        gpu_hclust.linkage(X[:300], m, low_memory=True)  # compile / load the cache
+        ts = []
+        for _ in range(args.samples):
+            t0 = time.perf_counter()
+            ref[m] = gpu_hclust.linkage(X, m, low_memory=True)
+            ts.append(time.perf_counter() - t0)
+        ref[m + "_s"] = float(np.median(ts))
+        ref[m + "_samples"] = ts
+        print(f"single process (all threads) {m}: median {ref[m + '_s']:.2f} s of "
+              f"{[round(t, 2) for t in ts]}", flush=True)
     rows, ok, ratios = [], True, {}
     L = None
     for w in [int(x) for x in args.workers.split(",")]:
@@ -142,18 +163,25 @@ def main(argv=None):
                 _engines.CLIENT_FINISH_CLUSTERS = 2
                 t_small, _, st = run_case(client, X[:400], "ward", 100)
                 _engines.CLIENT_FINISH_CLUSTERS = keep
-                L = max(0.0, t_small - (st["pairs"] + st["offers"]) * args.d / (R * min(w, cores))) \
-                    / st["tasks"]
+                work = model(st, rates, 0.0, w, cores, "ward")
+                L = max(0.0, t_small - work["total"]) / st["tasks"]
                 print(f"task overhead L = {L * 1e3:.1f} ms ({st['tasks']} tasks, {st['rounds']} "
                       f"rounds, n=400, {w} workers)", flush=True)
             for m in methods:
                 chunks = -(-args.n // (w * args.blocks_per_worker))
-                t, Z, st = run_case(client, X, m, chunks)
+                ts = []
+                for _ in range(args.samples):
+                    t, Z, st = run_case(client, X, m, chunks)
+                    ts.append(t)
+                t = float(np.median(ts))
                 same = (np.array_equal(Z[:, [0, 1, 3]], ref[m][:, [0, 1, 3]])
                         and np.allclose(Z[:, 2], ref[m][:, 2], rtol=1e-12, atol=0))
                 ok &= same
-                pred = model(st, R, L, w, cores)
+                pred = model(st, rates, L, w, cores, m)
                 rows.append(dict(method=m, n=args.n, d=args.d, workers=w, measured_s=t,
+                                 measured_samples_s=ts,
+                                 single_process_samples_s=ref[m + "_samples"],
+                                 ratio_to_single_process=t / ref[m + "_s"],
                                  predicted_s=pred["total"], predicted_parts=pred,
                                  ratio_measured_to_predicted=t / pred["total"],
                                  single_process_s=ref[m + "_s"], z_equal=bool(same), stats=st))
@@ -168,10 +196,11 @@ def main(argv=None):
     out = dict(
         what="gpu_hclust.dask on LocalCluster(W workers, 1 thread each) vs the single-process "
              "memory-saving path; cost model with per-unit costs calibrated on this machine",
-        machine=dict(cores=cores, loadavg_at_end=load,
+        machine=dict(cores=cores, loadavg_at_start=load0, loadavg_at_end=load,
                      note="shared 2-core machine (~8 engineers): timings are noisy"),
         date=_dt.datetime.now().isoformat(timespec="seconds"),
-        calibration=dict(R_pair_features_per_s_per_core=R, task_overhead_s=L,
+        calibration=dict(R_scan_points_pair_features_per_s_per_core=rates[0],
+                         R_scan_clusters_pair_features_per_s_per_core=rates[1], task_overhead_s=L,
                          assumed_bandwidth_Bps=ASSUMED_BANDWIDTH),
         measured=rows,
         projection=dict(

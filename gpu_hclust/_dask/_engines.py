@@ -11,13 +11,14 @@ gains an edge per round: at most ceil(log2 n) rounds. State on the client:
 component labels, union-find parents, the MST edges (O(n)).
 
 ``reducible_rounds``: reciprocal nearest neighbours over cluster summaries.
-Per slot a nearest active slot under (distance, slot), kept exact by the
-workers: a round (1) rescans the stale slots (block pairs), (2) gathers every
-slot's (nn, nnd) (O(n)), (3) merges every reciprocal pair on the client from
-the two children's summaries (fetched: O(pairs * d)), (4) broadcasts the new
-summaries; each block deactivates the absorbed slots, marks stale the slots
-the client names (new clusters, slots whose neighbour merged), and offers
-every new cluster to its other slots. For reducible linkages, merging all
+Per slot a list of its K nearest active slots under (distance, slot) and a
+bound, kept exact by the workers: a round (1) rescans the needy slots (block
+pairs), (2) gathers every slot's (nn, nnd), the head of its list (O(n)), (3)
+merges every reciprocal pair on the client from the two children's summaries
+(fetched: O(pairs * d)), (4) broadcasts the new summaries; each block
+deactivates the absorbed slots, drops merged slots from its lists, offers
+every new cluster to its other slots, and marks needy the new clusters and
+the slots whose list ran empty. For reducible linkages, merging all
 reciprocal pairs of a round gives the sequential hierarchy (no ties). Chain
 guard: when a round merges under ``CHAIN_GUARD_FRACTION`` of the clusters, or
 few clusters are left, the client gathers the remaining summaries and
@@ -31,6 +32,9 @@ from . import _kernels, _tasks
 # Candidate list length per row (single linkage): longer lists need rescans
 # less often, at K * 16 bytes per row on the workers.
 CANDIDATES = 8
+# The same for cluster slots (ward/average): a slot whose nearest neighbour
+# merged rescans only once its K nearest have all merged away.
+CLUSTER_CANDIDATES = 8
 # A round that merges fewer than this fraction of the clusters hands the rest
 # to the client's sequential chain (chain-like data would otherwise take one
 # round per merge).
@@ -88,20 +92,31 @@ class _Counting:
         return getattr(self._client, name)
 
 
-def _count_pairs(stats, layout, need, itemsize_d):
-    """Distances a round's pair scans evaluate, and the block bytes they read."""
+def _count_pairs(stats, layout, need, itemsize_d, live=None):
+    """Distances a round's pair scans evaluate, and the block bytes they read.
+
+    ``need``: per block, the rows scanned; ``live``: per block, the slots that
+    take part (active clusters; None: every row). A needy row is scanned
+    against the live slots of the other block, a live row that is not needy
+    against its needy ones; on the diagonal each pair once.
+    """
     nb = len(layout)
-    cnt = [int(x.sum()) for x in need]
+    if live is None:
+        cnt = [int(x.sum()) for x in need]
+        size = list(layout.sizes)
+    else:
+        cnt = [int((x & a).sum()) for x, a in zip(need, live)]
+        size = [int(a.sum()) for a in live]
     for i in range(nb):
         for j in range(i, nb):
             if not (cnt[i] or cnt[j]):
                 continue
-            bi, bj = layout.sizes[i], layout.sizes[j]
+            bi, bj = size[i], size[j]
             if i == j:
                 stats["pairs"] += cnt[i] * bi - cnt[i] * (cnt[i] + 1) // 2
             else:
                 stats["pairs"] += cnt[i] * bj + (bi - cnt[i]) * cnt[j]
-                stats["block_reads"] += min(bi, bj) * itemsize_d
+                stats["block_reads"] += min(layout.sizes[i], layout.sizes[j]) * itemsize_d
 
 
 def _pair_tasks(client, layout, need, submit_pair):
@@ -205,33 +220,57 @@ def _component_edges(comp, w, v):
     return lo[keep], hi[keep], ww[keep]
 
 
+def _count_scan(stats, layout, scanned, live, itemsize_d):
+    """Distances a round's cluster scans evaluated, from each block's (scanned, live) counts."""
+    nb = len(layout)
+    for i in range(nb):
+        for j in range(i, nb):
+            if not (scanned[i] or scanned[j]):
+                continue
+            if i == j:
+                stats["pairs"] += scanned[i] * live[i] - scanned[i] * (scanned[i] + 1) // 2
+            else:
+                stats["pairs"] += scanned[i] * live[j] + (live[i] - scanned[i]) * scanned[j]
+                stats["block_reads"] += min(layout.sizes[i], layout.sizes[j]) * itemsize_d
+
+
 def reducible_rounds(client, blocks, layout, code, mcode, report, stats, itemsize_d):
-    """Merge log (a, b, h) of ward / average by reciprocal-nearest-neighbour rounds."""
+    """Merge log (a, b, h) of ward / average by reciprocal-nearest-neighbour rounds.
+
+    The block states keep, per slot, a list of its ``CLUSTER_CANDIDATES``
+    nearest active slots and the bound behind them (``_tasks.Summaries``):
+    a slot whose nearest neighbour merged takes the next entry of its list
+    (or the new cluster, offered to every slot) instead of a rescan, so a
+    round rescans the new clusters and the few slots whose list ran empty.
+    Which slots those are is decided on the workers, so the client submits
+    every block pair each round (a pair without needy slots returns at once).
+    """
     from ..kernels import cpu_vector
 
     client = _Counting(client, stats)
     n = layout.n
     nb = len(layout)
-    states = [client.submit(_tasks.init_summaries, blk, pure=False) for blk in blocks]
+    k = CLUSTER_CANDIDATES
+    states = [client.submit(_tasks.init_summaries, blk, k, pure=False) for blk in blocks]
     active = np.ones(n, dtype=np.bool_)
-    stale = np.ones(n, dtype=np.bool_)
     la, lb, lh = [], [], []
     m = n
     done = 0
     rounds = 0
     while m > 1:
-        need = [layout.part(stale, i) for i in range(nb)]
-        _count_pairs(stats, layout, need, itemsize_d)
-        stats["from_client"] += stale.nbytes
-        parts = _pair_tasks(client, layout, need, lambda i, j: client.submit(
-            _tasks.scan_clusters_pair, code, mcode, states[i], states[j], need[i], need[j],
-            pure=False))
-        for i, (sides, futs) in parts.items():
-            states[i] = client.submit(_tasks.finish_scan, states[i], need[i], sides, *futs,
-                                      pure=False)
+        pair = {}
+        for i in range(nb):
+            for j in range(i, nb):
+                pair[i, j] = client.submit(_tasks.scan_clusters_pair, code, mcode, states[i],
+                                           states[j], pure=False)
+        for i in range(nb):
+            sides = [0] * (nb - i) + [1] * i
+            futs = [pair[i, j] for j in range(i, nb)] + [pair[j, i] for j in range(i)]
+            states[i] = client.submit(_tasks.finish_scan, states[i], sides, *futs, pure=False)
         res = client.gather([client.submit(_tasks.neighbours, s, pure=False) for s in states])
         nn = np.concatenate([r[0] for r in res])
         nnd = np.concatenate([r[1] for r in res])
+        _count_scan(stats, layout, [r[2] for r in res], [r[3] for r in res], itemsize_d)
         stats["to_client"] += nn.nbytes + nnd.nbytes
         act = np.flatnonzero(active)
         partner = nn[act]
@@ -268,19 +307,11 @@ def reducible_rounds(client, blocks, layout, code, mcode, report, stats, itemsiz
         lb.append(hi)
         lh.append(h)
         active[hi] = False
-        merged = np.zeros(n, dtype=np.bool_)
-        merged[lo] = True
-        merged[hi] = True
-        stale = np.zeros(n, dtype=np.bool_)
-        stale[act] = merged[nn[act]]
-        stale[lo] = True
-        stale &= active
         for i in range(nb):
-            states[i] = client.submit(_tasks.apply_merges, code, mcode, states[i], lo, hi, CTn, sn,
-                                      en, layout.part(stale, i), pure=False)
+            states[i] = client.submit(_tasks.apply_merges, code, mcode, states[i], n, lo, hi, CTn,
+                                      sn, en, pure=False)
         stats["offers"] += lo.size * (m - 2 * lo.size)
-        stats["from_client"] += nb * (CTn.nbytes + sn.nbytes + en.nbytes + lo.nbytes + hi.nbytes) \
-            + stale.nbytes
+        stats["from_client"] += nb * (CTn.nbytes + sn.nbytes + en.nbytes + lo.nbytes + hi.nbytes)
         m -= lo.size
         done += lo.size
         rounds += 1

@@ -78,6 +78,13 @@ def empty_lists(b, k):
     return np.full((b, k), np.inf), np.full((b, k), -1, dtype=np.int64)
 
 
+def _needy_part(D, I, need):
+    """(rows, their lists): what a pair task sends back (only the scanned rows'
+    lists, not the whole block's: most rounds scan a few percent of the rows)."""
+    idx = np.flatnonzero(need)
+    return idx, D[idx], I[idx]
+
+
 def scan_points_pair(A, B, comp, needa, needb, k, p):
     """Partial top-K lists of A's needy rows against B and of B's needy rows against A."""
     Da, Ia = empty_lists(A.size, k)
@@ -88,7 +95,7 @@ def scan_points_pair(A, B, comp, needa, needb, k, p):
         Db, Ib = empty_lists(B.size, k)
     _kernels.scan_points(A.mcode, p, A.CT, A.norms, A.off, needa, B.CT, B.norms, B.off, needb,
                          comp, diag, Da, Ia, Db, Ib)
-    return (Da, Ia), (Db, Ib)
+    return _needy_part(Da, Ia, needa), _needy_part(Db, Ib, needb)
 
 
 def merge_lists(old, need, k, b, sides, *pairs):
@@ -100,8 +107,7 @@ def merge_lists(old, need, k, b, sides, *pairs):
         D[need] = np.inf
         I[need] = -1
     for side, res in zip(sides, pairs):
-        Dp, Ip = res[side]
-        _kernels.fold_lists(D, I, need, Dp, Ip)
+        _kernels.fold_rows(D, I, *res[side])
     return D, I
 
 
@@ -125,60 +131,76 @@ class Summaries:
     """Cluster summaries living in one block's slots (slot = global row index).
 
     A merged cluster lives in the smaller slot of its two children; the other
-    slot goes inactive. ``nn``/``nnd``: each active slot's nearest active
-    slot under (distance, slot), exact for slots not marked stale.
+    slot goes inactive. Per active slot a candidate list ``(D, I)`` (b, K) of
+    active slots in (distance, slot) order and a bound ``(bd, bi)``: every
+    active slot not listed comes after the bound (``_kernels.drop_and_offer``
+    keeps this through merges). ``need``: slots to rescan before the next
+    round (new clusters, emptied lists). ``scanned``/``live``: slots scanned
+    and active slots in the last scan (work counters for the cost model).
     """
 
     CT: np.ndarray
     size: np.ndarray
     extra: np.ndarray
     active: np.ndarray
-    nn: np.ndarray
-    nnd: np.ndarray
+    D: np.ndarray
+    I: np.ndarray
+    bd: np.ndarray
+    bi: np.ndarray
+    need: np.ndarray
     off: int
+    scanned: int = 0
+    live: int = 0
+
+    def replace(self, **kw):
+        f = dict(self.__dict__)
+        f.update(kw)
+        return Summaries(**f)
 
 
-def init_summaries(block):
+def init_summaries(block, k):
     b = block.size
-    return Summaries(block.CT, np.ones(b), np.zeros(b), np.ones(b, dtype=np.bool_),
-                     np.full(b, -1, dtype=np.int64), np.full(b, np.inf), block.off)
+    D, I = empty_lists(b, k)
+    return Summaries(block.CT, np.ones(b), np.zeros(b), np.ones(b, dtype=np.bool_), D, I,
+                     np.full(b, np.inf), np.full(b, -1, dtype=np.int64),
+                     np.ones(b, dtype=np.bool_), block.off)
 
 
-def scan_clusters_pair(code, metric, A, B, needa, needb):
-    """Partial nearest (distance, slot) for needy active slots of A against B and back."""
-    bda = np.full(A.CT.shape[1], np.inf)
-    bia = np.full(A.CT.shape[1], -1, dtype=np.int64)
+def scan_clusters_pair(code, metric, A, B):
+    """Partial top-K lists of A's needy active slots against B and of B's against A."""
+    k = A.D.shape[1]
+    Da, Ia = empty_lists(A.CT.shape[1], k)
     diag = A.off == B.off
     if diag:
-        bdb, bib = bda, bia
+        Db, Ib = Da, Ia
     else:
-        bdb = np.full(B.CT.shape[1], np.inf)
-        bib = np.full(B.CT.shape[1], -1, dtype=np.int64)
-    _kernels.scan_clusters(code, metric, A.CT, A.size, A.extra, A.active, needa, A.off,
-                           B.CT, B.size, B.extra, B.active, needb, B.off, diag,
-                           bda, bia, bdb, bib)
-    return (bda, bia), (bdb, bib)
+        Db, Ib = empty_lists(B.CT.shape[1], k)
+    if A.need.any() or B.need.any():
+        _kernels.scan_clusters(code, metric, A.CT, A.size, A.extra, A.active, A.need, A.off,
+                               B.CT, B.size, B.extra, B.active, B.need, B.off, diag,
+                               Da, Ia, Db, Ib)
+    return _needy_part(Da, Ia, A.need), _needy_part(Db, Ib, B.need)
 
 
-def finish_scan(S, need, sides, *pairs):
-    """New nearest neighbours of the block's needy slots: the best over all partials."""
-    nn = S.nn.copy()
-    nnd = S.nnd.copy()
-    nn[need] = -1
-    nnd[need] = np.inf
+def finish_scan(S, sides, *pairs):
+    """Fresh lists and bounds for the block's needy slots: the best K over all partials."""
+    need = S.need
+    D, I = S.D.copy(), S.I.copy()
+    D[need] = np.inf
+    I[need] = -1
     for side, res in zip(sides, pairs):
-        bd, bi = res[side]
-        take = need & (bi >= 0) & ((nn < 0) | (bd < nnd) | ((bd == nnd) & (bi < nn)))
-        nn[take] = bi[take]
-        nnd[take] = bd[take]
-    return Summaries(S.CT, S.size, S.extra, S.active, nn, nnd, S.off)
+        _kernels.fold_rows(D, I, *res[side])
+    bd, bi = S.bd.copy(), S.bi.copy()
+    _kernels.set_bounds(D, I, need, bd, bi)
+    return S.replace(D=D, I=I, bd=bd, bi=bi, need=np.zeros_like(need),
+                     scanned=int(need.sum()), live=int(S.active.sum()))
 
 
 def neighbours(S):
-    """(nn, nnd) of the block's slots (inactive: -1, inf)."""
-    nn = np.where(S.active, S.nn, -1)
-    nnd = np.where(S.active, S.nnd, np.inf)
-    return nn, nnd
+    """(nn, nnd) of the block's slots (inactive: -1, inf) and the last scan's counts."""
+    nn = np.where(S.active, S.I[:, 0], -1)
+    nnd = np.where(S.active, S.D[:, 0], np.inf)
+    return nn, nnd, S.scanned, S.live
 
 
 def take_summaries(S, slots):
@@ -193,22 +215,22 @@ def active_summaries(S):
     return S.CT[:, idx], S.size[idx], S.extra[idx], idx + S.off
 
 
-def apply_merges(code, metric, S, lo, hi, CTnew, snew, enew, stale):
+def apply_merges(code, metric, S, n, lo, hi, CTnew, snew, enew):
     """The round's merges applied to one block.
 
-    ``lo``/``hi``: global slots of each merged pair (the new cluster takes lo);
-    ``stale``: this block's slots whose nearest neighbour must be rescanned
-    (new clusters, and slots whose neighbour was merged), decided by the
-    client. Every other active slot keeps its neighbour (still present, and
-    the nearest among the old clusters left) unless a new cluster is nearer.
+    ``lo``/``hi``: global slots of each merged pair (the new cluster takes
+    lo). The absorbed slots go inactive; new clusters are marked for a
+    rescan; every other active slot drops the merged slots from its list and
+    is offered every new cluster (``_kernels.drop_and_offer``), and is marked
+    for a rescan only if its list ran empty.
     """
     b = S.CT.shape[1]
     CT = S.CT.copy()
     size = S.size.copy()
     extra = S.extra.copy()
     active = S.active.copy()
-    nn = S.nn.copy()
-    nnd = S.nnd.copy()
+    D, I = S.D.copy(), S.I.copy()
+    bd, bi = S.bd.copy(), S.bi.copy()
     mine_hi = (hi >= S.off) & (hi < S.off + b)
     active[hi[mine_hi] - S.off] = False
     mine_lo = (lo >= S.off) & (lo < S.off + b)
@@ -216,10 +238,13 @@ def apply_merges(code, metric, S, lo, hi, CTnew, snew, enew, stale):
     CT[:, loc] = CTnew[:, mine_lo]
     size[loc] = snew[mine_lo]
     extra[loc] = enew[mine_lo]
-    nn[stale] = -1
-    nnd[stale] = np.inf
-    rows = np.flatnonzero(active & ~stale)
-    if rows.size and lo.size:
-        _kernels.offer_new(code, metric, CT, size, extra, rows, nn, nnd,
-                           np.ascontiguousarray(CTnew), snew, enew, lo)
-    return Summaries(CT, size, extra, active, nn, nnd, S.off)
+    new = np.zeros(b, dtype=np.bool_)
+    new[loc] = True
+    dead = np.zeros(n, dtype=np.bool_)
+    dead[lo] = True
+    dead[hi] = True
+    rows = np.flatnonzero(active & ~new)
+    _kernels.drop_and_offer(code, metric, CT, size, extra, rows, dead, D, I, bd, bi,
+                            np.ascontiguousarray(CTnew), snew, enew, lo)
+    need = active & (new | (I[:, 0] < 0))
+    return Summaries(CT, size, extra, active, D, I, bd, bi, need, S.off)
