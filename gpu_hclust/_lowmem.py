@@ -248,7 +248,7 @@ def memory_saving_log(X, method, metric, backend="cpu", dtype=None, *, tpb=None,
         CT, norms, code, mcode, exponent = prepare_scaled(Xd, spec, metric, dt, xp)
         a, b, h = engine.run(CT, norms, code, mcode, MINKOWSKI_P, xp=xp, tpb=tpb,
                              counter=counter)
-        return a, b, h, _log_form(spec, exponent)
+        return a, b, h, log_form(spec, exponent)
     X = np.asarray(X)
     n = X.shape[0]
     CT, norms, code, mcode, exponent = prepare_scaled(X, spec, metric, dt, np)
@@ -265,12 +265,13 @@ def memory_saving_log(X, method, metric, backend="cpu", dtype=None, *, tpb=None,
         extra = np.zeros(n, dtype=np.float64)
         run = engine.generic if spec.family == "generic" else engine.reducible
         run(code, mcode, CT, size, extra, a, b, h, counter)
-    return a, b, h, _log_form(spec, exponent)
+    return a, b, h, log_form(spec, exponent)
 
 
-def _log_form(spec, height_exp):
-    """The memory-saving engines' ``LogForm``: squared where the method is, lifted,
-    with the scaling's exponent in the units of the heights after the root."""
+def log_form(spec, height_exp):
+    """The memory-saving engines' ``LogForm`` (also the Dask path's): squared where
+    the method is, lifted, with the scaling's exponent ``height_exp``
+    (``height_exponent``) turned into the units of the heights after the root."""
     exponent = height_exp // 2 if spec.squared else height_exp  # 2e -> e for squared heights
     return squared_form(spec)._replace(exponent=exponent)
 

@@ -376,7 +376,7 @@ def linkage(X, method="single", metric="euclidean", *, client=None, dtype=None, 
         for attempt in range(MAX_RESTARTS + 1):
             with phase_bar(show, f"{spec.name} rounds (dask)", n - 1, unit="merge") as bar:
                 try:
-                    a, b, h, rounds = _run(cl, X, spec, name, work_dtype, bar)
+                    a, b, h, form, rounds = _run(cl, X, spec, name, work_dtype, bar)
                     break
                 except lost as exc:
                     if attempt == MAX_RESTARTS:
@@ -395,11 +395,12 @@ def linkage(X, method="single", metric="euclidean", *, client=None, dtype=None, 
         order = np.argsort(h, kind="stable")
         a, b, h = a[order], b[order], h[order]
     logger.info("gpu_hclust.dask.linkage: %s/%s, n=%d, %d rounds", spec.name, name, n, rounds)
-    return merge_log_to_linkage(a, b, h, n, spec)
+    return merge_log_to_linkage(a, b, h, n, spec, form)
 
 
 def _run(client, X, spec, metric, dtype, bar):
-    """Persist the prepared blocks, run the rounds; (a, b, h, rounds)."""
+    """Persist the prepared blocks, run the rounds; (a, b, h, form, rounds): the
+    merge log in the scaled units, read by ``form`` (``_tree.LogForm``)."""
     import dask
 
     from . import _lowmem
@@ -431,8 +432,8 @@ def _run(client, X, spec, metric, dtype, bar):
         (a, b, h), rounds = _engines.reducible_rounds(client, blocks, layout, spec.code, mcode,
                                                       report, stats, itemsize_d)
     last_run_stats.update(stats, n=layout.n, d=int(X.shape[1]), blocks=len(layout))
-    h = _lowmem._unscale(h, _lowmem.height_exponent(spec, metric, scaling[1]), spec, metric)
-    return a, b, h, rounds
+    form = _lowmem.log_form(spec, _lowmem.height_exponent(spec, metric, scaling[1]))
+    return a, b, h, form, rounds
 
 
 def _global_scaling(X, metric):

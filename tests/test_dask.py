@@ -99,6 +99,15 @@ def test_rounds_equal_single_machine(client, rounds_only, rng, method, metric):
     assert_same(Z, gpu_hclust.linkage(X, method, metric, low_memory=True))
 
 
+def test_squares_beyond_float64_heights_within(client, rng):
+    # Ward's squared heights overflow at 1e155, its heights do not: the scale is
+    # undone after the square root, as on the single-machine path.
+    X = _data(rng, 120, 3, "euclidean") * 1e155
+    Z = gdask.linkage(da.from_array(X, chunks=(40, 3)), "ward", client=client)
+    assert np.isfinite(Z[:, 2]).all()
+    assert_same(Z, gpu_hclust.linkage(X, "ward", low_memory=True))
+
+
 @pytest.mark.parametrize("k", [1, 2])
 @pytest.mark.parametrize("method,metric", [("single", "euclidean"), ("ward", "euclidean"),
                                            ("average", "cosine")])
