@@ -704,12 +704,24 @@ class _CountingNumpy:
         return np.flatnonzero(a)
 
 
-def _driver_runs():
-    """In the simulator: each DRIVER_CASES run of the real driver (``cuda_vector.run``,
-    tpb 32) as its events (kernel launches, host reads) and merge log (JSON on stdout)."""
+def driver_run(engine, data, n, d, patch=setattr):
+    """The real driver (``cuda_vector.run``, tpb 32) on ``make_data(data, n, d, 0)``, spied.
+
+    Runs where numba-cuda's simulator is on (or on a GPU with NumPy in/out
+    arrays: not supported). ``patch(obj, name, value)`` installs the spies
+    (``setattr``, or a test's ``monkeypatch.setattr`` to undo them).
+
+    Returns
+    -------
+    dict
+        ``events``: the kernel launches (``(name, rows, cols)`` for the tile
+        kernels, ``(name,)`` otherwise) and host reads (``("read",)``: a
+        ``launch.to_host`` or the driver's ``xp.flatnonzero``) in order, as
+        ``Tally.events`` lists them; ``a``, ``b``, ``h``: the raw merge log
+        (single: None, None and the sorted heights).
+    """
     from gpu_hclust.kernels import cuda_mst, launch
 
-    sys.setswitchinterval(1e-3)
     events = []
 
     class Spy:
@@ -731,26 +743,51 @@ def _driver_runs():
     modules = {"cuda_vector": cuda_vector, "cuda_mst": cuda_mst, "cuda_chain": cuda_chain}
     for mod, names in SPIED.items():
         for name in names:
-            setattr(modules[mod], name, Spy(name, getattr(modules[mod], name)))
+            kernel = getattr(modules[mod], name)
+            if not isinstance(kernel, Spy):
+                patch(modules[mod], name, Spy(name, kernel))
     to_host = launch.to_host
 
     def read(x):
         events.append(("read",))
         return to_host(x)
-    launch.to_host = read
+    patch(launch, "to_host", read)
+    method, metric = ENGINES[engine]
+    spec = METHODS[method]
+    CT, norms, code, mcode, _ = _lowmem.prepare_scaled(make_data(data, n, d, 0), spec, metric,
+                                                        np.float64, np)
+    try:
+        a, b, h = cuda_vector.run(CT, norms, code, mcode, xp=_CountingNumpy(events), tpb=32)
+    finally:
+        patch(launch, "to_host", to_host)
+        for mod, names in SPIED.items():
+            for name in names:
+                kernel = getattr(modules[mod], name)
+                if isinstance(kernel, Spy):
+                    patch(modules[mod], name, kernel.kernel)
+    if code == formulas.SINGLE:  # the MST's edges; the emulation keeps its heights only
+        return {"events": events, "a": None, "b": None, "h": np.sort(h)}
+    return {"events": events, "a": a, "b": b, "h": h}
+
+
+def same_as_driver(run, tally):
+    """(same events, same merge log) of a ``driver_run`` result and an emulation's Tally."""
+    a, b, h = tally.log
+    same_log = (np.array_equal(np.asarray(run["h"]), h)
+                and (a is None or (np.array_equal(run["a"], a) and np.array_equal(run["b"], b))))
+    return [tuple(e) for e in run["events"]] == tally.events, bool(same_log)
+
+
+def _driver_runs():
+    """In the simulator: each DRIVER_CASES run of the real driver (JSON on stdout)."""
+    sys.setswitchinterval(1e-3)
     out = []
     for engine, data, n, d in DRIVER_CASES:
-        method, metric = ENGINES[engine]
-        spec = METHODS[method]
-        CT, norms, code, mcode, _ = _lowmem.prepare_scaled(make_data(data, n, d, 0), spec,
-                                                            metric, np.float64, np)
-        events.clear()
-        a, b, h = cuda_vector.run(CT, norms, code, mcode, xp=_CountingNumpy(events), tpb=32)
-        if code == formulas.SINGLE:  # the MST's edges; the emulation keeps its heights only
-            a, b, h = None, None, np.sort(h)
-        out.append({"events": [list(e) for e in events],
-                    "a": None if a is None else a.tolist(),
-                    "b": None if b is None else b.tolist(), "h": h.tolist()})
+        run = driver_run(engine, data, n, d)
+        out.append({"events": [list(e) for e in run["events"]],
+                    "a": None if run["a"] is None else run["a"].tolist(),
+                    "b": None if run["b"] is None else run["b"].tolist(),
+                    "h": run["h"].tolist()})
     print(json.dumps(out))
 
 
@@ -771,10 +808,7 @@ def verify_driver():
     for (engine, data, n, d), run in zip(DRIVER_CASES, real):
         _, _, tally, chain = emulate(engine, make_data(data, n, d, 0), tpb=32)
         events = [tuple(e) for e in run["events"]]
-        same_events = events == tally.events
-        a, b, h = tally.log
-        same_log = (np.array_equal(np.asarray(run["h"]), h)
-                    and (a is None or (run["a"] == a.tolist() and run["b"] == b.tolist())))
+        same_events, same_log = same_as_driver(run, tally)
         ok = same_events and same_log
         failures += not ok
         reads = sum(e[0] == "read" for e in events)
@@ -796,16 +830,22 @@ def verify_driver():
 
 def _table(results):
     lines = [
-        "| engine | n | d | rounds | host syncs | pairs / n² | first-pass share | "
-        "max rows rescanned / n | padded / n² | projected H100 s (peak) | at n = 1e6 | check |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| engine | data | n | d | rounds | chain from | host syncs | launches | pairs / n² | "
+        "chain pairs / n² | max rows rescanned / n | padded / n² | projected H100 s (peak) | "
+        "at n = 1e6 | check |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        if "skipped" in r:
+            lines.append(f"| {r['engine']} | {r['data']} | {r['n']} | {r['d']} | "
+                         f"skipped: {r['skipped']} |" + " |" * 10)
+            continue
         name = f"{r['engine']} (K={r['topk']})"
-        syncs = "-" if r["host_syncs"] is None else str(r["host_syncs"])
+        left = "-" if r.get("handover_left") is None else str(r["handover_left"])
         lines.append(
-            f"| {name} | {r['n']} | {r['d']} | {r['rounds']} | {syncs} | "
-            f"{r['pairs_per_n2']:.2f} | {r['first_pass_share']:.2f} | "
+            f"| {name} | {r['data']} | {r['n']} | {r['d']} | {r['rounds']} | {left} | "
+            f"{r['host_syncs']} | {r['launches']} | {r['pairs_per_n2']:.2f} | "
+            f"{r.get('chain_pairs_per_n2', 0.0):.2f} | "
             f"{r['max_rows_rescanned_per_n']:.3f} | {r['padded_pairs_per_n2']:.2f} | "
             f"{r['projected_h100_s']:.3g} | {r['projected_h100_s_n1e6']:.3g} | "
             f"{r.get('check', UNCHECKED)} |")
@@ -827,7 +867,12 @@ def main(argv=None):
                     help="list length of the RNN rounds to emulate (default the engine's "
                          f"cuda_vector.RNN_TOP_K = {cuda_vector.RNN_TOP_K}; --verify's driver "
                          "check always runs the engine's)")
-    ap.add_argument("--data", default="gaussian", choices=["gaussian", "blobs"])
+    ap.add_argument("--data", default="gaussian",
+                    help=f"comma-separated data sets, from {','.join(DATA)} (default gaussian; "
+                         "the adversarial sets are _adversarial.make's)")
+    ap.add_argument("--no-chain-guard", action="store_true",
+                    help="emulate the RNN rounds to the end, without the hand-over to the chain "
+                         "(to count what the guard saves; not what the driver does)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--check-max-n", type=int, default=20000,
                     help="compare each run's emulated heights with the CPU memory-saving engine "
@@ -848,6 +893,10 @@ def main(argv=None):
     bad = [e for e in engines if e not in ENGINES]
     if bad:
         ap.error(f"--engines: unknown {bad}; choose from {sorted(ENGINES)}")
+    datasets = _csv(args.data)
+    bad = [x for x in datasets if x not in DATA]
+    if bad:
+        ap.error(f"--data: unknown {bad}; choose from {','.join(DATA)}")
     if args.topk is not None and not 1 <= args.topk <= cuda_vector.RNN_TOP_K_MAX:
         ap.error(f"--topk must be between 1 and {cuda_vector.RNN_TOP_K_MAX}")
     if args.verify:
@@ -861,15 +910,22 @@ def main(argv=None):
     results = []
     for n in _csv(args.sizes, int):
         for d in _csv(args.dims, int):
-            for engine in engines:
-                r = count_run(engine, n, d, args.data, args.seed, args.topk, args.check_max_n)
-                results.append(r)
-                print(f"{engine:15s} n={n:6d} d={d:4d} rounds={r['rounds']:4d} "
-                      f"pairs/n²={r['pairs_per_n2']:.3f} first-pass share="
-                      f"{r['first_pass_share']:.2f} max rescanned={r['max_rows_rescanned']} "
-                      f"projected H100 {r['projected_h100_s']:.3g} s "
-                      f"({r['emulation_wall_s']:.1f} s to emulate) check {r['check']}",
-                      flush=True)
+            for data in datasets:
+                for engine in engines:
+                    r = count_run(engine, n, d, data, args.seed, args.topk, args.check_max_n,
+                                  guard=not args.no_chain_guard)
+                    results.append(r)
+                    if "skipped" in r:
+                        print(f"{engine:15s} {data:11s} n={n:6d} d={d:4d} skipped: "
+                              f"{r['skipped']}", flush=True)
+                        continue
+                    print(f"{engine:15s} {data:11s} n={n:6d} d={d:4d} rounds={r['rounds']:4d} "
+                          f"syncs={r['host_syncs']:4d} launches={r['launches']:5d} "
+                          f"pairs/n²={r['pairs_per_n2']:.3f} (chain "
+                          f"{r.get('chain_pairs_per_n2', 0.0):.3f}) "
+                          f"projected H100 {r['projected_h100_s']:.3g} s "
+                          f"({r['emulation_wall_s']:.1f} s to emulate) check {r['check']}",
+                          flush=True)
     print()
     print(_table(results))
     if args.out:
@@ -881,8 +937,9 @@ def main(argv=None):
             commands, old = prev["commands"] + commands, prev["results"]
         results = old + results
         doc = {
-            "what": "pair distances the GPU memory-saving engine (kernels/cuda_vector.py) "
-                    "computes, counted by a NumPy emulation of its host drivers; "
+            "what": "pair distances, rounds, host syncs and kernel launches of the GPU "
+                    "memory-saving engine (kernels/cuda_vector.py, with the chain guard of "
+                    "kernels/cuda_chain.py), counted by a NumPy emulation of its host drivers; "
                     "projected_h100_s is a projection (pairs x 3 d / 1.67e13 FP64 ops/s), "
                     "not a measurement",
             "commands": commands,
@@ -892,7 +949,11 @@ def main(argv=None):
             "engine_constants": {"TOP_K": cuda_vector.TOP_K,
                                  "RNN_TOP_K": cuda_vector.RNN_TOP_K,
                                  "FRESH_SCRATCH": cuda_vector.FRESH_SCRATCH,
-                                 "TILE_C": cuda_vector.TILE_C, "tpb": GPU_TPB},
+                                 "TILE_C": cuda_vector.TILE_C, "tpb": GPU_TPB,
+                                 "CHAIN_FRACTION": cuda_chain.CHAIN_FRACTION,
+                                 "CHAIN_MIN_PAIRS": cuda_chain.CHAIN_MIN_PAIRS,
+                                 "CHUNK_WORK": cuda_chain.CHUNK_WORK,
+                                 "CHUNK_MERGES": cuda_chain.CHUNK_MERGES},
             "results": results,
         }
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
