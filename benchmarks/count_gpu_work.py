@@ -6,7 +6,8 @@ with the same rules, so that the number of pair distances the device would
 compute can be counted without a GPU::
 
     PYTHONPATH=$PWD python benchmarks/count_gpu_work.py --sizes 5000,20000 --dims 32 \\
-        --engines ward,average-cosine,single --out counts.json
+        --engines ward,average-cosine,single \\
+        --data gaussian,growing_gap,sorted_gaps,spiral,duplicates --out counts.json
     PYTHONPATH=$PWD python benchmarks/count_gpu_work.py --verify     # fidelity checks only
 
 Engines emulated (what ``gpu_hclust.linkage(X, method, metric, low_memory=True)``
@@ -24,7 +25,12 @@ runs on a GPU):
     pair once, giving the new clusters their lists and offering each new
     cluster to every other row (inserted where it precedes the row's bound;
     an entry pushed out becomes the bound), in launches of at most
-    ``cuda_vector.fresh_grid`` new clusters.
+    ``cuda_vector.fresh_grid`` new clusters. Chain guard: a round whose
+    merges give ``cuda_chain.hands_over(p, m + p)`` (p pairs merged, m
+    clusters left) hands the rest to ``cuda_chain.finish``, the device-side
+    nearest-neighbour chain, emulated by ``_chain_emulation.emulate_chain``
+    (m - 1 pair distances per chain step; one launch and one host read per
+    chunk of ``cuda_chain.chunk_merges`` merges).
 ``single``: ``_single`` (Borůvka rounds on points, euclidean)
     ``point_carry`` (first candidate still outside the component, else the
     list's bound), ``point_select`` (no bid and a bound not above the
@@ -39,10 +45,17 @@ computes and then skips; the first pass therefore counts n^2, each unordered
 pair twice). ``padded_pairs`` also counts the lanes the kernels run on padding:
 rows up to a multiple of threads per block, each column share up to a multiple
 of ``TILE_C`` (shares as ``cuda_vector._splits`` / ``fresh_grid`` choose them).
-Rounds are the driver's loop iterations; host syncs are its blocking reads per
-round (RNN: ``nrows``, ``npairs`` and, except in the last round, the active
-list's length, a CuPy ``flatnonzero``; single: ``nrows`` and ``count``), not
-counting the three reads of the merge log at the end.
+Chain pairs (``chain_pairs_per_n2``) are included in ``pairs``. Rounds are the
+driver's loop iterations; host syncs are its blocking reads (RNN: per round
+``nrows``, ``npairs`` and, unless the run ends or hands over, the active
+list's length, a CuPy ``flatnonzero``; the chain: one per chunk; single: per
+round ``nrows`` and ``count``), not counting the three reads of the merge log
+at the end; launches are the driver's Numba kernel launches (CuPy's own small
+kernels, e.g. ``flatnonzero`` or zeroing a counter, not counted).
+Data (``--data``): ``gaussian`` and the adversarial sets of ``_adversarial``
+(growing_gap, sorted_gaps, spiral, duplicates), and ``blobs``; average-cosine
+is skipped, with the reason, where an observation is all-zero (the lines
+start at the origin).
 
 Distances: every candidate set is found with the Gram form (BLAS) and a
 rigorous rounding-error bound, then the candidates within the bound are
@@ -55,10 +68,12 @@ which columns is the engine's.
 
 ``--verify`` checks that: (1) the emulated merge heights equal those of
 ``gpu_hclust.linkage(X, method, metric, low_memory=True, backend="cpu")`` to
-rtol 1e-9 (sorted), for every engine, at n = 300-2000;
-(2) the real ``cuda_vector`` driver, run in numba-cuda's simulator on small
-data (n <= 40), launches ``rnn_scan`` / ``fresh_pass`` / ``point_best`` with the same
-(rows, columns) sequence as the emulation.
+rtol 1e-9 (sorted), for every engine, at n = 300-2000, Gaussian, blobs and
+adversarial data; (2) the real ``cuda_vector`` driver, run in numba-cuda's
+simulator on small data (n <= 40, tpb 32; one case a growing-gap line that
+hands over to the chain after round 0), makes the same kernel launches
+(with the same (rows, columns) for the tile kernels) and host reads, in the
+same order, and writes the same merge log (pairs, order, heights bitwise).
 
 Projected H100 time: ``pairs x 3 d / 1.67e13 s``, i.e. three FP64 operations per
 pair and coordinate at the H100 SXM's FP64 peak (132 SMs x 64 lanes x 1.98 GHz).
