@@ -6,7 +6,8 @@ with the same rules, so that the number of pair distances the device would
 compute can be counted without a GPU::
 
     PYTHONPATH=$PWD python benchmarks/count_gpu_work.py --sizes 5000,20000 --dims 32 \\
-        --engines ward,average-cosine,single --out counts.json
+        --engines ward,average-cosine,single \\
+        --data gaussian,growing_gap,sorted_gaps,spiral,duplicates --out counts.json
     PYTHONPATH=$PWD python benchmarks/count_gpu_work.py --verify     # fidelity checks only
 
 Engines emulated (what ``gpu_hclust.linkage(X, method, metric, low_memory=True)``
@@ -24,7 +25,12 @@ runs on a GPU):
     pair once, giving the new clusters their lists and offering each new
     cluster to every other row (inserted where it precedes the row's bound;
     an entry pushed out becomes the bound), in launches of at most
-    ``cuda_vector.fresh_grid`` new clusters.
+    ``cuda_vector.fresh_grid`` new clusters. Chain guard: a round whose
+    merges give ``cuda_chain.hands_over(p, m + p)`` (p pairs merged, m
+    clusters left) hands the rest to ``cuda_chain.finish``, the device-side
+    nearest-neighbour chain, emulated by ``_chain_emulation.emulate_chain``
+    (m - 1 pair distances per chain step; one launch and one host read per
+    chunk of ``cuda_chain.chunk_merges`` merges).
 ``single``: ``_single`` (Borůvka rounds on points, euclidean)
     ``point_carry`` (first candidate still outside the component, else the
     list's bound), ``point_select`` (no bid and a bound not above the
@@ -39,10 +45,17 @@ computes and then skips; the first pass therefore counts n^2, each unordered
 pair twice). ``padded_pairs`` also counts the lanes the kernels run on padding:
 rows up to a multiple of threads per block, each column share up to a multiple
 of ``TILE_C`` (shares as ``cuda_vector._splits`` / ``fresh_grid`` choose them).
-Rounds are the driver's loop iterations; host syncs are its blocking reads per
-round (RNN: ``nrows``, ``npairs`` and, except in the last round, the active
-list's length, a CuPy ``flatnonzero``; single: ``nrows`` and ``count``), not
-counting the three reads of the merge log at the end.
+Chain pairs (``chain_pairs_per_n2``) are included in ``pairs``. Rounds are the
+driver's loop iterations; host syncs are its blocking reads (RNN: per round
+``nrows``, ``npairs`` and, unless the run ends or hands over, the active
+list's length, a CuPy ``flatnonzero``; the chain: one per chunk; single: per
+round ``nrows`` and ``count``), not counting the three reads of the merge log
+at the end; launches are the driver's Numba kernel launches (CuPy's own small
+kernels, e.g. ``flatnonzero`` or zeroing a counter, not counted).
+Data (``--data``): ``gaussian`` and the adversarial sets of ``_adversarial``
+(growing_gap, sorted_gaps, spiral, duplicates), and ``blobs``; average-cosine
+is skipped, with the reason, where an observation is all-zero (the lines
+start at the origin).
 
 Distances: every candidate set is found with the Gram form (BLAS) and a
 rigorous rounding-error bound, then the candidates within the bound are
@@ -55,10 +68,12 @@ which columns is the engine's.
 
 ``--verify`` checks that: (1) the emulated merge heights equal those of
 ``gpu_hclust.linkage(X, method, metric, low_memory=True, backend="cpu")`` to
-rtol 1e-9 (sorted), for every engine, at n = 300-2000;
-(2) the real ``cuda_vector`` driver, run in numba-cuda's simulator on small
-data (n <= 40), launches ``rnn_scan`` / ``fresh_pass`` / ``point_best`` with the same
-(rows, columns) sequence as the emulation.
+rtol 1e-9 (sorted), for every engine, at n = 300-2000, Gaussian, blobs and
+adversarial data; (2) the real ``cuda_vector`` driver, run in numba-cuda's
+simulator on small data (n <= 40, tpb 32; one case a growing-gap line that
+hands over to the chain after round 0), makes the same kernel launches
+(with the same (rows, columns) for the tile kernels) and host reads, in the
+same order, and writes the same merge log (pairs, order, heights bitwise).
 
 Projected H100 time: ``pairs x 3 d / 1.67e13 s``, i.e. three FP64 operations per
 pair and coordinate at the H100 SXM's FP64 peak (132 SMs x 64 lanes x 1.98 GHz).
@@ -85,11 +100,13 @@ try:
 except ImportError:  # run from a checkout without PYTHONPATH
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import _adversarial  # noqa: E402
+from _chain_emulation import emulate_chain  # noqa: E402
 from _common import MISMATCH, OK, UNCHECKED, provenance  # noqa: E402
 
 from gpu_hclust import _lowmem  # noqa: E402
 from gpu_hclust._methods import METHODS  # noqa: E402
-from gpu_hclust.kernels import cuda_vector, formulas, metrics  # noqa: E402
+from gpu_hclust.kernels import cuda_chain, cuda_vector, formulas, metrics  # noqa: E402
 
 EPS = np.finfo(np.float64).eps
 H100_FP64_OPS_PER_S = 1.67e13  # 132 SM x 64 FP64 lanes x 1.98 GHz
@@ -103,6 +120,7 @@ ENGINES = {
     "average-cosine": ("average", "cosine"),
     "single": ("single", "euclidean"),
 }
+DATA = _adversarial.NAMES + ("blobs",)
 
 # One source for each formula: the engines' scalar functions, applied elementwise.
 _cluster_distance = np.vectorize(formulas.cluster_distance, otypes=[np.float64])
@@ -114,15 +132,17 @@ _finalize = np.vectorize(metrics.metric_finalize, otypes=[np.float64])
 # --------------------------------------------------------------------------
 
 def make_data(kind, n, d, seed):
-    """The benchmark data: ``gaussian`` as ``bench_lowmem.make_data``; ``blobs``:
-    groups of 10 points (spread 0.01) around centres uniform in [-1000, 1000]^d."""
-    rng = np.random.default_rng(seed)
-    if kind == "gaussian":
-        return rng.standard_normal((n, d))
+    """The benchmark data: ``gaussian`` (as ``bench_lowmem.make_data``) and the
+    adversarial sets of ``_adversarial.make`` (growing_gap, sorted_gaps, spiral,
+    duplicates); ``blobs``: groups of 10 points (spread 0.01) around centres
+    uniform in [-1000, 1000]^d."""
     if kind == "blobs":
+        rng = np.random.default_rng(seed)
         centres = rng.uniform(-1000.0, 1000.0, size=(-(-n // 10), d))
         return np.repeat(centres, 10, axis=0)[:n] + 0.01 * rng.standard_normal((n, d))
-    raise ValueError(f"--data must be 'gaussian' or 'blobs'; got {kind!r}")
+    if kind in _adversarial.NAMES:
+        return _adversarial.make(kind, n, d, seed)
+    raise ValueError(f"--data must be one of {', '.join(DATA)}; got {kind!r}")
 
 
 # --------------------------------------------------------------------------
@@ -260,21 +280,49 @@ def _padded(nrows, ncols, tpb, nsplit=None):
 
 
 class Tally:
-    """Pairs given to the tile kernels, launch by launch."""
+    """What the driver does, launch by launch: the pairs given to the tile
+    kernels, every Numba kernel launch and every blocking host read, in order.
+
+    ``events`` is the sequence ``--verify`` compares with the real driver's:
+    ``(name, rows, cols)`` for a tile kernel, ``(name,)`` for another kernel,
+    ``("read",)`` for a host read. ``log`` is the raw merge log (a, b, h) in
+    the driver's order (engine units; single: heights only, sorted).
+    """
+
+    TILE = ("rnn_scan", "fresh_pass", "point_best")
 
     def __init__(self, tpb):
         self.tpb = tpb
-        self.launches = []  # (rows, cols) in launch order
-        self.pairs = 0
+        self.launches = []  # (rows, cols) of the tile kernels, in launch order
+        self.events = []
+        self.pairs = 0  # given to the tile kernels
         self.padded = 0
+        self.chain_pairs = 0  # computed by cuda_chain.chain_steps (m - 1 per step)
+        self.log = None
 
-    def add(self, nrows, ncols, nsplit=None):
-        if nrows == 0 or ncols == 0:  # the drivers skip empty launches
+    def add(self, nrows, ncols, nsplit=None, name="rnn_scan"):
+        """A tile-kernel launch (skipped, as the drivers skip it, when empty)."""
+        if nrows == 0 or ncols == 0:
             return 0
         self.launches.append((int(nrows), int(ncols)))
+        self.events.append((name, int(nrows), int(ncols)))
         self.pairs += nrows * ncols
         self.padded += _padded(nrows, ncols, self.tpb, nsplit)
         return nrows * ncols
+
+    def kernel(self, name, times=1):
+        self.events.extend([(name,)] * times)
+
+    def read(self, times=1):
+        self.events.extend([("read",)] * times)
+
+    @property
+    def n_launches(self):
+        return sum(1 for e in self.events if e[0] != "read")
+
+    @property
+    def n_reads(self):
+        return sum(1 for e in self.events if e[0] == "read")
 
 
 # --------------------------------------------------------------------------
@@ -288,19 +336,32 @@ def _sort_lists(W, J):
     return np.take_along_axis(W, order, -1), np.take_along_axis(J, order, -1)
 
 
-def emulate_rnn(S, tally, K):
+def emulate_rnn(S, tally, K, guard=True):
     """``cuda_vector._rnn_rounds`` (ward, average-cosine): RNN rounds over per-row
-    top-K candidate lists. Returns heights and rounds.
+    top-K candidate lists, then (``guard``) the chain guard's hand-over.
 
     Each row keeps its K first (key, slot) and a bound (every active slot not
     listed has key >= bound). A round: ``rnn_select`` lists the rows whose
     first entry does not precede their bound, ``rnn_scan`` + ``rnn_combine``
     rescan them (top K + 1 over the active slots), ``find_pairs`` /
-    ``merge_pairs`` merge every reciprocal pair, ``rnn_drop`` drops the merged
-    slots from every list, and ``fresh_pass`` (new clusters x active slots,
-    each pair once) gives the new clusters their lists and offers each new
-    cluster to every other row (inserted where it precedes the row's bound,
-    the pushed-out entry becoming the bound).
+    ``merge_pairs`` merge every reciprocal pair. If that round merged few
+    pairs (``cuda_chain.hands_over(p, m + p)``, m the clusters left), the
+    device-side chain finishes (``cuda_chain.finish``, emulated by
+    ``_chain_emulation.emulate_chain``). Otherwise ``rnn_drop`` drops the
+    merged slots from every list, and ``fresh_pass`` (new clusters x active
+    slots, each pair once) gives the new clusters their lists and offers
+    each new cluster to every other row (inserted where it precedes the
+    row's bound, the pushed-out entry becoming the bound).
+
+    Returns
+    -------
+    heights : ndarray
+        Merge heights in the engine's units (ward: squared), rounds then chain.
+    rounds : list of dict
+        Per round: active, rescanned, merged, scan_pairs, new_pairs, syncs.
+    chain : dict or None
+        ``emulate_chain``'s result plus ``left`` (clusters at the hand-over),
+        or None when no round handed over.
     """
     n = S.n
     active = np.ones(n, dtype=bool)
@@ -308,11 +369,13 @@ def emulate_rnn(S, tally, K):
     LJ = np.full((n, K), NO_SLOT, dtype=np.int64)
     BW = np.full(n, np.inf)
     BJ = np.full(n, NO_SLOT, dtype=np.int64)
-    heights, rounds = [], []
+    heights, rounds, chain = [], [], None
+    log_a, log_b, log_r = [], [], []
 
     def scan(rows, cols):  # rnn_scan + rnn_combine: a row's K + 1 first over cols
-        pairs = tally.add(len(rows), len(cols))
+        pairs = tally.add(len(rows), len(cols), name="rnn_scan")
         if pairs:
+            tally.kernel("rnn_combine")
             W, J = smallest(S, rows, cols, K + 1, _not_self)
             LW[rows], LJ[rows] = W[:, :K], J[:, :K]
             BW[rows], BJ[rows] = W[:, K], J[:, K]
@@ -322,7 +385,9 @@ def emulate_rnn(S, tally, K):
         pairs = 0
         chunk, ns = cuda_vector.fresh_grid(len(new), len(cols), tally.tpb, K)
         for lo in range(0, len(new), chunk):  # launches of at most chunk new clusters
-            pairs += tally.add(min(chunk, len(new) - lo), len(cols), nsplit=ns)
+            pairs += tally.add(min(chunk, len(new) - lo), len(cols), nsplit=ns,
+                               name="fresh_pass")
+            tally.kernel("rnn_combine")
         W, J = smallest(S, new, cols, K + 1, _not_self)
         LW[new], LJ[new] = W[:, :K], J[:, :K]
         BW[new], BJ[new] = W[:, K], J[:, K]
@@ -342,16 +407,24 @@ def emulate_rnn(S, tally, K):
     m = n
     while m > 1:
         need = act[~_precedes(LW[act, 0], LJ[act, 0], BW[act], BJ[act])]  # rnn_select
+        tally.kernel("rnn_select")
+        tally.read()  # nrows
         scan_pairs = scan(need, act)
         nn, nnd = LJ[:, 0], LW[:, 0]
         j = nn[act]
         pr = act[(j >= 0) & (act < j) & (nn[np.maximum(j, 0)] == act)]  # find_pairs
+        tally.kernel("find_pairs")
+        tally.read()  # npairs
         p = len(pr)
         if p == 0:
             raise RuntimeError(f"no reciprocal pair with {m} clusters left")
         pj = nn[pr]
         heights.append(nnd[pr].copy())
+        log_a.append(pr)
+        log_b.append(pj)
+        log_r.append(np.full(p, len(rounds)))
         S.merge(pr, pj)  # merge_pairs
+        tally.kernel("merge_pairs")
         active[pj] = False
         m -= p
         rnd = {"active": len(act), "rescanned": len(need), "merged": p, "scan_pairs": scan_pairs,
@@ -359,14 +432,33 @@ def emulate_rnn(S, tally, K):
         rounds.append(rnd)
         if m <= 1:
             break
+        if guard and cuda_chain.hands_over(p, m + p):  # chain-like data: finish on the device
+            chain = emulate_chain(S.CT, S.size, np.zeros(n), active, S.code, S.mcode)
+            chain["left"] = m
+            for _ in range(chain["launches"]):  # one launch and one state read per chunk
+                tally.kernel("chain_steps")
+                tally.read()
+            tally.chain_pairs += chain["pairs"]
+            heights.append(chain["h"])
+            log_a.append(chain["a"])
+            log_b.append(chain["b"])
+            log_r.append(len(rounds) + np.arange(chain["merges"]))  # each merge its own round
+            break
         dead = np.zeros(n, dtype=bool)
         dead[pr] = dead[pj] = True
         gone = (LJ >= 0) & dead[np.maximum(LJ, 0)]  # rnn_drop
+        tally.kernel("rnn_drop")
         LJ[gone], LW[gone] = NO_SLOT, np.inf
         LW[:], LJ[:] = _sort_lists(LW, LJ)
         act = np.flatnonzero(active)
+        tally.read()  # the active list (CuPy flatnonzero: a host read of its length)
         rnd.update(new_pairs=fresh(pr, act, act[~dead[act]]), syncs=3)
-    return np.concatenate(heights), rounds
+    tally.read(3)  # the merge log (not counted as the rounds' host syncs)
+    a, b = np.concatenate(log_a), np.concatenate(log_b)
+    h, r = np.concatenate(heights), np.concatenate(log_r)
+    order = np.lexsort((b, a, r))  # the driver's order: by round, then (a, b)
+    tally.log = (a[order], b[order], h[order])
+    return h, rounds, chain
 
 
 def emulate_single(S, tally, K):
@@ -380,7 +472,9 @@ def emulate_single(S, tally, K):
     heights, rounds = [], []
     components, logged = n, 0
     everyone = np.arange(n)
+    tally.kernel("init_state")
     while components > 1:
+        tally.kernel("point_carry")
         # point_carry: first candidate still outside the component, else the bound
         scanned = cand_j[0] != -2
         cur_w = np.where(scanned, np.where(cand_j[K - 1] >= 0, cand_w[K - 1], np.inf), -np.inf)
@@ -394,8 +488,11 @@ def emulate_single(S, tally, K):
         np.minimum.at(comp_w, comp[bid], cur_w[bid])
         # point_select
         rows = np.flatnonzero((cur_j < 0) & ~(cur_w > comp_w[comp]))
-        pairs = tally.add(len(rows), n)
+        tally.kernel("point_select")
+        tally.read()  # nrows
+        pairs = tally.add(len(rows), n, name="point_best")
         if len(rows):  # point_best + point_combine
+            tally.kernel("point_combine")
             W, J = smallest(S, rows, everyone, K,
                             lambda r, cols: comp[r][:, None] == comp[cols][None, :])
             cand_w[:, rows], cand_j[:, rows] = W.T, J.T
@@ -421,6 +518,12 @@ def emulate_single(S, tally, K):
         hook_to[r[hooks]] = s[hooks]
         heights.append(comp_w[r[hooks]])
         logged += int(hooks.sum())
+        # the driver launches ceil(log2(components)) jumps (enough to reach the fixed point)
+        tally.kernel("vertex_code")
+        tally.kernel("hook")
+        tally.kernel("jump", max(1, math.ceil(math.log2(components))))
+        tally.kernel("relabel")
+        tally.read()  # count
         while True:  # jump (to its fixed point), relabel
             nxt = hook_to[hook_to]
             if np.array_equal(nxt, hook_to):
@@ -432,14 +535,20 @@ def emulate_single(S, tally, K):
         rounds.append({"components": components, "rescanned": len(rows), "scan_pairs": pairs,
                        "syncs": 2})
         components = n - logged
-    return np.concatenate(heights), rounds
+    tally.read(3)  # the MST edges (not counted as the rounds' host syncs)
+    h = np.concatenate(heights)
+    tally.log = (None, None, np.sort(h))
+    return h, rounds
 
 
-def emulate(engine, X, topk=None, tpb=GPU_TPB):
+def emulate(engine, X, topk=None, tpb=GPU_TPB, guard=True):
     """Run one engine's emulation on observations X (n, d); ``topk``: the RNN
-    list length (default ``cuda_vector.RNN_TOP_K``, the engine's).
+    list length (default ``cuda_vector.RNN_TOP_K``, the engine's); ``guard``:
+    the RNN rounds hand over to the chain as the driver does (False: rounds
+    to the end, to count what the guard saves).
 
-    Returns (heights as ``linkage`` reports them, rounds, Tally).
+    Returns (heights as ``linkage`` reports them, rounds, Tally, chain): chain
+    as ``emulate_rnn`` returns it (None for single and when no round handed over).
     """
     method, metric = ENGINES[engine]
     spec = METHODS[method]
@@ -447,14 +556,16 @@ def emulate(engine, X, topk=None, tpb=GPU_TPB):
     CT, _, code, mcode, exponent = _lowmem.prepare_scaled(X, spec, metric, np.float64, np)
     S = Summaries(CT, code, mcode)
     tally = Tally(tpb)
+    chain = None
     if engine == "single":
         h, rounds = emulate_single(S, tally, cuda_vector.TOP_K)
     else:
-        h, rounds = emulate_rnn(S, tally, cuda_vector.RNN_TOP_K if topk is None else topk)
-    h = np.ldexp(h, exponent)
+        h, rounds, chain = emulate_rnn(S, tally, cuda_vector.RNN_TOP_K if topk is None else topk,
+                                       guard)
+    h = _lowmem._unscale(h, exponent, spec, metric)
     if spec.squared:
         h = np.sqrt(h)
-    return h, rounds, tally
+    return h, rounds, tally, chain
 
 
 # --------------------------------------------------------------------------
@@ -470,8 +581,10 @@ def check_heights(engine, X, h, check_max_n):
     """(check, detail): the emulated heights against the CPU memory-saving engine's.
 
     ``ok``: sorted heights equal ``linkage(X, low_memory=True, backend='cpu')``'s
-    to rtol 1e-9 (the emulation yields heights, not ids); ``MISMATCH`` when
-    they differ; ``unchecked`` above ``check_max_n`` (nothing compared).
+    to rtol 1e-9 and an absolute 1e-12 of the largest height (equal points
+    give heights of 0 or of a rounding error, a merged centroid of equal
+    points moving by an ulp, on either engine); ``MISMATCH`` when they differ;
+    ``unchecked`` above ``check_max_n`` (nothing compared).
     """
     import gpu_hclust
 
@@ -481,39 +594,57 @@ def check_heights(engine, X, h, check_max_n):
     method, metric = ENGINES[engine]
     Z = gpu_hclust.linkage(X, method, metric=metric, low_memory=True, backend="cpu")
     ref, got = np.sort(Z[:, 2]), np.sort(h)
-    if got.shape == ref.shape and np.allclose(got, ref, rtol=1e-9, atol=0):
+    atol = 1e-12 * float(np.max(np.abs(ref), initial=0.0))
+    if got.shape == ref.shape and np.allclose(got, ref, rtol=1e-9, atol=atol):
         return OK, "sorted heights equal the CPU memory-saving engine's (rtol 1e-9)"
     return MISMATCH, "sorted heights differ from the CPU memory-saving engine's"
 
 
-def count_run(engine, n, d, data, seed, topk, check_max_n=0):
+def skip_reason(engine, X):
+    """Why ``engine`` has no linkage of X (None when it has one)."""
+    if ENGINES[engine][1] == "cosine":
+        zero = np.flatnonzero(~np.any(X != 0, axis=1))
+        if len(zero):
+            # growing_gap and sorted_gaps start their line at the origin
+            return (f"cosine is undefined for all-zero observations (rows {zero[:3].tolist()}); "
+                    "linkage raises ValueError")
+    return None
+
+
+def count_run(engine, n, d, data, seed, topk, check_max_n=0, guard=True):
+    """One row: rounds, host syncs, launches, pairs per n^2 (or ``skipped`` and why)."""
     X = make_data(data, n, d, seed)
+    why = skip_reason(engine, X)
+    if why:
+        return {"engine": engine, "n": n, "d": d, "data": data, "seed": seed, "skipped": why}
     t0 = time.perf_counter()
-    h, rounds, tally = emulate(engine, X, topk)
+    h, rounds, tally, chain = emulate(engine, X, topk, guard=guard)
     wall = time.perf_counter() - t0
     check, check_detail = check_heights(engine, X, h, check_max_n)
     n2 = float(n) * n
     first = n2  # round 0 scans every row against every column
+    pairs = tally.pairs + tally.chain_pairs
     # rows given a full rescan after the first pass (round 0's scan)
     later = [r["rescanned"] for r in rounds[1:]] or [0]
-    syncs = sum(r.get("syncs", 0) for r in rounds)
     rnn = engine in ("ward", "average-cosine")
     out = {
         "engine": engine,
-        "proposed_design": False,
         "n": n, "d": d, "data": data, "seed": seed,
         "topk": (topk or cuda_vector.RNN_TOP_K) if rnn else cuda_vector.TOP_K,
+        "chain_guard": guard if rnn else None,
         "rounds": len(rounds),
-        "host_syncs": syncs,
-        "pairs": tally.pairs,
-        "pairs_per_n2": tally.pairs / n2,
-        "first_pass_share": first / tally.pairs,
-        "later_pairs_per_n2": (tally.pairs - first) / n2,
+        # blocking reads: the rounds' (and the chain's one per chunk), not the final log
+        "host_syncs": tally.n_reads - 3,
+        "launches": tally.n_launches,
+        "pairs": pairs,
+        "pairs_per_n2": pairs / n2,
+        "first_pass_share": first / pairs,
+        "later_pairs_per_n2": (pairs - first) / n2,
         "max_rows_rescanned": int(max(later)),
         "max_rows_rescanned_per_n": max(later) / n,
-        "padded_pairs_per_n2": tally.padded / n2,
-        "projected_h100_s": projected_h100_s(tally.pairs, d),
-        "projected_h100_s_n1e6": projected_h100_s(tally.pairs / n2 * 1e12, d),
+        "padded_pairs_per_n2": (tally.padded + tally.chain_pairs) / n2,
+        "projected_h100_s": projected_h100_s(pairs, d),
+        "projected_h100_s_n1e6": projected_h100_s(pairs / n2 * 1e12, d),
         "emulation_wall_s": round(wall, 2),
         "check": check, "check_detail": check_detail,
         "per_round": {key: [r.get(key, 0) for r in rounds] for key in rounds[0]},
@@ -521,7 +652,10 @@ def count_run(engine, n, d, data, seed, topk, check_max_n=0):
     if rnn:
         out["rescan_pairs_per_n2"] = (sum(r["scan_pairs"] for r in rounds) - first) / n2
         out["new_cluster_pairs_per_n2"] = sum(r["new_pairs"] for r in rounds) / n2
-        out["offer_pairs_per_n2"] = 0.0  # fused into fresh_pass: no pair of their own
+        out["chain_pairs_per_n2"] = tally.chain_pairs / n2
+        out["handover_left"] = chain["left"] if chain else None
+        out["chain_steps"] = chain["steps"] if chain else 0
+        out["chain_launches"] = chain["launches"] if chain else 0
     return out
 
 
@@ -529,82 +663,156 @@ def count_run(engine, n, d, data, seed, topk, check_max_n=0):
 # Verification
 # --------------------------------------------------------------------------
 
-VERIFY_CASES = [  # (data, n, d)
+VERIFY_CASES = [  # (data, n, d): ward and average-cosine also hand over on the adversarial sets
     ("gaussian", 300, 32), ("gaussian", 1000, 8), ("gaussian", 2000, 32), ("blobs", 1000, 5),
+    ("growing_gap", 500, 32), ("spiral", 500, 32), ("duplicates", 500, 32),
 ]
 
 
 def verify_heights(engines, seed, topk):
     """Emulated merge heights == the CPU memory-saving engine's, sorted, rtol 1e-9."""
-    import gpu_hclust
-
     failures = 0
     for engine in engines:
-        method, metric = ENGINES[engine]
         for data, n, d in VERIFY_CASES:
             X = make_data(data, n, d, seed)
+            if skip_reason(engine, X):
+                continue
             try:
-                h, rounds, _ = emulate(engine, X, topk)
+                h, rounds, _, chain = emulate(engine, X, topk)
+                check, _ = check_heights(engine, X, h, n)
             except RuntimeError as exc:  # a broken emulation may stall: a failure, not a crash
-                h, rounds = np.zeros(0), []
+                rounds, chain, check = [], None, MISMATCH
                 print(f"   {engine} {data} n={n}: {exc}")
-            Z = gpu_hclust.linkage(X, method, metric=metric, low_memory=True, backend="cpu")
-            ref = np.sort(Z[:, 2])
-            got = np.sort(h)
-            ok = got.shape == ref.shape and np.allclose(got, ref, rtol=1e-9, atol=0)
-            err = math.inf
-            if got.shape == ref.shape:
-                err = float(np.max(np.abs(got - ref) / np.maximum(np.abs(ref), 1e-300)))
-            failures += not ok
-            print(f"verify heights  {engine:15s} {data:8s} n={n:5d} d={d:3d} "
-                  f"rounds={len(rounds):3d}  max rel diff {err:.1e}  "
-                  f"{OK if ok else MISMATCH}",
-                  flush=True)
+            failures += check != OK
+            left = f"chain from {chain['left']}" if chain else "no hand-over"
+            print(f"verify heights  {engine:15s} {data:11s} n={n:5d} d={d:3d} "
+                  f"rounds={len(rounds):3d} {left:16s} {check}", flush=True)
     return failures
 
 
-DRIVER_CASES = [  # (engine, data, n, d): small enough for the simulator
+DRIVER_CASES = [  # (engine, data, n, d): small enough for the simulator (tpb 32)
     ("ward", "gaussian", 40, 9), ("average-cosine", "gaussian", 32, 9),
     ("single", "gaussian", 40, 9), ("single", "blobs", 40, 3),
+    ("ward", "growing_gap", 36, 5),  # round 0 merges one pair: the chain finishes
 ]
+SPIED = {  # module -> kernels whose launches the driver check records
+    "cuda_vector": ("rnn_select", "rnn_scan", "rnn_combine", "find_pairs", "merge_pairs",
+                    "rnn_drop", "fresh_pass", "point_carry", "point_select", "point_best",
+                    "point_combine"),
+    "cuda_mst": ("init_state", "vertex_code", "hook", "jump", "relabel"),
+    "cuda_chain": ("chain_steps",),
+}
+TILE_ARGS = {"rnn_scan": (4, 6), "fresh_pass": (4, 6), "point_best": (4, 5)}  # (rows, cols)
 
 
-def _driver_launches():
-    """In the simulator: the real driver's (rows, cols) per tile-kernel launch (JSON on stdout)."""
-    sys.setswitchinterval(1e-3)
-    seen = []
+class _CountingNumpy:
+    """NumPy as the drivers' ``xp``, recording ``flatnonzero`` (on CuPy, a host read)."""
+
+    def __init__(self, events):
+        self._events = events
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    def flatnonzero(self, a):
+        self._events.append(("read",))
+        return np.flatnonzero(a)
+
+
+def driver_run(engine, data, n, d, patch=setattr):
+    """The real driver (``cuda_vector.run``, tpb 32) on ``make_data(data, n, d, 0)``, spied.
+
+    Runs where numba-cuda's simulator is on (or on a GPU with NumPy in/out
+    arrays: not supported). ``patch(obj, name, value)`` installs the spies
+    (``setattr``, or a test's ``monkeypatch.setattr`` to undo them).
+
+    Returns
+    -------
+    dict
+        ``events``: the kernel launches (``(name, rows, cols)`` for the tile
+        kernels, ``(name,)`` otherwise) and host reads (``("read",)``: a
+        ``launch.to_host`` or the driver's ``xp.flatnonzero``) in order, as
+        ``Tally.events`` lists them; ``a``, ``b``, ``h``: the raw merge log
+        (single: None, None and the sorted heights).
+    """
+    from gpu_hclust.kernels import cuda_mst, launch
+
+    events = []
 
     class Spy:
-        def __init__(self, kernel, cols_arg):
-            self.kernel, self.cols_arg = kernel, cols_arg
+        def __init__(self, name, kernel):
+            self.name, self.kernel = name, kernel
 
         def __getitem__(self, config):
-            launch = self.kernel[config]
+            launch_ = self.kernel[config]
 
             def call(*args):
-                seen.append((int(args[4]), int(args[self.cols_arg])))
-                return launch(*args)
+                if self.name in TILE_ARGS:
+                    r, c = TILE_ARGS[self.name]
+                    events.append((self.name, int(args[r]), int(args[c])))
+                else:
+                    events.append((self.name,))
+                return launch_(*args)
             return call
 
-    # rnn_scan / fresh_pass(CT, size, extra, rows, nrows, cols, ncols, ...);
-    # point_best(XT, norms, comp, rows, nrows, n, ...)
-    cuda_vector.rnn_scan = Spy(cuda_vector.rnn_scan, 6)
-    cuda_vector.fresh_pass = Spy(cuda_vector.fresh_pass, 6)
-    cuda_vector.point_best = Spy(cuda_vector.point_best, 5)
+    modules = {"cuda_vector": cuda_vector, "cuda_mst": cuda_mst, "cuda_chain": cuda_chain}
+    for mod, names in SPIED.items():
+        for name in names:
+            kernel = getattr(modules[mod], name)
+            if not isinstance(kernel, Spy):
+                patch(modules[mod], name, Spy(name, kernel))
+    to_host = launch.to_host
+
+    def read(x):
+        events.append(("read",))
+        return to_host(x)
+    patch(launch, "to_host", read)
+    method, metric = ENGINES[engine]
+    spec = METHODS[method]
+    CT, norms, code, mcode, _ = _lowmem.prepare_scaled(make_data(data, n, d, 0), spec, metric,
+                                                        np.float64, np)
+    try:
+        a, b, h = cuda_vector.run(CT, norms, code, mcode, xp=_CountingNumpy(events), tpb=32)
+    finally:
+        patch(launch, "to_host", to_host)
+        for mod, names in SPIED.items():
+            for name in names:
+                kernel = getattr(modules[mod], name)
+                if isinstance(kernel, Spy):
+                    patch(modules[mod], name, kernel.kernel)
+    if code == formulas.SINGLE:  # the MST's edges; the emulation keeps its heights only
+        return {"events": events, "a": None, "b": None, "h": np.sort(h)}
+    return {"events": events, "a": a, "b": b, "h": h}
+
+
+def same_as_driver(run, tally):
+    """(same events, same merge log) of a ``driver_run`` result and an emulation's Tally."""
+    a, b, h = tally.log
+    same_log = (np.array_equal(np.asarray(run["h"]), h)
+                and (a is None or (np.array_equal(run["a"], a) and np.array_equal(run["b"], b))))
+    return [tuple(e) for e in run["events"]] == tally.events, bool(same_log)
+
+
+def _driver_runs():
+    """In the simulator: each DRIVER_CASES run of the real driver (JSON on stdout)."""
+    sys.setswitchinterval(1e-3)
     out = []
     for engine, data, n, d in DRIVER_CASES:
-        method, metric = ENGINES[engine]
-        seen.clear()
-        _lowmem.run_vector(make_data(data, n, d, 0), METHODS[method], metric, "cuda", tpb=32)
-        out.append(list(seen))
+        run = driver_run(engine, data, n, d)
+        out.append({"events": [list(e) for e in run["events"]],
+                    "a": None if run["a"] is None else run["a"].tolist(),
+                    "b": None if run["b"] is None else run["b"].tolist(),
+                    "h": run["h"].tolist()})
     print(json.dumps(out))
 
 
 def verify_driver():
-    """The emulation launches what the real driver launches (numba-cuda simulator, n <= 40)."""
+    """The emulation does what the real driver does (numba-cuda simulator, n <= 40): the
+    same kernel launches ((rows, columns) of the tile kernels) and host reads in the same
+    order, and the same merge log (pairs in order and heights, bitwise)."""
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, __file__, "--driver-launches"], env=env,
+    res = subprocess.run([sys.executable, __file__, "--driver-runs"], env=env,
                          capture_output=True, text=True, check=False)
     if res.returncode != 0:
         print(res.stderr)
@@ -612,15 +820,21 @@ def verify_driver():
         return 1
     real = json.loads(res.stdout.strip().splitlines()[-1])
     failures = 0
-    for (engine, data, n, d), launches in zip(DRIVER_CASES, real):
-        _, _, tally = emulate(engine, make_data(data, n, d, 0), tpb=32)
-        ok = [tuple(x) for x in launches] == tally.launches
+    for (engine, data, n, d), run in zip(DRIVER_CASES, real):
+        _, _, tally, chain = emulate(engine, make_data(data, n, d, 0), tpb=32)
+        events = [tuple(e) for e in run["events"]]
+        same_events, same_log = same_as_driver(run, tally)
+        ok = same_events and same_log
         failures += not ok
-        print(f"verify driver   {engine:15s} {data:8s} n={n:5d} d={d:3d} "
-              f"launches={len(launches):3d} pairs={sum(a * b for a, b in launches):6d}  "
-              f"{OK if ok else MISMATCH}")
-        if not ok:
-            print(f"   driver:   {launches}\n   emulated: {tally.launches}")
+        reads = sum(e[0] == "read" for e in events)
+        tiles = [e for e in events if len(e) == 3]
+        print(f"verify driver   {engine:15s} {data:11s} n={n:3d} d={d:2d} "
+              f"launches={len(events) - reads:3d} reads={reads:3d} "
+              f"tile pairs={sum(e[1] * e[2] for e in tiles):6d} "
+              f"chain={'from ' + str(chain['left']) if chain else 'no':8s} "
+              f"events {OK if same_events else MISMATCH}, log {OK if same_log else MISMATCH}")
+        if not same_events:
+            print(f"   driver:   {events}\n   emulated: {tally.events}")
     print(f"(simulator run {time.perf_counter() - t0:.0f} s)")
     return failures
 
@@ -631,16 +845,22 @@ def verify_driver():
 
 def _table(results):
     lines = [
-        "| engine | n | d | rounds | host syncs | pairs / n² | first-pass share | "
-        "max rows rescanned / n | padded / n² | projected H100 s (peak) | at n = 1e6 | check |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| engine | data | n | d | rounds | chain from | host syncs | launches | pairs / n² | "
+        "chain pairs / n² | max rows rescanned / n | padded / n² | projected H100 s (peak) | "
+        "at n = 1e6 | check |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        if "skipped" in r:
+            lines.append(f"| {r['engine']} | {r['data']} | {r['n']} | {r['d']} | "
+                         f"skipped: {r['skipped']} |" + " |" * 10)
+            continue
         name = f"{r['engine']} (K={r['topk']})"
-        syncs = "-" if r["host_syncs"] is None else str(r["host_syncs"])
+        left = "-" if r.get("handover_left") is None else str(r["handover_left"])
         lines.append(
-            f"| {name} | {r['n']} | {r['d']} | {r['rounds']} | {syncs} | "
-            f"{r['pairs_per_n2']:.2f} | {r['first_pass_share']:.2f} | "
+            f"| {name} | {r['data']} | {r['n']} | {r['d']} | {r['rounds']} | {left} | "
+            f"{r['host_syncs']} | {r['launches']} | {r['pairs_per_n2']:.2f} | "
+            f"{r.get('chain_pairs_per_n2', 0.0):.2f} | "
             f"{r['max_rows_rescanned_per_n']:.3f} | {r['padded_pairs_per_n2']:.2f} | "
             f"{r['projected_h100_s']:.3g} | {r['projected_h100_s_n1e6']:.3g} | "
             f"{r.get('check', UNCHECKED)} |")
@@ -662,7 +882,12 @@ def main(argv=None):
                     help="list length of the RNN rounds to emulate (default the engine's "
                          f"cuda_vector.RNN_TOP_K = {cuda_vector.RNN_TOP_K}; --verify's driver "
                          "check always runs the engine's)")
-    ap.add_argument("--data", default="gaussian", choices=["gaussian", "blobs"])
+    ap.add_argument("--data", default="gaussian",
+                    help=f"comma-separated data sets, from {','.join(DATA)} (default gaussian; "
+                         "the adversarial sets are _adversarial.make's)")
+    ap.add_argument("--no-chain-guard", action="store_true",
+                    help="emulate the RNN rounds to the end, without the hand-over to the chain "
+                         "(to count what the guard saves; not what the driver does)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--check-max-n", type=int, default=20000,
                     help="compare each run's emulated heights with the CPU memory-saving engine "
@@ -673,16 +898,20 @@ def main(argv=None):
     ap.add_argument("--verify", action="store_true",
                     help="check the emulation (merge heights vs the CPU engine at n = 300-2000, "
                          "launches vs the real driver in the simulator) and exit")
-    ap.add_argument("--driver-launches", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--driver-runs", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
-    if args.driver_launches:
-        _driver_launches()
+    if args.driver_runs:
+        _driver_runs()
         return 0
     engines = _csv(args.engines)
     bad = [e for e in engines if e not in ENGINES]
     if bad:
         ap.error(f"--engines: unknown {bad}; choose from {sorted(ENGINES)}")
+    datasets = _csv(args.data)
+    bad = [x for x in datasets if x not in DATA]
+    if bad:
+        ap.error(f"--data: unknown {bad}; choose from {','.join(DATA)}")
     if args.topk is not None and not 1 <= args.topk <= cuda_vector.RNN_TOP_K_MAX:
         ap.error(f"--topk must be between 1 and {cuda_vector.RNN_TOP_K_MAX}")
     if args.verify:
@@ -696,15 +925,22 @@ def main(argv=None):
     results = []
     for n in _csv(args.sizes, int):
         for d in _csv(args.dims, int):
-            for engine in engines:
-                r = count_run(engine, n, d, args.data, args.seed, args.topk, args.check_max_n)
-                results.append(r)
-                print(f"{engine:15s} n={n:6d} d={d:4d} rounds={r['rounds']:4d} "
-                      f"pairs/n²={r['pairs_per_n2']:.3f} first-pass share="
-                      f"{r['first_pass_share']:.2f} max rescanned={r['max_rows_rescanned']} "
-                      f"projected H100 {r['projected_h100_s']:.3g} s "
-                      f"({r['emulation_wall_s']:.1f} s to emulate) check {r['check']}",
-                      flush=True)
+            for data in datasets:
+                for engine in engines:
+                    r = count_run(engine, n, d, data, args.seed, args.topk, args.check_max_n,
+                                  guard=not args.no_chain_guard)
+                    results.append(r)
+                    if "skipped" in r:
+                        print(f"{engine:15s} {data:11s} n={n:6d} d={d:4d} skipped: "
+                              f"{r['skipped']}", flush=True)
+                        continue
+                    print(f"{engine:15s} {data:11s} n={n:6d} d={d:4d} rounds={r['rounds']:4d} "
+                          f"syncs={r['host_syncs']:4d} launches={r['launches']:5d} "
+                          f"pairs/n²={r['pairs_per_n2']:.3f} (chain "
+                          f"{r.get('chain_pairs_per_n2', 0.0):.3f}) "
+                          f"projected H100 {r['projected_h100_s']:.3g} s "
+                          f"({r['emulation_wall_s']:.1f} s to emulate) check {r['check']}",
+                          flush=True)
     print()
     print(_table(results))
     if args.out:
@@ -716,8 +952,9 @@ def main(argv=None):
             commands, old = prev["commands"] + commands, prev["results"]
         results = old + results
         doc = {
-            "what": "pair distances the GPU memory-saving engine (kernels/cuda_vector.py) "
-                    "computes, counted by a NumPy emulation of its host drivers; "
+            "what": "pair distances, rounds, host syncs and kernel launches of the GPU "
+                    "memory-saving engine (kernels/cuda_vector.py, with the chain guard of "
+                    "kernels/cuda_chain.py), counted by a NumPy emulation of its host drivers; "
                     "projected_h100_s is a projection (pairs x 3 d / 1.67e13 FP64 ops/s), "
                     "not a measurement",
             "commands": commands,
@@ -727,7 +964,11 @@ def main(argv=None):
             "engine_constants": {"TOP_K": cuda_vector.TOP_K,
                                  "RNN_TOP_K": cuda_vector.RNN_TOP_K,
                                  "FRESH_SCRATCH": cuda_vector.FRESH_SCRATCH,
-                                 "TILE_C": cuda_vector.TILE_C, "tpb": GPU_TPB},
+                                 "TILE_C": cuda_vector.TILE_C, "tpb": GPU_TPB,
+                                 "CHAIN_FRACTION": cuda_chain.CHAIN_FRACTION,
+                                 "CHAIN_MIN_PAIRS": cuda_chain.CHAIN_MIN_PAIRS,
+                                 "CHUNK_WORK": cuda_chain.CHUNK_WORK,
+                                 "CHUNK_MERGES": cuda_chain.CHUNK_MERGES},
             "results": results,
         }
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
