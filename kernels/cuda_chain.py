@@ -52,8 +52,7 @@ import math
 import numpy as np
 from numba import cuda
 
-# _cuda_rounding: imported for its CUDA overload of metrics.product
-from . import _cuda_rounding, cancel, formulas, launch, metrics  # noqa: F401
+from . import cancel, formulas, launch, metrics
 from ._config import NUMBA_CACHE
 from .cpu_common import NO_FINITE_CANDIDATE
 
@@ -89,11 +88,6 @@ _I32 = np.int32
 _I64 = np.int64
 _F64 = np.float64
 
-_acc = cuda.jit(device=True, cache=NUMBA_CACHE)(metrics.metric_accumulate)
-_coordinate_metric = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.coordinate_metric)
-_cluster_distance = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.cluster_distance)
-_merged_coordinate = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.merged_coordinate)
-_merged_extra = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.merged_extra)
 
 
 def hands_over(merged, active):
@@ -152,11 +146,11 @@ def _decide(CT, size, extra, active, rep, cols, pos, chain, state, dprev, part_d
         sq = 0.0
         if _needs_sq(code, metric):  # before the coordinates change
             for k in range(d):
-                sq = _acc(metrics.SQEUCLIDEAN, sq, _F64(CT[k, lo]), _F64(CT[k, hi]), 0.0)
-        extra[lo] = _merged_extra(code, metric, extra[lo], extra[hi], s_a, s_b, sq)
+                sq = launch.metric_accumulate(metrics.SQEUCLIDEAN, sq, _F64(CT[k, lo]), _F64(CT[k, hi]), 0.0)
+        extra[lo] = launch.merged_extra(code, metric, extra[lo], extra[hi], s_a, s_b, sq)
     cuda.syncthreads()
     for k in range(t, d, bd):
-        CT[k, lo] = _merged_coordinate(code, CT[k, lo], CT[k, hi], s_a, s_b)
+        CT[k, lo] = launch.merged_coordinate(code, CT[k, lo], CT[k, hi], s_a, s_b)
     if t == 0:
         size[lo] = s_a + s_b
         active[hi] = 0
@@ -186,7 +180,7 @@ def chain_steps(CT, size, extra, active, rep, cols, pos, chain, state, dprev, pa
     t = cuda.threadIdx.x
     blk = cuda.blockIdx.x
     d = CT.shape[0]
-    mc = _coordinate_metric(code, metric)
+    mc = launch.coordinate_metric(code, metric)
     while state[STATUS] == 0 and state[NLOG] < limit and state[ACTIVE] > 1:
         clen = state[CLEN]
         m = state[ACTIVE]
@@ -200,8 +194,8 @@ def chain_steps(CT, size, extra, active, rep, cols, pos, chain, state, dprev, pa
                 continue
             acc = 0.0
             for k in range(d):
-                acc = _acc(mc, acc, _F64(CT[k, x]), _F64(CT[k, j]), 0.0)  # float32 storage too
-            w = _cluster_distance(code, metric, acc, size[x], size[j], extra[x], extra[j])
+                acc = launch.metric_accumulate(mc, acc, _F64(CT[k, x]), _F64(CT[k, j]), 0.0)  # float32 storage too
+            w = launch.cluster_distance(code, metric, acc, size[x], size[j], extra[x], extra[j])
             if j == prev:
                 dprev[0] = w
             if launch.precedes(w, j, bw, bj):

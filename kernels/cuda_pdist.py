@@ -19,7 +19,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from . import _cuda_rounding, formulas, launch, metrics  # noqa: F401 (_cuda_rounding: metrics.product)
+from . import launch, metrics
 from ._config import NUMBA_CACHE
 
 # Threads per block at most (sizes the staged column tile in shared memory:
@@ -35,11 +35,6 @@ KC_PADDED = KC + 1
 # compile-time literals, which another module's attribute is not).
 LANES = metrics.LANES
 
-_accumulate = cuda.jit(device=True, cache=NUMBA_CACHE)(metrics.metric_accumulate)
-_finalize = cuda.jit(device=True, cache=NUMBA_CACHE)(metrics.metric_finalize)
-_condensed_index = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.condensed_index)
-_lane = cuda.jit(device=True, cache=NUMBA_CACHE)(metrics.metric_lane)
-_combine = cuda.jit(device=True, cache=NUMBA_CACHE)(metrics.metric_combine)
 
 
 @cuda.jit(cache=NUMBA_CACHE)
@@ -52,9 +47,9 @@ def row_norms_kernel(X, norms, n, d):
     for lane in range(metrics.LANES):
         acc[lane] = 0.0
     for k in range(d):
-        lane = _lane(metrics.COSINE, k, d)
-        acc[lane] = _accumulate(metrics.COSINE, acc[lane], X[i, k], X[i, k], 2.0)
-    norms[i] = math.sqrt(_combine(metrics.COSINE, acc[0], acc[1], acc[2]))
+        lane = launch.metric_lane(metrics.COSINE, k, d)
+        acc[lane] = launch.metric_accumulate(metrics.COSINE, acc[lane], X[i, k], X[i, k], 2.0)
+    norms[i] = math.sqrt(launch.metric_combine(metrics.COSINE, acc[0], acc[1], acc[2]))
 
 
 def row_norms(X, xp=np, tpb=None):
@@ -109,9 +104,9 @@ def _tile(code, X, norms, out, n, d, p):
         kc = min(KC, d - k0)
         for c in range(kc):
             v = xj[t, c]
-            lane = _lane(code, k0 + c, d)
+            lane = launch.metric_lane(code, k0 + c, d)
             for r in range(ROWS):
-                acc[lane, r] = _accumulate(code, acc[lane, r], xi[r, c], v, p)
+                acc[lane, r] = launch.metric_accumulate(code, acc[lane, r], xi[r, c], v, p)
         cuda.syncthreads()
     j = j0 + t
     if j >= n:
@@ -122,8 +117,8 @@ def _tile(code, X, norms, out, n, d, p):
         i = i0 + r
         if i < j:
             norm_i = norms[i] if uses_norms else 0.0
-            s = _combine(code, acc[0, r], acc[1, r], acc[2, r])
-            out[_condensed_index(n, i, j)] = _finalize(code, s, p, norm_i, norm_j)
+            s = launch.metric_combine(code, acc[0, r], acc[1, r], acc[2, r])
+            out[launch.condensed_index(n, i, j)] = launch.metric_finalize(code, s, p, norm_i, norm_j)
 
 
 # One kernel per metric family with a constant code: the hot loop is then a

@@ -61,7 +61,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from . import _cuda_rounding, cancel, cuda_chain, cuda_mst, formulas, launch, metrics  # noqa: F401 (_cuda_rounding: metrics.product)
+from . import cancel, cuda_chain, cuda_mst, formulas, launch, metrics
 from ._config import NUMBA_CACHE
 from .cpu_common import NO_FINITE_CANDIDATE
 
@@ -91,12 +91,6 @@ _I32 = np.int32
 _I64 = np.int64
 _F64 = np.float64
 
-_acc = cuda.jit(device=True, cache=NUMBA_CACHE)(metrics.metric_accumulate)
-_finalize = cuda.jit(device=True, cache=NUMBA_CACHE)(metrics.metric_finalize)
-_coordinate_metric = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.coordinate_metric)
-_cluster_distance = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.cluster_distance)
-_merged_coordinate = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.merged_coordinate)
-_merged_extra = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.merged_extra)
 
 
 @cuda.jit(device=True, inline="always", cache=NUMBA_CACHE)
@@ -108,7 +102,7 @@ def _chunk_literal(mcode, sh_r, sh_c, acc, t, bd, p):
     for kk in range(TILE_K):
         r = sh_r[kk * bd + t]
         for c in range(TILE_C):
-            acc[c] = _acc(mcode, acc[c], r, sh_c[kk * TILE_C + c], p)
+            acc[c] = launch.metric_accumulate(mcode, acc[c], r, sh_c[kk * TILE_C + c], p)
 
 
 @cuda.jit(device=True, cache=NUMBA_CACHE)
@@ -206,7 +200,7 @@ def point_best(XT, norms, comp, rows, nrows, n, mcode, p, part_w, part_j):
                 for c in range(TILE_C):
                     j = c0 + c
                     if j < cend and j != i and comp[j] != ci:
-                        _top_insert(kw, kj, _finalize(mcode, acc[c], p, ni, norms[j]), j)
+                        _top_insert(kw, kj, launch.metric_finalize(mcode, acc[c], p, ni, norms[j]), j)
         if valid:
             for k in range(TOP_K):
                 part_w[y * TOP_K + k, r] = kw[k]
@@ -331,7 +325,7 @@ def cluster_best(CT, size, extra, rows, nrows, cols, ncols, code, metric, part_d
     acc = cuda.local.array(TILE_C, np.float64)
     t = cuda.threadIdx.x
     bd = cuda.blockDim.x
-    mc = _coordinate_metric(code, metric)
+    mc = launch.coordinate_metric(code, metric)
     y = cuda.blockIdx.y
     cbeg, cend = _share(ncols)
     nblocks = (nrows + bd - 1) // bd
@@ -349,7 +343,7 @@ def cluster_best(CT, size, extra, rows, nrows, cols, ncols, code, metric, part_d
                     if jc < cend:
                         j = cols[jc]
                         if j != i:
-                            w = _cluster_distance(code, metric, acc[c], size[i], size[j],
+                            w = launch.cluster_distance(code, metric, acc[c], size[i], size[j],
                                                   extra[i], extra[j])
                             if launch.precedes(w, j, bw, bj):
                                 bw = w
@@ -427,7 +421,7 @@ def rnn_scan(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, part_w
     kj = cuda.local.array(_KLIST, np.int64)
     t = cuda.threadIdx.x
     bd = cuda.blockDim.x
-    mc = _coordinate_metric(code, metric)
+    mc = launch.coordinate_metric(code, metric)
     y = cuda.blockIdx.y
     cbeg, cend = _share(ncols)
     m = kk + 1
@@ -447,7 +441,7 @@ def rnn_scan(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, part_w
                     if jc < cend:
                         j = cols[jc]
                         if j != i:
-                            w = _cluster_distance(code, metric, acc[c], size[i], size[j],
+                            w = launch.cluster_distance(code, metric, acc[c], size[i], size[j],
                                                   extra[i], extra[j])
                             _klist_insert(kw, kj, m, w, j)
         if valid:
@@ -576,7 +570,7 @@ def fresh_pass(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, flag
     kj = cuda.local.array(_KLIST, np.int64)
     t = cuda.threadIdx.x
     bd = cuda.blockDim.x
-    mc = _coordinate_metric(code, metric)
+    mc = launch.coordinate_metric(code, metric)
     y = cuda.blockIdx.y
     cbeg, cend = _share(ncols)
     m = kk + 1
@@ -609,7 +603,7 @@ def fresh_pass(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, flag
                         k = cols[jc]
                         if k != u:
                             # seen from k (d is symmetric bitwise: the same float either way)
-                            w = _cluster_distance(code, metric, acc[c], size[k], size[u],
+                            w = launch.cluster_distance(code, metric, acc[c], size[k], size[u],
                                                   extra[k], extra[u])
                             acc[c] = w
                             _klist_insert(kw, kj, m, w, k)
@@ -643,10 +637,10 @@ def _merge_slots(CT, size, extra, code, metric, lo, hi):
     s_b = size[hi]
     sq = 0.0
     for k in range(d):
-        sq = _acc(metrics.SQEUCLIDEAN, sq, _F64(CT[k, lo]), _F64(CT[k, hi]), 0.0)
-    extra[lo] = _merged_extra(code, metric, extra[lo], extra[hi], s_a, s_b, sq)
+        sq = launch.metric_accumulate(metrics.SQEUCLIDEAN, sq, _F64(CT[k, lo]), _F64(CT[k, hi]), 0.0)
+    extra[lo] = launch.merged_extra(code, metric, extra[lo], extra[hi], s_a, s_b, sq)
     for k in range(d):
-        CT[k, lo] = _merged_coordinate(code, CT[k, lo], CT[k, hi], s_a, s_b)
+        CT[k, lo] = launch.merged_coordinate(code, CT[k, lo], CT[k, hi], s_a, s_b)
     size[lo] = s_a + s_b
 
 
@@ -724,7 +718,7 @@ def generic_relax(CT, size, extra, active, nn, nnd, pick, stale, stale_count, pa
     if u < 0:  # generic_pick found no finite candidate: nothing to relax
         return
     gone = np.int64(pick[1])
-    mc = _coordinate_metric(code, metric)
+    mc = launch.coordinate_metric(code, metric)
     bw = math.inf
     bj = np.int64(-1)
     for k in range(cuda.grid(1), n, cuda.gridsize(1)):
@@ -732,8 +726,8 @@ def generic_relax(CT, size, extra, active, nn, nnd, pick, stale, stale_count, pa
             continue
         acc = 0.0
         for kk in range(d):
-            acc = _acc(mc, acc, _F64(CT[kk, k]), _F64(CT[kk, u]), 0.0)  # float32 storage too
-        w = _cluster_distance(code, metric, acc, size[k], size[u], extra[k], extra[u])
+            acc = launch.metric_accumulate(mc, acc, _F64(CT[kk, k]), _F64(CT[kk, u]), 0.0)  # float32 storage too
+        w = launch.cluster_distance(code, metric, acc, size[k], size[u], extra[k], extra[u])
         if launch.precedes(w, k, bw, bj):
             bw = w
             bj = k
@@ -773,7 +767,7 @@ def generic_rescan(CT, size, extra, active, nn, nnd, stale, stale_count, n, code
     t = cuda.threadIdx.x
     bd = cuda.blockDim.x
     d = CT.shape[0]
-    mc = _coordinate_metric(code, metric)
+    mc = launch.coordinate_metric(code, metric)
     count = stale_count[0]
     for r in range(cuda.blockIdx.x, count, cuda.gridDim.x):
         i = np.int64(stale[r])
@@ -784,8 +778,8 @@ def generic_rescan(CT, size, extra, active, nn, nnd, stale, stale_count, n, code
                 continue
             acc = 0.0
             for kk in range(d):
-                acc = _acc(mc, acc, _F64(CT[kk, k]), _F64(CT[kk, i]), 0.0)
-            w = _cluster_distance(code, metric, acc, size[k], size[i], extra[k], extra[i])
+                acc = launch.metric_accumulate(mc, acc, _F64(CT[kk, k]), _F64(CT[kk, i]), 0.0)
+            w = launch.cluster_distance(code, metric, acc, size[k], size[i], extra[k], extra[i])
             if launch.precedes(w, k, bw, bj):
                 bw = w
                 bj = k

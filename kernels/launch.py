@@ -34,6 +34,9 @@ synchronisation:
 ``condensed_index`` / ``row_base`` / ``lw_update`` (device functions)
     ``formulas.condensed_index`` and ``formulas.lw_update`` (the squared form:
     the CUDA engines work on squared distances) compiled once for every module.
+``metric_*`` / ``coordinate_metric`` / ``cluster_distance`` / ``merged_*`` (device functions)
+    The shared ``metrics`` and cluster-summary ``formulas`` compiled once for
+    the distance, memory-saving and chain kernels.
 ``to_host(x)`` / ``empty_log()`` / ``start(n, code, xp, tpb, max_tpb)``
     One device-to-host copy (``kernels.host.to_host``, also used by the
     package); the merge log of a problem with fewer than two observations;
@@ -59,7 +62,8 @@ Every ``kernels/cuda_*.py`` module exposes
 import numpy as np
 from numba import cuda
 
-from . import formulas
+# _cuda_rounding: imported for its CUDA overload of metrics.product (metric_*)
+from . import _cuda_rounding, formulas, metrics  # noqa: F401
 from ._config import NUMBA_CACHE
 from .host import to_host  # noqa: F401 (re-exported: the kernels' one host copy)
 
@@ -155,8 +159,20 @@ def empty_log():
     return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64)
 
 
-condensed_index = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.condensed_index)
-lw_update = cuda.jit(device=True, cache=NUMBA_CACHE)(formulas.lw_update)
+def _device(func):
+    return cuda.jit(device=True, cache=NUMBA_CACHE)(func)
+
+
+condensed_index = _device(formulas.condensed_index)
+lw_update = _device(formulas.lw_update)
+metric_accumulate = _device(metrics.metric_accumulate)
+metric_finalize = _device(metrics.metric_finalize)
+metric_lane = _device(metrics.metric_lane)
+metric_combine = _device(metrics.metric_combine)
+coordinate_metric = _device(formulas.coordinate_metric)
+cluster_distance = _device(formulas.cluster_distance)
+merged_coordinate = _device(formulas.merged_coordinate)
+merged_extra = _device(formulas.merged_extra)
 
 
 @cuda.jit(device=True, cache=NUMBA_CACHE)
