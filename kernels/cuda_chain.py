@@ -179,7 +179,6 @@ def chain_steps(CT, size, extra, active, rep, cols, pos, chain, state, dprev, pa
     sj = cuda.shared.array(MAX_TPB, np.int64)
     t = cuda.threadIdx.x
     blk = cuda.blockIdx.x
-    d = CT.shape[0]
     mc = launch.coordinate_metric(code, metric)
     while state[STATUS] == 0 and state[NLOG] < limit and state[ACTIVE] > 1:
         clen = state[CLEN]
@@ -192,10 +191,7 @@ def chain_steps(CT, size, extra, active, rep, cols, pos, chain, state, dprev, pa
             j = np.int64(cols[p])
             if j == x:
                 continue
-            acc = 0.0
-            for k in range(d):
-                acc = launch.metric_accumulate(mc, acc, _F64(CT[k, x]), _F64(CT[k, j]), 0.0)  # float32 storage too
-            w = launch.cluster_distance(code, metric, acc, size[x], size[j], extra[x], extra[j])
+            w = launch.summary_distance(CT, size, extra, code, metric, mc, x, j)
             if j == prev:
                 dprev[0] = w
             if launch.precedes(w, j, bw, bj):

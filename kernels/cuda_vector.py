@@ -713,7 +713,6 @@ def generic_relax(CT, size, extra, active, nn, nnd, pick, stale, stale_count, pa
     sj = cuda.shared.array(MAX_TPB, np.int64)
     t = cuda.threadIdx.x
     bd = cuda.blockDim.x
-    d = CT.shape[0]
     u = np.int64(pick[0])
     if u < 0:  # generic_pick found no finite candidate: nothing to relax
         return
@@ -724,10 +723,7 @@ def generic_relax(CT, size, extra, active, nn, nnd, pick, stale, stale_count, pa
     for k in range(cuda.grid(1), n, cuda.gridsize(1)):
         if active[k] == 0 or k == u:
             continue
-        acc = 0.0
-        for kk in range(d):
-            acc = launch.metric_accumulate(mc, acc, _F64(CT[kk, k]), _F64(CT[kk, u]), 0.0)  # float32 storage too
-        w = launch.cluster_distance(code, metric, acc, size[k], size[u], extra[k], extra[u])
+        w = launch.summary_distance(CT, size, extra, code, metric, mc, k, u)
         if launch.precedes(w, k, bw, bj):
             bw = w
             bj = k
@@ -766,7 +762,6 @@ def generic_rescan(CT, size, extra, active, nn, nnd, stale, stale_count, n, code
     sj = cuda.shared.array(MAX_TPB, np.int64)
     t = cuda.threadIdx.x
     bd = cuda.blockDim.x
-    d = CT.shape[0]
     mc = launch.coordinate_metric(code, metric)
     count = stale_count[0]
     for r in range(cuda.blockIdx.x, count, cuda.gridDim.x):
@@ -776,10 +771,7 @@ def generic_rescan(CT, size, extra, active, nn, nnd, stale, stale_count, n, code
         for k in range(t, n, bd):
             if active[k] == 0 or k == i:
                 continue
-            acc = 0.0
-            for kk in range(d):
-                acc = launch.metric_accumulate(mc, acc, _F64(CT[kk, k]), _F64(CT[kk, i]), 0.0)
-            w = launch.cluster_distance(code, metric, acc, size[k], size[i], extra[k], extra[i])
+            w = launch.summary_distance(CT, size, extra, code, metric, mc, k, i)
             if launch.precedes(w, k, bw, bj):
                 bw = w
                 bj = k

@@ -176,6 +176,17 @@ merged_extra = _device(formulas.merged_extra)
 
 
 @cuda.jit(device=True, cache=NUMBA_CACHE)
+def summary_distance(CT, size, extra, code, metric, mc, a, b):
+    """The memory-saving key of clusters ``a`` and ``b`` from their summaries
+    (columns of ``CT``, coordinates summed in order, in float64 for float32
+    storage too): what one thread computes for one pair outside the tiles."""
+    acc = 0.0
+    for k in range(CT.shape[0]):
+        acc = metric_accumulate(mc, acc, np.float64(CT[k, a]), np.float64(CT[k, b]), 0.0)
+    return cluster_distance(code, metric, acc, size[a], size[b], extra[a], extra[b])
+
+
+@cuda.jit(device=True, cache=NUMBA_CACHE)
 def row_base(n, i):
     """``D[row_base(n, i) + j]`` is the pair (i, j) for j > i (``cpu_common.row_base``).
 
