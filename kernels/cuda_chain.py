@@ -173,7 +173,10 @@ def chain_steps(CT, size, extra, active, rep, cols, pos, chain, state, dprev, pa
     """Nearest-neighbour chain steps until ``state[NLOG] == limit``, one cluster
     is left, or no finite candidate is (``state[STATUS]``). Cooperative launch:
     at most ``max_cooperative_grid_blocks`` blocks; part_d/part_j hold one
-    entry per block; dprev one float64. See the module docstring."""
+    entry per block; dprev one float64. See the module docstring.
+    Its scan is a hot-loop variant of ``cuda_vector.generic_rescan``'s (one
+    tip, the whole grid, grid syncs instead of a per-row block).
+    """
     grid = cuda.cg.this_grid()
     sd = cuda.shared.array(MAX_TPB, np.float64)
     sj = cuda.shared.array(MAX_TPB, np.int64)

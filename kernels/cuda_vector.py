@@ -556,6 +556,7 @@ def fresh_pass(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, flag
     for a flagged column the threads' offers go through shared memory to
     thread 0, which inserts them in thread order. No atomics; the same lists
     on every run (an offer's effect does not depend on its order anyway).
+    Hot-loop variant of ``rnn_scan`` (same row loop and tiles, plus the offers).
     """
     sh_r = cuda.shared.array(_SH_ROWS, np.float64)
     sh_c = cuda.shared.array(_SH_COLS, np.float64)
