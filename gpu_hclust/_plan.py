@@ -50,7 +50,7 @@ class LinkagePlan:
     backend : {'cpu', 'cuda'}
         Where the engines run.
     memory_saving : bool
-        True: the memory-saving path (``_lowmem.run_vector``, no distance
+        True: the memory-saving path (``_lowmem.memory_saving_log``, no distance
         matrix); False: the dense path (condensed matrix + family kernel).
     dtype : numpy.dtype
         float32 or float64: the working matrix's, or the working copy of the

@@ -59,16 +59,17 @@ def rng():
 def lowmem_calls(monkeypatch):
     """Method names that reached the memory-saving path, in call order.
 
-    ``gpu_hclust._lowmem.run_vector`` is wrapped (not replaced): results stay real.
+    ``gpu_hclust._lowmem.memory_saving_log`` (what ``linkage`` calls) is
+    wrapped, not replaced: results stay real.
     """
     from gpu_hclust import _lowmem
 
     calls = []
-    real = _lowmem.run_vector
+    real = _lowmem.memory_saving_log
 
     def spy(*args, **kwargs):
         calls.append(args[1].name)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(_lowmem, "run_vector", spy)
+    monkeypatch.setattr(_lowmem, "memory_saving_log", spy)
     return calls

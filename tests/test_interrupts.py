@@ -63,7 +63,7 @@ hook(_engine_cpu, "condensed_working_matrix", "distances")
 hook(_engine_cuda, "condensed_working_matrix", "distances")
 hook(_engine_cpu, "run_family", "merges")
 hook(_engine_cuda, "run_family", "merges")
-hook(_lowmem, "run_vector", "merges")
+hook(_lowmem, "memory_saving_log", "merges")
 hook(_linkage, "merge_log_to_linkage", "canonicalisation")
 hook(cpu_olo, "_optimal_swaps", "ordering")
 
