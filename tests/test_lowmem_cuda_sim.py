@@ -49,8 +49,11 @@ def test_equals_scipy(rng, method, metric):
     assert_same_linkage(_run(X, method, metric), scipy_reference(X, method, metric))
 
 
+# centroid here takes ~30 s in the simulator; test_equals_scipy covers it in the default run.
 @pytest.mark.parametrize("method, metric", [("single", "euclidean"), ("ward", "euclidean"),
-                                            ("centroid", "euclidean"), ("average", "cosine")])
+                                            pytest.param("centroid", "euclidean",
+                                                         marks=pytest.mark.slow),
+                                            ("average", "cosine")])
 def test_across_row_blocks_tiles_and_chunks(rng, method, metric):
     X = rng.standard_normal((40, 9))
     assert_same_linkage(_run(X, method, metric), scipy_reference(X, method, metric))
@@ -177,7 +180,8 @@ def _rescans(monkeypatch, X, method, metric, k, tpb=32):
 
 @pytest.mark.skipif(not SIMULATED, reason="counts simulator kernel calls")
 @pytest.mark.parametrize("method, metric", [("ward", "euclidean"), ("average", "cosine"),
-                                            ("average", "sqeuclidean")])
+                                            pytest.param("average", "sqeuclidean",
+                                                         marks=pytest.mark.slow)])
 def test_exhausted_lists_equal_scipy_and_the_cpu_engine(rng, monkeypatch, method, metric):
     # K = 1: a row keeps one candidate, so merged neighbours empty its list and
     # offers push entries out and lower the bound every round; rows are rescanned
@@ -211,8 +215,12 @@ def test_lists_at_every_block_size(rng, monkeypatch, tpb):
     assert_same_linkage(Z, scipy_reference(X, "ward", "euclidean"))
 
 
-@pytest.mark.parametrize("k", [1, 3])
-@pytest.mark.parametrize("method, metric", [("ward", "euclidean"), ("average", "sqeuclidean")])
+# 9-25 s each in the simulator: ward with K = 1 in the default run, the rest under slow.
+@pytest.mark.parametrize("method, metric, k", [
+    ("ward", "euclidean", 1),
+    pytest.param("ward", "euclidean", 3, marks=pytest.mark.slow),
+    pytest.param("average", "sqeuclidean", 1, marks=pytest.mark.slow),
+    pytest.param("average", "sqeuclidean", 3, marks=pytest.mark.slow)])
 def test_lists_under_ties_are_deterministic_and_replay_valid(rng, monkeypatch, method, metric, k):
     # Duplicates and equal distances on an integer grid: the (distance, slot)
     # order decides, never thread arrival, so two runs give the same Z.
@@ -256,7 +264,9 @@ def _check_lists(CT, size, extra, active, LW, LJ, BW, BJ, code, metric):
 
 
 @pytest.mark.skipif(not SIMULATED, reason="reads the device state between kernels")
-@pytest.mark.parametrize("method, metric", [("ward", "euclidean"), ("average", "sqeuclidean")])
+@pytest.mark.parametrize("method, metric", [("ward", "euclidean"),
+                                            pytest.param("average", "sqeuclidean",
+                                                         marks=pytest.mark.slow)])
 def test_list_invariant_holds_every_round(rng, monkeypatch, method, metric):
     # Checked at every round's rnn_select, with lists short enough (K = 2) to be
     # pushed, emptied and rescanned: an offer that forgot to lower a bound, or a

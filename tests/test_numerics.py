@@ -418,8 +418,12 @@ def test_cuda_engines_raise_when_no_finite_candidate_is_left():
 _CUDA_X = np.random.default_rng(0).standard_normal((30, 3))
 
 
-@pytest.mark.parametrize("method", ["ward", "centroid", "median"])
-@pytest.mark.parametrize("kind", ["observations", "condensed"])
+# ~6 s each in the simulator: every method and input form once in the default run.
+@pytest.mark.parametrize("method, kind", [
+    ("ward", "observations"), ("centroid", "condensed"), ("median", "observations"),
+    pytest.param("ward", "condensed", marks=pytest.mark.slow),
+    pytest.param("centroid", "observations", marks=pytest.mark.slow),
+    pytest.param("median", "condensed", marks=pytest.mark.slow)])
 def test_cuda_dense_squares_beyond_float64_are_scipys_tree(method, kind):
     # The squared working distances overflow (1e155**2) where the heights do
     # not: scaled before squaring, heights scaled back after the root.
@@ -440,7 +444,8 @@ def test_cuda_dense_1e152_matches_scipy(method):
     np.testing.assert_allclose(Z[:, 2], Zs[:, 2], rtol=1e-12)
 
 
-@pytest.mark.parametrize("kind", ["observations", "condensed"])
+@pytest.mark.parametrize("kind", ["observations",
+                                  pytest.param("condensed", marks=pytest.mark.slow)])
 def test_cuda_dense_power_of_two_scaling_is_bitwise(kind):
     # 2**600 commutes with every step: heights exactly 2**600 times the unscaled run's
     X = _CUDA_X[:16]
