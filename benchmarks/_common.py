@@ -8,6 +8,11 @@ Check results (one per benchmark row, DESIGN.md sec. 5, anti-pattern 8):
 * ``ok``: the row's output was compared with a reference and is equal
   (linkage ids exact, heights within ``rtol``);
 * ``MISMATCH``: compared and different (the script's exit status becomes 1);
+* ``checked-smaller-n``: no reference fits at this n; the same engine and
+  configuration (implementation, method, metric, d, data set, dtype) equals
+  scipy at a smaller n in the same run, and this row's own Z passes cheap
+  full-n invariants (``linkage_invariants``). The row names both
+  (``check_by_smaller_n``). Not ``ok``: this Z was not compared;
 * ``unchecked``: nothing was compared. Never printed as ``ok``.
 """
 
@@ -19,7 +24,10 @@ from pathlib import Path
 import numpy as np
 
 OK, MISMATCH, UNCHECKED = "ok", "MISMATCH", "unchecked"
-CHECK_RESULTS = (OK, MISMATCH, UNCHECKED)
+SMALLER_N = "checked-smaller-n"
+CHECK_RESULTS = (OK, MISMATCH, SMALLER_N, UNCHECKED)
+# Methods whose heights never decrease (reducible ones; centroid/median can invert).
+MONOTONE_METHODS = frozenset({"single", "complete", "average", "weighted", "ward"})
 MIN_SAMPLES = 3  # fewer timed samples make min/median/max meaningless
 
 
@@ -216,3 +224,75 @@ def validation_n(validate_n, smallest_reference_n, scipy_max_n=None):
     if scipy_max_n is not None:
         n = min(n, scipy_max_n)
     return max(2, n)
+
+
+def linkage_invariants(Z, n, method):
+    """Cheap checks of a full-size Z without a reference: (passed, what was checked).
+
+    Shape ``(n - 1, 4)`` (one merge per row), finite, scipy's
+    ``is_valid_linkage``, every size the sum of its children's, the last
+    cluster holding all ``n`` points, and non-decreasing heights for the
+    methods in ``MONOTONE_METHODS``. O(n): about a second at n = 10**6.
+    """
+    from scipy.cluster.hierarchy import is_valid_linkage
+
+    Z = np.asarray(Z, dtype=np.float64)
+    checked = f"{n - 1} merges, valid linkage, sizes add up"
+    if Z.shape != (n - 1, 4):
+        return False, f"shape {Z.shape}, not ({n - 1}, 4)"
+    if not np.isfinite(Z).all():
+        return False, "non-finite entries"
+    if n >= 2:
+        if not is_valid_linkage(Z):
+            return False, "scipy's is_valid_linkage says no"
+        sizes = np.concatenate((np.ones(n), Z[:, 3]))
+        ab = Z[:, :2].astype(np.int64)
+        if not (np.array_equal(Z[:, 3], sizes[ab[:, 0]] + sizes[ab[:, 1]]) and Z[-1, 3] == n):
+            return False, "cluster sizes do not add up to their children's / to n"
+    if method in MONOTONE_METHODS:
+        if n >= 3 and np.any(np.diff(Z[:, 2]) < 0):
+            return False, "heights decrease (the method is reducible: they may not)"
+        checked += ", heights non-decreasing"
+    return True, checked
+
+
+def check_by_smaller_n(rows, load_z, config, rtol):
+    """Label rows that no reference could check, from the same configuration at a smaller n.
+
+    A row with a result and ``check == UNCHECKED`` becomes ``SMALLER_N`` when a
+    row with the same ``config(row)`` (everything but n) at a smaller n was
+    compared with scipy and is ``OK``, and ``load_z(row)``'s Z passes
+    ``linkage_invariants``; ``MISMATCH`` when the invariants fail. It stays
+    ``UNCHECKED``, saying why, when that smaller row is missing or differs from
+    scipy. Returns the number of new MISMATCH rows.
+    """
+    failures = 0
+    for r in rows:
+        if r.get("check") != UNCHECKED or "error" in r:
+            continue
+        same = [s for s in rows if s is not r and s["n"] < r["n"] and config(s) == config(r)
+                and str(s.get("reference") or "").startswith("scipy")]
+        bad = [s["n"] for s in same if s.get("check") == MISMATCH]
+        good = [s["n"] for s in same if s.get("check") == OK]
+        if bad:
+            r["check_detail"] = (f"the same engine and configuration differs from scipy at "
+                                 f"n={min(bad)}")
+            continue
+        if not good:
+            continue
+        Z = load_z(r)
+        if Z is None:
+            continue
+        n_small = max(good)
+        passed, what = linkage_invariants(Z, r["n"], r["method"])
+        if passed:
+            r["check"] = SMALLER_N
+            r["reference"] = f"scipy at n={n_small}, same configuration"
+            r["check_detail"] = (f"equal to scipy at n={n_small} (ids exact, heights rtol "
+                                 f"{rtol:g}); at n={r['n']}: {what}")
+        else:
+            r["check"] = MISMATCH
+            r["reference"] = "full-n invariants"
+            r["check_detail"] = f"invariant failed at n={r['n']}: {what}"
+            failures += 1
+    return failures
