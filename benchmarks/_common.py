@@ -264,7 +264,9 @@ def check_by_smaller_n(rows, load_z, config, rtol):
     compared with scipy and is ``OK``, and ``load_z(row)``'s Z passes
     ``linkage_invariants``; ``MISMATCH`` when the invariants fail. It stays
     ``UNCHECKED``, saying why, when that smaller row is missing or differs from
-    scipy. Returns the number of new MISMATCH rows.
+    scipy. ``rtol``: the tolerance those comparisons used (a number, or a
+    function of the row), for the row's text. Returns the number of new
+    MISMATCH rows.
     """
     failures = 0
     for r in rows:
@@ -288,8 +290,9 @@ def check_by_smaller_n(rows, load_z, config, rtol):
         if passed:
             r["check"] = SMALLER_N
             r["reference"] = f"scipy at n={n_small}, same configuration"
+            tol = rtol(r) if callable(rtol) else rtol
             r["check_detail"] = (f"equal to scipy at n={n_small} (ids exact, heights rtol "
-                                 f"{rtol:g}); at n={r['n']}: {what}")
+                                 f"{tol:g}); at n={r['n']}: {what}")
         else:
             r["check"] = MISMATCH
             r["reference"] = "full-n invariants"
