@@ -299,3 +299,94 @@ def check_by_smaller_n(rows, load_z, config, rtol):
             r["check_detail"] = f"invariant failed at n={r['n']}: {what}"
             failures += 1
     return failures
+
+
+# Issue 12's target table, as gpu_check.sh phase T measures it: each row names
+# the JSON of the phase that measures it and the row in it; ``vs`` makes the
+# target relative (at most ``factor`` times that row's time). ``projection``
+# is what was known before a GPU measured it, labelled as such.
+_PROJ = ("projection, not a measurement: {s} s = projected_h100_s_n1e6 of "
+         "results/gpu-work-count.json ({pairs} n^2 pair distances counted at {at}, "
+         "x 3 d operations / 1.67e13 per s)")
+TARGETS = (
+    dict(case="ward 100 000 x 32, dense, device-resident", json="bench_T.dense.json",
+         row=dict(impl="cuda-device", n=100000, d=32, method="ward", data="gaussian"),
+         target_s=0.3, projection="1.05 s measured on an H100, 2026-11-25 (before issue 12)"),
+    dict(case="single 1 000 000 x 32, memory-saving", json="bench_T.ms32.json",
+         row=dict(impl="cuda", n=1000000, d=32, method="single", metric="euclidean"),
+         target_s=10.0, projection=_PROJ.format(s=5.8, pairs=1.0, at="n = 20 000, d = 32")),
+    dict(case="ward 1 000 000 x 32, memory-saving", json="bench_T.ms32.json",
+         row=dict(impl="cuda", n=1000000, d=32, method="ward", metric="euclidean"),
+         target_s=15.0, projection=_PROJ.format(s=10.3, pairs=1.79, at="n = 20 000, d = 32")),
+    dict(case="average-cosine 1 000 000 x 384, memory-saving", json="bench_T.ms384.json",
+         row=dict(impl="cuda", n=1000000, d=384, method="average", metric="cosine"),
+         target_s=60.0, projection=_PROJ.format(s=107, pairs=1.55, at="n = 5 000, d = 384")),
+    dict(case="growing-gap line 100 000 x 32, ward, dense", json="bench_T.dense.json",
+         row=dict(impl="cuda-device", n=100000, d=32, method="ward", data="growing_gap"),
+         vs=dict(impl="cuda-device", n=100000, d=32, method="ward", data="gaussian"), factor=2.0,
+         projection="none (chain guard; no GPU emulation of the dense rounds)"),
+    dict(case="growing-gap line 100 000 x 32, average, dense", json="bench_T.dense.json",
+         row=dict(impl="cuda-device", n=100000, d=32, method="average", data="growing_gap"),
+         vs=dict(impl="cuda-device", n=100000, d=32, method="average", data="gaussian"),
+         factor=2.0, projection="none (chain guard; no GPU emulation of the dense rounds)"),
+)
+
+
+def _find(rows, sel):
+    for r in rows:
+        if r.get("role", "timed") == "timed" and all(
+                r.get(k, "gaussian" if k == "data" else None) == v for k, v in sel.items()):
+            return r
+    return None
+
+
+def _seconds(r):
+    """A row's time: the median of >= MIN_SAMPLES samples, else its fastest sample."""
+    if r is None or "error" in r:
+        return None
+    if r.get("median_s") is not None:
+        return r["median_s"]
+    return r.get("seconds")
+
+
+def target_table(load_rows):
+    """Markdown lines of issue 12's targets against measured rows.
+
+    ``load_rows(json_name)`` gives a phase's rows (None when it did not run).
+    A target is ``met`` only when the row ran, was checked (``ok`` or
+    ``checked-smaller-n``) and is within the target; a row that ran but was not
+    checked never meets it.
+    """
+    lines = ["| case | measured s | samples | target | check | verdict | before (projection) |",
+             "|---|---|---|---|---|---|---|"]
+    for t in TARGETS:
+        rows = load_rows(t["json"])
+        r = _find(rows or [], t["row"])
+        secs = _seconds(r)
+        if "vs" in t:
+            base = _seconds(_find(rows or [], t["vs"]))
+            limit = None if base is None else t["factor"] * base
+            target = f"<= {t['factor']:g} x Gaussian" + (
+                "" if base is None else f" ({base:.3g} s): <= {limit:.3g} s")
+        else:
+            limit, target = t["target_s"], f"<= {t['target_s']:g} s"
+        if rows is None:
+            verdict, check, meas, samples = "not run (phase missing)", "-", "-", "-"
+        elif r is None:
+            verdict, check, meas, samples = "no row", "-", "-", "-"
+        elif "error" in r:
+            verdict, meas, samples = "not measured", "-", "ERROR"
+            check = f"{r.get('check', UNCHECKED)}: {r['error'][:120]}"
+        else:
+            meas = f"{secs:.3g}"
+            samples = str(r.get("n_samples", "-"))
+            check = r.get("check", UNCHECKED)
+            if check not in (OK, SMALLER_N):
+                verdict = f"not met (row is {check})"
+            elif limit is None:
+                verdict = "no baseline"
+            else:
+                verdict = "met" if secs <= limit else "NOT met"
+        lines.append(f"| {t['case']} | {meas} | {samples} | {target} | {check} | {verdict} | "
+                     f"{t['projection']} |")
+    return lines

@@ -105,8 +105,12 @@ def make_data(n, d, seed, data="gaussian"):
     return make_adversarial(data, n, d, seed)
 
 
-def _callable(impl, method, X, dtype):
-    """A zero-argument function running one linkage, and a function to fetch Z."""
+def _callable(impl, method, X, dtype, low_memory=None):
+    """A zero-argument function running one linkage, and a function to fetch Z.
+
+    ``low_memory`` is passed to ours only when not None (the default plan
+    otherwise), so the script also runs on versions without the keyword.
+    """
     if impl == "scipy":
         from scipy.cluster.hierarchy import linkage
 
@@ -115,10 +119,15 @@ def _callable(impl, method, X, dtype):
         import fastcluster
 
         return (lambda: fastcluster.linkage(X, method)), np.asarray
+    import functools
+
     import gpu_hclust
 
+    ours = gpu_hclust.linkage
+    if low_memory is not None:
+        ours = functools.partial(gpu_hclust.linkage, low_memory=low_memory)
     if impl == "cpu":
-        return (lambda: gpu_hclust.linkage(X, method, backend="cpu", dtype=dtype)), np.asarray
+        return (lambda: ours(X, method, backend="cpu", dtype=dtype)), np.asarray
     import cupy
 
     def sync():
@@ -126,7 +135,7 @@ def _callable(impl, method, X, dtype):
 
     if impl == "cuda":
         def run():
-            Z = gpu_hclust.linkage(X, method, backend="cuda", dtype=dtype)
+            Z = ours(X, method, backend="cuda", dtype=dtype)
             sync()
             return Z
 
@@ -135,7 +144,7 @@ def _callable(impl, method, X, dtype):
     sync()
 
     def run_device():
-        Z = gpu_hclust.linkage(Xd, method, backend="cuda", dtype=dtype)
+        Z = ours(Xd, method, backend="cuda", dtype=dtype)
         sync()
         return Z
 
@@ -187,7 +196,7 @@ def run_worker(spec):
                "dtype": case.get("dtype") or "float64", "data": data}
         try:
             X = make_data(n, d, spec["seed"], data)
-            fn, fetch = _callable(impl, method, X, dtype)
+            fn, fetch = _callable(impl, method, X, dtype, spec.get("low_memory"))
             events = []
             if impl == "cuda-device":
                 fn = _with_events(fn, events)
@@ -397,7 +406,7 @@ def _plan(args, impls):
 
 def _run_job(impl, cases, args, zdir):
     spec = {"impl": impl, "cases": cases, "seed": args.seed, "repeat": args.repeat,
-            "zdir": zdir}
+            "zdir": zdir, "low_memory": args.low_memory}
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
     rows = []
     try:
@@ -605,6 +614,9 @@ def parse_args(argv):
     p.add_argument("--data", type=_csv(str), default=["gaussian"],
                    help=f"comma-separated data sets, of {list(DATA_SETS)} (default gaussian; "
                         "benchmarks/_adversarial.py)")
+    p.add_argument("--low-memory", choices=["auto", "true", "false"], default="auto",
+                   help="ours' low_memory: auto (the default plan), true (memory-saving "
+                        "engine) or false (dense matrix)")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                    help="gpu_hclust's working dtype (scipy/fastcluster are float64)")
     p.add_argument("--seed", type=int, default=0)
@@ -644,6 +656,7 @@ def parse_args(argv):
     bad = sorted(set(args.backends) - set(ALL_IMPLS))
     if bad:
         p.error(f"unknown backend(s) {bad}; choose from {ALL_IMPLS}")
+    args.low_memory = {"auto": None, "true": True, "false": False}[args.low_memory]
     bad = sorted(set(args.data) - set(DATA_SETS))
     if bad:
         p.error(f"unknown data set(s) {bad} for --data; choose from {list(DATA_SETS)}")
