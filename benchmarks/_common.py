@@ -17,6 +17,7 @@ Check results (one per benchmark row, DESIGN.md sec. 5, anti-pattern 8):
 """
 
 import platform
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -375,8 +376,12 @@ def target_table(load_rows):
         elif r is None:
             verdict, check, meas, samples = "no row", "-", "-", "-"
         elif "error" in r:
-            verdict, meas, samples = "not measured", "-", "ERROR"
+            meas, samples = "-", "ERROR"
             check = f"{r.get('check', UNCHECKED)}: {r['error'][:120]}"
+            took = re.search(r"timed out after ([0-9.]+)", r["error"])
+            verdict = "not measured"
+            if took and limit is not None and float(took.group(1)) > limit:
+                verdict = f"NOT met (timed out after {float(took.group(1)):g} s > target)"
         else:
             meas = f"{secs:.3g}"
             samples = str(r.get("n_samples", "-"))
