@@ -169,7 +169,8 @@ def check_at_check_n(row, Z, ref64, ref32):
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cases", default=DEFAULT_CASES,
-                   help=f"comma-separated method:n (default cuhc's published ones: {DEFAULT_CASES})")
+                   help="comma-separated method:n (default cuhc's published ones: "
+                        f"{DEFAULT_CASES})")
     p.add_argument("--impls", default=",".join(IMPLS), help=f"comma-separated, of {list(IMPLS)}")
     p.add_argument("--d", type=int, default=32, help="features (default 32, as published)")
     p.add_argument("--check-n", type=int, default=10000,

@@ -106,7 +106,7 @@ fi
   echo "commit: $commit (tracked files modified: $dirty)"
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   "$PY" -c "import sys, numpy, scipy, numba; print('python', sys.version.split()[0], 'numpy', numpy.__version__, 'scipy', scipy.__version__, 'numba', numba.__version__)"
-  "$PY" -m pip list 2>/dev/null | grep -i -E '^(cupy|numba-cuda|cuda-bindings|nvidia-nvvm|nvidia-cuda-nvrtc|fastcluster) '
+  "$PY" -m pip list 2>/dev/null | grep -i -E '^(cupy|numba-cuda|cuda-bindings|nvidia-nvvm|nvidia-cuda-nvrtc|fastcluster|cuhc) '
 } >"$OUT/environment.txt" 2>&1
 note "device: ${device:-none}; commit $commit (modified: $dirty); phases ${PHASES//,/ }"
 
@@ -181,7 +181,8 @@ phase D1M 90 bench_lowmem.py --sizes 1000000 --dims 32 --pairs single:euclidean,
 # the rest, ~150 s (average-cosine 1e6 x 384: 107 s at that rate, above the
 # 60 s target, so a timeout there is recorded as an ERROR row: not met).
 if want T; then
-  note "plan T (projections, not measurements): T.dense 40-90 s, T.ms32 100-140 s, T.ms384 ~150 s (or its limit)"
+  note "plan T (projections, not measurements): T.dense 40-90 s, T.ms32 100-140 s," \
+       "T.ms384 ~150 s (or its limit)"
 fi
 TMS=(--impls cuda --scipy-max-n 10000 --cpu-ref-max-n 0 --repeat 3)
 phase T.dense 25 bench_linkage.py --backends cuda-device --sizes 5000,100000 --dims 32 \
@@ -210,7 +211,8 @@ if want cuhc && [ "$DRY" != 1 ]; then
   if "$PY" -c "import cuhc" >>"$OUT/install.log" 2>&1; then
     note "cuhc: importable ($("$PY" -c 'import cuhc; print(cuhc.__file__)'))"
   else
-    note "cuhc: NOT importable (no wheel, no sdist, or the build failed: install.log); its rows are ERROR"
+    note "cuhc: NOT importable (no wheel, no sdist, or the build failed: install.log);" \
+         "its rows are ERROR"
   fi
 fi
 phase cuhc 95 bench_cuhc.py --check-n 10000 --sample-budget-s 5
