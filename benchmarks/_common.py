@@ -8,10 +8,16 @@ Check results (one per benchmark row, DESIGN.md sec. 5, anti-pattern 8):
 * ``ok``: the row's output was compared with a reference and is equal
   (linkage ids exact, heights within ``rtol``);
 * ``MISMATCH``: compared and different (the script's exit status becomes 1);
+* ``checked-smaller-n``: no reference fits at this n; the same engine and
+  configuration (implementation, method, metric, d, data set, dtype) equals
+  scipy at a smaller n in the same run, and this row's own Z passes cheap
+  full-n invariants (``linkage_invariants``). The row names both
+  (``check_by_smaller_n``). Not ``ok``: this Z was not compared;
 * ``unchecked``: nothing was compared. Never printed as ``ok``.
 """
 
 import platform
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -19,7 +25,10 @@ from pathlib import Path
 import numpy as np
 
 OK, MISMATCH, UNCHECKED = "ok", "MISMATCH", "unchecked"
-CHECK_RESULTS = (OK, MISMATCH, UNCHECKED)
+SMALLER_N = "checked-smaller-n"
+CHECK_RESULTS = (OK, MISMATCH, SMALLER_N, UNCHECKED)
+# Methods whose heights never decrease (reducible ones; centroid/median can invert).
+MONOTONE_METHODS = frozenset({"single", "complete", "average", "weighted", "ward"})
 MIN_SAMPLES = 3  # fewer timed samples make min/median/max meaningless
 
 
@@ -216,3 +225,173 @@ def validation_n(validate_n, smallest_reference_n, scipy_max_n=None):
     if scipy_max_n is not None:
         n = min(n, scipy_max_n)
     return max(2, n)
+
+
+def linkage_invariants(Z, n, method):
+    """Cheap checks of a full-size Z without a reference: (passed, what was checked).
+
+    Shape ``(n - 1, 4)`` (one merge per row), finite, scipy's
+    ``is_valid_linkage``, every size the sum of its children's, the last
+    cluster holding all ``n`` points, and non-decreasing heights for the
+    methods in ``MONOTONE_METHODS``. O(n): about a second at n = 10**6.
+    """
+    from scipy.cluster.hierarchy import is_valid_linkage
+
+    Z = np.asarray(Z, dtype=np.float64)
+    checked = f"{n - 1} merges, valid linkage, sizes add up"
+    if Z.shape != (n - 1, 4):
+        return False, f"shape {Z.shape}, not ({n - 1}, 4)"
+    if not np.isfinite(Z).all():
+        return False, "non-finite entries"
+    if n >= 2:
+        if not is_valid_linkage(Z):
+            return False, "scipy's is_valid_linkage says no"
+        sizes = np.concatenate((np.ones(n), Z[:, 3]))
+        ab = Z[:, :2].astype(np.int64)
+        if not (np.array_equal(Z[:, 3], sizes[ab[:, 0]] + sizes[ab[:, 1]]) and Z[-1, 3] == n):
+            return False, "cluster sizes do not add up to their children's / to n"
+    if method in MONOTONE_METHODS:
+        if n >= 3 and np.any(np.diff(Z[:, 2]) < 0):
+            return False, "heights decrease (the method is reducible: they may not)"
+        checked += ", heights non-decreasing"
+    return True, checked
+
+
+def check_by_smaller_n(rows, load_z, config, rtol):
+    """Label rows that no reference could check, from the same configuration at a smaller n.
+
+    A row with a result and ``check == UNCHECKED`` becomes ``SMALLER_N`` when a
+    row with the same ``config(row)`` (everything but n) at a smaller n was
+    compared with scipy and is ``OK``, and ``load_z(row)``'s Z passes
+    ``linkage_invariants``; ``MISMATCH`` when the invariants fail. It stays
+    ``UNCHECKED``, saying why, when that smaller row is missing or differs from
+    scipy. ``rtol``: the tolerance those comparisons used (a number, or a
+    function of the row), for the row's text. Returns the number of new
+    MISMATCH rows.
+    """
+    failures = 0
+    for r in rows:
+        if r.get("check") != UNCHECKED or "error" in r:
+            continue
+        same = [s for s in rows if s is not r and s["n"] < r["n"] and config(s) == config(r)
+                and str(s.get("reference") or "").startswith("scipy")]
+        bad = [s["n"] for s in same if s.get("check") == MISMATCH]
+        good = [s["n"] for s in same if s.get("check") == OK]
+        if bad:
+            r["check_detail"] = (f"the same engine and configuration differs from scipy at "
+                                 f"n={min(bad)}")
+            continue
+        if not good:
+            continue
+        Z = load_z(r)
+        if Z is None:
+            continue
+        n_small = max(good)
+        passed, what = linkage_invariants(Z, r["n"], r["method"])
+        if passed:
+            r["check"] = SMALLER_N
+            r["reference"] = f"scipy at n={n_small}, same configuration"
+            tol = rtol(r) if callable(rtol) else rtol
+            r["check_detail"] = (f"equal to scipy at n={n_small} (ids exact, heights rtol "
+                                 f"{tol:g}); at n={r['n']}: {what}")
+        else:
+            r["check"] = MISMATCH
+            r["reference"] = "full-n invariants"
+            r["check_detail"] = f"invariant failed at n={r['n']}: {what}"
+            failures += 1
+    return failures
+
+
+# Issue 12's target table, as gpu_check.sh phase T measures it: each row names
+# the JSON of the phase that measures it and the row in it; ``vs`` makes the
+# target relative (at most ``factor`` times that row's time). ``projection``
+# is what was known before a GPU measured it, labelled as such.
+_PROJ = ("projection, not a measurement: {s} s = projected_h100_s_n1e6 of "
+         "results/gpu-work-count.json ({pairs} n^2 pair distances counted at {at}, "
+         "x 3 d operations / 1.67e13 per s)")
+TARGETS = (
+    dict(case="ward 100 000 x 32, dense, device-resident", json="bench_T.dense.json",
+         row=dict(impl="cuda-device", n=100000, d=32, method="ward", data="gaussian"),
+         target_s=0.3, projection="1.05 s measured on an H100, 2026-11-25 (before issue 12)"),
+    dict(case="single 1 000 000 x 32, memory-saving", json="bench_T.ms32.json",
+         row=dict(impl="cuda", n=1000000, d=32, method="single", metric="euclidean"),
+         target_s=10.0, projection=_PROJ.format(s=5.8, pairs=1.0, at="n = 20 000, d = 32")),
+    dict(case="ward 1 000 000 x 32, memory-saving", json="bench_T.ms32.json",
+         row=dict(impl="cuda", n=1000000, d=32, method="ward", metric="euclidean"),
+         target_s=15.0, projection=_PROJ.format(s=10.3, pairs=1.79, at="n = 20 000, d = 32")),
+    dict(case="average-cosine 1 000 000 x 384, memory-saving", json="bench_T.ms384.json",
+         row=dict(impl="cuda", n=1000000, d=384, method="average", metric="cosine"),
+         target_s=60.0, projection=_PROJ.format(s=107, pairs=1.55, at="n = 5 000, d = 384")),
+    dict(case="growing-gap line 100 000 x 32, ward, dense", json="bench_T.dense.json",
+         row=dict(impl="cuda-device", n=100000, d=32, method="ward", data="growing_gap"),
+         vs=dict(impl="cuda-device", n=100000, d=32, method="ward", data="gaussian"), factor=2.0,
+         projection="none (chain guard; no GPU emulation of the dense rounds)"),
+    dict(case="growing-gap line 100 000 x 32, average, dense", json="bench_T.dense.json",
+         row=dict(impl="cuda-device", n=100000, d=32, method="average", data="growing_gap"),
+         vs=dict(impl="cuda-device", n=100000, d=32, method="average", data="gaussian"),
+         factor=2.0, projection="none (chain guard; no GPU emulation of the dense rounds)"),
+)
+
+
+def _find(rows, sel):
+    for r in rows:
+        if r.get("role", "timed") == "timed" and all(
+                r.get(k, "gaussian" if k == "data" else None) == v for k, v in sel.items()):
+            return r
+    return None
+
+
+def _seconds(r):
+    """A row's time: the median of >= MIN_SAMPLES samples, else its fastest sample."""
+    if r is None or "error" in r:
+        return None
+    if r.get("median_s") is not None:
+        return r["median_s"]
+    return r.get("seconds")
+
+
+def target_table(load_rows):
+    """Markdown lines of issue 12's targets against measured rows.
+
+    ``load_rows(json_name)`` gives a phase's rows (None when it did not run).
+    A target is ``met`` only when the row ran, was checked (``ok`` or
+    ``checked-smaller-n``) and is within the target; a row that ran but was not
+    checked never meets it.
+    """
+    lines = ["| case | measured s | samples | target | check | verdict | before (projection) |",
+             "|---|---|---|---|---|---|---|"]
+    for t in TARGETS:
+        rows = load_rows(t["json"])
+        r = _find(rows or [], t["row"])
+        secs = _seconds(r)
+        if "vs" in t:
+            base = _seconds(_find(rows or [], t["vs"]))
+            limit = None if base is None else t["factor"] * base
+            target = f"<= {t['factor']:g} x Gaussian" + (
+                "" if base is None else f" ({base:.3g} s): <= {limit:.3g} s")
+        else:
+            limit, target = t["target_s"], f"<= {t['target_s']:g} s"
+        if rows is None:
+            verdict, check, meas, samples = "not run (phase missing)", "-", "-", "-"
+        elif r is None:
+            verdict, check, meas, samples = "no row", "-", "-", "-"
+        elif "error" in r:
+            meas, samples = "-", "ERROR"
+            check = f"{r.get('check', UNCHECKED)}: {r['error'][:120]}"
+            took = re.search(r"timed out after ([0-9.]+)", r["error"])
+            verdict = "not measured"
+            if took and limit is not None and float(took.group(1)) > limit:
+                verdict = f"NOT met (timed out after {float(took.group(1)):g} s > target)"
+        else:
+            meas = f"{secs:.3g}"
+            samples = str(r.get("n_samples", "-"))
+            check = r.get("check", UNCHECKED)
+            if check not in (OK, SMALLER_N):
+                verdict = f"not met (row is {check})"
+            elif limit is None:
+                verdict = "no baseline"
+            else:
+                verdict = "met" if secs <= limit else "NOT met"
+        lines.append(f"| {t['case']} | {meas} | {samples} | {target} | {check} | {verdict} | "
+                     f"{t['projection']} |")
+    return lines

@@ -7,7 +7,8 @@ Runs on the importable package (``pip install -e .``, or ``PYTHONPATH=<repo>``):
     python benchmarks/bench_linkage.py --sizes 1000,5000,20000 --methods all
 
 Every implementation gets the same seeded float64 observations (n x d,
-standard normal) and method (Euclidean metric):
+standard normal; ``--data`` adds the adversarial sets of ``_adversarial.py``,
+e.g. the growing-gap line, beside it) and method (Euclidean metric):
 
 * ``cpu``          gpu_hclust, ``backend='cpu'`` (Numba)
 * ``cuda``         gpu_hclust, ``backend='cuda'``, NumPy in, NumPy out (end to end)
@@ -31,7 +32,7 @@ is recorded too. GPU: bytes held by CuPy's default memory pool after the call,
 the pool emptied before it.
 
 Checks: every row's Z is compared with a reference Z of the same data
-(ids exact, heights ``rtol=1e-9``; 1e-5 with ``--dtype float32``):
+(ids exact, heights ``rtol=1e-10``; 1e-5 with ``--dtype float32``):
 
 1. scipy, where it runs (a timed scipy row, else one untimed scipy call up to
    ``--ref-max-n``);
@@ -40,7 +41,12 @@ Checks: every row's Z is compared with a reference Z of the same data
    untimed call up to ``--cpu-ref-max-n``), trusted only when the CPU engine
    equals scipy for the same method at a smaller n in the same run (a
    validation case at ``--validate-n`` is added when the sizes give none);
-4. else nothing: the row says ``unchecked``.
+4. else, when the same implementation, method, d, data set and dtype equals
+   scipy at a smaller n of this run (give both sizes, e.g. ``--sizes
+   5000,100000 --ref-max-n 5000``) and the row's own Z passes full-n
+   invariants (valid linkage, n - 1 merges, sizes, non-decreasing heights):
+   ``checked-smaller-n``, naming that n and the invariants;
+5. else nothing: the row says ``unchecked``.
 
 Each row prints ``ok``, ``MISMATCH`` or ``unchecked`` and the reference it was
 compared with; the scipy row itself is checked against fastcluster when that
@@ -66,9 +72,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import (MIN_SAMPLES, MISMATCH, OK, UNCHECKED, add_reference_options,
-                     compare_linkage, cpu_model, measure, process_peak_bytes, provenance,
-                     sample_stats, validation_n, version)
+from _adversarial import NAMES as DATA_SETS
+from _adversarial import make as make_adversarial
+from _common import (CHECK_RESULTS, MIN_SAMPLES, MISMATCH, OK, UNCHECKED, add_reference_options,
+                     check_by_smaller_n, compare_linkage, cpu_model, measure, process_peak_bytes,
+                     provenance, sample_stats, validation_n, version)
 
 ALL_METHODS = ["single", "complete", "average", "weighted", "ward", "centroid", "median"]
 ALL_IMPLS = ["cpu", "cuda", "cuda-device", "scipy", "fastcluster"]
@@ -78,6 +86,7 @@ GPU_IMPLS = ("cuda", "cuda-device")
 # before the rows they check, so every printed row already has its check
 RUN_ORDER = ["scipy", "fastcluster", "cpu", "cuda", "cuda-device"]
 RESULT_TAG = "@@RESULT "
+RTOL = 1e-10  # float64 heights against the reference (DESIGN.md sec. 4)
 QUICK = dict(sizes=[300, 1000], methods=["single", "average", "ward"])
 
 
@@ -85,13 +94,23 @@ QUICK = dict(sizes=[300, 1000], methods=["single", "average", "ward"])
 # Worker side: one process, a list of cases for one implementation.
 
 
-def make_data(n, d, seed):
-    """The benchmark's observations: seeded standard normal, float64, C order."""
-    return np.random.default_rng([seed, n, d]).standard_normal((n, d))
+def make_data(n, d, seed, data="gaussian"):
+    """The benchmark's observations: float64, C order, of set ``data``.
+
+    ``gaussian``: this script's own seeded standard normal draw (unchanged, so
+    results stay comparable); other names: ``_adversarial.make(data, n, d, seed)``.
+    """
+    if data == "gaussian":
+        return np.random.default_rng([seed, n, d]).standard_normal((n, d))
+    return make_adversarial(data, n, d, seed)
 
 
-def _callable(impl, method, X, dtype):
-    """A zero-argument function running one linkage, and a function to fetch Z."""
+def _callable(impl, method, X, dtype, low_memory=None):
+    """A zero-argument function running one linkage, and a function to fetch Z.
+
+    ``low_memory`` is passed to ours only when not None (the default plan
+    otherwise), so the script also runs on versions without the keyword.
+    """
     if impl == "scipy":
         from scipy.cluster.hierarchy import linkage
 
@@ -100,10 +119,15 @@ def _callable(impl, method, X, dtype):
         import fastcluster
 
         return (lambda: fastcluster.linkage(X, method)), np.asarray
+    import functools
+
     import gpu_hclust
 
+    ours = gpu_hclust.linkage
+    if low_memory is not None:
+        ours = functools.partial(gpu_hclust.linkage, low_memory=low_memory)
     if impl == "cpu":
-        return (lambda: gpu_hclust.linkage(X, method, backend="cpu", dtype=dtype)), np.asarray
+        return (lambda: ours(X, method, backend="cpu", dtype=dtype)), np.asarray
     import cupy
 
     def sync():
@@ -111,7 +135,7 @@ def _callable(impl, method, X, dtype):
 
     if impl == "cuda":
         def run():
-            Z = gpu_hclust.linkage(X, method, backend="cuda", dtype=dtype)
+            Z = ours(X, method, backend="cuda", dtype=dtype)
             sync()
             return Z
 
@@ -120,7 +144,7 @@ def _callable(impl, method, X, dtype):
     sync()
 
     def run_device():
-        Z = gpu_hclust.linkage(Xd, method, backend="cuda", dtype=dtype)
+        Z = ours(Xd, method, backend="cuda", dtype=dtype)
         sync()
         return Z
 
@@ -167,11 +191,12 @@ def run_worker(spec):
     for case in spec["cases"]:
         n, d, method, role = case["n"], case["d"], case["method"], case["role"]
         dtype = np.dtype(case["dtype"]) if case.get("dtype") else None
+        data = case.get("data", "gaussian")
         row = {"impl": impl, "n": n, "d": d, "method": method, "role": role,
-               "dtype": case.get("dtype") or "float64"}
+               "dtype": case.get("dtype") or "float64", "data": data}
         try:
-            X = make_data(n, d, spec["seed"])
-            fn, fetch = _callable(impl, method, X, dtype)
+            X = make_data(n, d, spec["seed"], data)
+            fn, fetch = _callable(impl, method, X, dtype, spec.get("low_memory"))
             events = []
             if impl == "cuda-device":
                 fn = _with_events(fn, events)
@@ -197,7 +222,7 @@ def run_worker(spec):
                            first_call_host_peak_bytes=first_host,
                            first_call_gpu_pool_bytes=first_gpu)
             Z = np.asarray(fetch(Z), dtype=np.float64)
-            zpath = os.path.join(spec["zdir"], f"{role}-{impl}-{n}-{d}-{method}.npy")
+            zpath = os.path.join(spec["zdir"], f"{role}-{impl}-{n}-{d}-{method}-{data}.npy")
             np.save(zpath, Z)
             row["z_path"] = zpath
         except Exception as exc:  # recorded, never hidden: the table shows ERROR
@@ -277,7 +302,9 @@ def _meta(args, impls, cuda_reason):
                   "reported apart: it includes compilation); gpu: CuPy default pool "
                   "total_bytes() after each call, pool emptied before",
         "check": "each row: ok (compared with the named reference and equal: ids exact, "
-                 "heights rtol 1e-9, 1e-5 for float32), MISMATCH (compared, different) or "
+                 "heights rtol 1e-10, 1e-5 for float32), MISMATCH (compared, different), "
+                 "checked-smaller-n (no reference at this n: the same configuration equals "
+                 "scipy at a smaller n of this run and this Z passes full-n invariants) or "
                  "unchecked (no reference); references: scipy, else fastcluster, else our "
                  "CPU engine at the same n when it equals scipy at a smaller n in this run",
     }
@@ -350,16 +377,19 @@ def _plan(args, impls):
     implementation (references first, see ``RUN_ORDER``).
     """
     cases = []
-    for impl, n, d, m in plan_references(args, impls):
-        cases.append((impl, {"n": n, "d": d, "method": m, "role": "reference",
-                             "dtype": "float64"}))
+    for data in args.data:  # references do not depend on the data set: the same plan each
+        for impl, n, d, m in plan_references(args, impls):
+            cases.append((impl, {"n": n, "d": d, "method": m, "role": "reference",
+                                 "dtype": "float64", "data": data}))
     for n in sorted(args.sizes):
         for d in args.d:
-            for m in args.methods:
-                for impl in impls:
-                    if runs(impl, n, args):
-                        cases.append((impl, {"n": n, "d": d, "method": m, "role": "timed",
-                                             "dtype": args.dtype if impl in OURS else "float64"}))
+            for data in args.data:
+                for m in args.methods:
+                    for impl in impls:
+                        if runs(impl, n, args):
+                            cases.append((impl, {"n": n, "d": d, "method": m, "role": "timed",
+                                                 "dtype": args.dtype if impl in OURS
+                                                 else "float64", "data": data}))
     rank = {i: k for k, i in enumerate(RUN_ORDER)}
     if args.isolate == "impl":
         jobs = []
@@ -368,14 +398,15 @@ def _plan(args, impls):
             mine.sort(key=lambda c: (c["n"], c["role"] != "reference"))
             jobs.append((impl, mine))
         return jobs
-    cases.sort(key=lambda ic: (ic[1]["n"], ic[1]["d"], ALL_METHODS.index(ic[1]["method"]),
+    cases.sort(key=lambda ic: (ic[1]["n"], ic[1]["d"], DATA_SETS.index(ic[1]["data"]),
+                               ALL_METHODS.index(ic[1]["method"]),
                                ic[1]["role"] != "reference", rank[ic[0]]))
     return [(impl, [c]) for impl, c in cases]
 
 
 def _run_job(impl, cases, args, zdir):
     spec = {"impl": impl, "cases": cases, "seed": args.seed, "repeat": args.repeat,
-            "zdir": zdir}
+            "zdir": zdir, "low_memory": args.low_memory}
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
     rows = []
     try:
@@ -387,9 +418,9 @@ def _run_job(impl, cases, args, zdir):
     for line in out.splitlines():
         if line.startswith(RESULT_TAG):
             rows.append(json.loads(line[len(RESULT_TAG):]))
-    done = {(r["n"], r["d"], r["method"], r["role"]) for r in rows}
+    done = {(r["n"], r["d"], r["method"], r.get("data", "gaussian"), r["role"]) for r in rows}
     for c in cases:  # a crash or timeout: every unfinished case says so
-        if (c["n"], c["d"], c["method"], c["role"]) not in done:
+        if (c["n"], c["d"], c["method"], c.get("data", "gaussian"), c["role"]) not in done:
             tail = (err or "").strip().splitlines()[-3:]
             rows.append({"impl": impl, **c,
                          "error": f"worker rc={rc}: {' | '.join(tail)}"[:500]})
@@ -397,7 +428,12 @@ def _run_job(impl, cases, args, zdir):
 
 
 def _key(r):
-    return (r["n"], r["d"], r["method"])
+    return (r["n"], r["d"], r["method"], r.get("data", "gaussian"))
+
+
+def _config(r):
+    """A row's configuration, all but n: what a smaller-n check must share."""
+    return (r["impl"], r["d"], r["method"], r.get("data", "gaussian"), r.get("dtype", "float64"))
 
 
 def check_rows(rows, rtol, load=np.load):
@@ -424,17 +460,18 @@ def check_rows(rows, rtol, load=np.load):
         ident = (a["z_path"], b["z_path"])
         if ident not in cache:
             cache[ident] = compare_linkage(load(a["z_path"]), load(b["z_path"]),
-                                           rtol if a.get("dtype") == "float32" else 1e-9)
+                                           rtol if a.get("dtype") == "float32" else RTOL)
         return cache[ident]
 
     def cpu_validated(key):
-        """(True, n') when the CPU engine equals scipy at some n' < n, same d and method."""
-        n, d, m = key
+        """(True, n') when the CPU engine equals scipy at some n' < n, same d, method, data."""
+        n, d, m, data = key
         seen = []
-        for (impl, _, (n2, d2, m2)), r in have.items():
-            if impl != "cpu" or (d2, m2) != (d, m) or n2 >= n or r.get("dtype") == "float32":
+        for (impl, _, (n2, d2, m2, data2)), r in have.items():
+            if (impl != "cpu" or (d2, m2, data2) != (d, m, data) or n2 >= n
+                    or r.get("dtype") == "float32"):
                 continue
-            s = z_of("scipy", (n2, d2, m2))
+            s = z_of("scipy", (n2, d2, m2, data2))
             if s is not None:
                 seen.append((n2, compare(r, s)[0] == OK))
         good = [n2 for n2, ok in seen if ok]
@@ -482,6 +519,9 @@ def check_rows(rows, rtol, load=np.load):
         r["max_rel_err_heights"] = info.get("max_rel_err_heights")
         if "detail" in info:
             r["check_detail"] = info["detail"]
+    # rows no reference reached: the same configuration at a smaller n of this run
+    check_by_smaller_n(rows, lambda r: load(r["z_path"]) if "z_path" in r else None, _config,
+                       lambda r: rtol if r.get("dtype") == "float32" else RTOL)
     return rows
 
 
@@ -507,7 +547,8 @@ def row_line(r, final=True):
     While the run goes on (``final=False``) an unchecked row may still meet its
     reference (scipy's row waits for fastcluster's): it reads "pending".
     """
-    head = f"{r['impl']:>12} n={r['n']:<7} d={r['d']:<4} {r['method']:<9}"
+    head = (f"{r['impl']:>12} n={r['n']:<7} d={r['d']:<4} {r.get('data', 'gaussian'):<11} "
+            f"{r['method']:<9}")
     if "error" in r:
         body = f"ERROR {r['error']}"
     elif r["role"] == "reference":
@@ -525,11 +566,12 @@ def markdown(rows):
     """Markdown table: one line per row, with its check and ratios to scipy/fastcluster."""
     timed = [r for r in rows if r["role"] == "timed"]
     med = {(r["impl"],) + _key(r): r.get("median_s") for r in timed if "error" not in r}
-    head = ["n", "d", "method", "impl", "first s", "samples", "min s", "median s", "max s",
+    head = ["n", "d", "data", "method", "impl", "first s", "samples", "min s", "median s", "max s",
             "device median s", "/ scipy", "/ fastcluster", "check"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     rank = {i: k for k, i in enumerate(ALL_IMPLS)}
     for r in sorted(rows, key=lambda r: (r["role"] != "timed", r["n"], r["d"],
+                                         DATA_SETS.index(r.get("data", "gaussian")),
                                          ALL_METHODS.index(r["method"]), rank[r["impl"]])):
         impl = r["impl"] + (" (reference call)" if r["role"] == "reference" else "")
         if "error" in r:
@@ -546,7 +588,8 @@ def markdown(rows):
             vals = [impl, _fmt_s(r["first_call_s"]), str(r["n_samples"]), _fmt_s(r["min_s"]),
                     _fmt_s(m), _fmt_s(r["max_s"]), _fmt_s(r.get("device_median_s")),
                     _fmt_r(ratio("scipy")), _fmt_r(ratio("fastcluster"))]
-        lines.append("| " + " | ".join([str(r["n"]), str(r["d"]), r["method"]] + vals
+        lines.append("| " + " | ".join([str(r["n"]), str(r["d"]), r.get("data", "gaussian"),
+                                        r["method"]] + vals
                                        + [_check_text(r)]) + " |")
     return "\n".join(lines)
 
@@ -568,6 +611,12 @@ def parse_args(argv):
     p.add_argument("--repeat", type=int, default=MIN_SAMPLES,
                    help=f"timed warm calls per row, at least {MIN_SAMPLES} (default "
                         f"{MIN_SAMPLES}): min, median and max are reported")
+    p.add_argument("--data", type=_csv(str), default=["gaussian"],
+                   help=f"comma-separated data sets, of {list(DATA_SETS)} (default gaussian; "
+                        "benchmarks/_adversarial.py)")
+    p.add_argument("--low-memory", choices=["auto", "true", "false"], default="auto",
+                   help="ours' low_memory: auto (the default plan), true (memory-saving "
+                        "engine) or false (dense matrix)")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                    help="gpu_hclust's working dtype (scipy/fastcluster are float64)")
     p.add_argument("--seed", type=int, default=0)
@@ -607,6 +656,10 @@ def parse_args(argv):
     bad = sorted(set(args.backends) - set(ALL_IMPLS))
     if bad:
         p.error(f"unknown backend(s) {bad}; choose from {ALL_IMPLS}")
+    args.low_memory = {"auto": None, "true": True, "false": False}[args.low_memory]
+    bad = sorted(set(args.data) - set(DATA_SETS))
+    if bad:
+        p.error(f"unknown data set(s) {bad} for --data; choose from {list(DATA_SETS)}")
     if args.repeat < MIN_SAMPLES:
         p.error(f"--repeat must be at least {MIN_SAMPLES} (min/median/max of fewer samples "
                 f"mean nothing); got {args.repeat}")
@@ -640,7 +693,7 @@ def main(argv=None):
     out = Path(args.json) if args.json else _default_out(args.out or ".", meta["device"])
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
-    rtol = 1e-5 if args.dtype == "float32" else 1e-9
+    rtol = 1e-5 if args.dtype == "float32" else RTOL
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_linkage_") as zdir:
         for impl, cases in _plan(args, impls):
@@ -652,10 +705,10 @@ def main(argv=None):
             _write(out, meta, rows, t_start)
     failures = [r for r in rows if r.get("check") == MISMATCH]
     errors = [r for r in rows if "error" in r]
-    counts = {s: sum(r.get("check") == s for r in rows) for s in (OK, MISMATCH, UNCHECKED)}
+    counts = {s: sum(r.get("check") == s for r in rows) for s in CHECK_RESULTS}
     print()
     print(markdown(rows))
-    print(f"\nchecks: {counts[OK]} ok, {counts[MISMATCH]} MISMATCH, {counts[UNCHECKED]} unchecked")
+    print("\nchecks: " + ", ".join(f"{counts[s]} {s}" for s in CHECK_RESULTS))
     print(f"results: {out}")
     if errors:
         print(f"{len(errors)} case(s) raised or timed out (ERROR rows above)", file=sys.stderr)

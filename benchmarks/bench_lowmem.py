@@ -7,7 +7,10 @@ Runs on the importable package (``pip install -e .``, or ``PYTHONPATH=<repo>``):
     python benchmarks/bench_lowmem.py --sizes 50000 --dims 32 --pairs single:euclidean,ward:euclidean
     python benchmarks/bench_lowmem.py --impls cuda --sizes 1000000 --pairs single:euclidean
 
-Implementations (same seeded float64 standard-normal n x d data for all):
+Implementations (same seeded float64 n x d data for all; ``--data`` picks the
+set: standard normal by default, or the adversarial sets of ``_adversarial.py``
+such as the growing-gap line, where reciprocal-nearest-neighbour rounds merge
+one pair at a time):
 
 * ``cpu``          gpu_hclust memory-saving path, ``backend='cpu'`` (Numba threads)
 * ``cuda``         the same on the GPU, CuPy in and out, synchronised
@@ -19,7 +22,11 @@ Implementations (same seeded float64 standard-normal n x d data for all):
 Every case runs in a fresh worker process: a first call on 500 points pays the
 Numba compilation or cache load (reported as ``warmup_s``), then ``--repeat``
 (at least 3) timed calls on the full data: ``min_s``/``median_s``/``max_s``
-(``seconds`` is the median). Memory: ``peak_rss_bytes`` is the worker's lifetime
+(``seconds`` is the median). ``--sample-budget-s S`` stops taking samples once
+the timed calls of a row add up to S seconds (for 10**6-point rows that take
+tens of seconds each): such a row has ``n_samples`` < 3 and no
+min/median/max, only its ``samples_s`` (``seconds`` is then the fastest sample,
+labelled as such in the table). Memory: ``peak_rss_bytes`` is the worker's lifetime
 peak resident set (interpreter, imports, data and runs together, the figure a
 user sees; ``_common.process_peak_bytes``); ``call_peak_bytes`` is the largest
 increase of the resident-set high-water mark during a timed call (Linux
@@ -32,7 +39,12 @@ Checks (ids exact, heights rtol 1e-10), one per row: ``ok``, ``MISMATCH`` or
 memory-saving engine at the same n (its timed row, else one untimed call up to
 ``--cpu-ref-max-n``), trusted only when it equals scipy for the same pair and d
 at a smaller n in this run (a validation case at ``--validate-n`` runs when the
-sizes give none). A mismatch is printed loudly and makes the exit status 1.
+sizes give none). A row that none of these reaches (n = 10**6) is
+``checked-smaller-n`` when the same implementation, pair, d and data set equals
+scipy at a smaller size of the same run (give both sizes, e.g. ``--sizes
+10000,1000000 --scipy-max-n 10000``) and its own Z passes full-n invariants
+(valid linkage, n - 1 merges, sizes, non-decreasing heights); else it stays
+``unchecked``. A mismatch is printed loudly and makes the exit status 1.
 
 Results go to ``--out`` (a JSON path; default
 ``lowmem-<device-or-cpu>-<date>.json`` in the current folder), rewritten after
@@ -52,9 +64,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import (MIN_SAMPLES, MISMATCH, OK, UNCHECKED, add_reference_options,
-                     compare_linkage, cpu_model, measure, process_peak_bytes, provenance,
-                     sample_stats, validation_n, version)
+from _adversarial import NAMES as DATA_SETS
+from _adversarial import make as make_adversarial
+from _common import (CHECK_RESULTS, MIN_SAMPLES, MISMATCH, OK, UNCHECKED, add_reference_options,
+                     check_by_smaller_n, compare_linkage, cpu_model, measure, process_peak_bytes,
+                     provenance, sample_stats, validation_n, version)
 
 RESULT_TAG = "@@RESULT "
 ALL_IMPLS = ["cpu", "cuda", "fastcluster", "dense"]
@@ -69,8 +83,15 @@ WARMUP_N = 500
 # Worker: one case in a fresh process.
 
 
-def make_data(n, d, seed):
-    return np.random.default_rng(seed).standard_normal((n, d))
+def make_data(n, d, seed, data="gaussian"):
+    """The benchmark's n x d float64 observations of set ``data`` (``_adversarial.NAMES``).
+
+    ``gaussian`` keeps this script's own draw (``default_rng(seed)``), so earlier
+    results stay comparable; the other sets come from ``_adversarial.make``.
+    """
+    if data == "gaussian":
+        return np.random.default_rng(seed).standard_normal((n, d))
+    return make_adversarial(data, n, d, seed)
 
 
 def _ours(impl, method, metric):
@@ -99,8 +120,9 @@ def _ours(impl, method, metric):
 def run_worker(spec):
     impl, method, metric = spec["impl"], spec["method"], spec["metric"]
     n, d, seed = spec["n"], spec["d"], spec["seed"]
-    row = dict(impl=impl, method=method, metric=metric, n=n, d=d)
-    X = make_data(n, d, seed)
+    data = spec.get("data", "gaussian")
+    row = dict(impl=impl, method=method, metric=metric, n=n, d=d, data=data)
+    X = make_data(n, d, seed, data)
     gpu = impl == "cuda"
     if impl == "fastcluster":
         import fastcluster
@@ -132,18 +154,22 @@ def run_worker(spec):
         sync()
         return Z
     samples, hosts, gpus = [], [], []
+    budget = spec.get("sample_budget_s")
     for _ in range(spec["repeat"]):  # 0 for an untimed reference call
         s, Z, host, gpu_bytes = measure(call, gpu)
         samples.append(s)
         hosts.append(host)
         gpus.append(gpu_bytes)
+        if budget is not None and sum(samples) >= budget:
+            break  # fewer than MIN_SAMPLES: no min/median/max (sample_stats)
     if spec["repeat"] == 0:
         t = time.perf_counter()
         Z = call()
         row["reference_call_s"] = time.perf_counter() - t
     else:
         row.update(sample_stats(samples))
-        row["seconds"] = row["median_s"]
+        # with fewer than MIN_SAMPLES samples there is no median: the fastest one
+        row["seconds"] = row["median_s"] if row["median_s"] is not None else min(samples)
         hosts = [h for h in hosts if h is not None]
         if hosts:
             row["call_peak_bytes"] = max(0, max(hosts))
@@ -216,6 +242,12 @@ def parse_args(argv):
     p.add_argument("--sizes", default="10000", help="comma-separated n")
     p.add_argument("--dims", default="32", help="comma-separated d")
     p.add_argument("--pairs", default=DEFAULT_PAIRS, help="method:metric,...")
+    p.add_argument("--data", default="gaussian",
+                   help=f"comma-separated data sets, of {list(DATA_SETS)} (default gaussian; "
+                        "benchmarks/_adversarial.py)")
+    p.add_argument("--sample-budget-s", type=float, default=None,
+                   help="stop taking timed samples of a row once they add up to this many "
+                        "seconds (at least one is taken; fewer than 3 give no median)")
     p.add_argument("--impls", default="cpu,fastcluster", help=f"comma-separated, of {ALL_IMPLS}")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeat", type=int, default=MIN_SAMPLES,
@@ -240,16 +272,23 @@ def parse_args(argv):
     bad = [i for i in args.impls if i not in ALL_IMPLS]
     if bad:
         p.error(f"unknown implementation(s) {bad}; choose from {ALL_IMPLS}")
+    args.data = args.data.split(",")
+    bad = [s for s in args.data if s not in DATA_SETS]
+    if bad:
+        p.error(f"unknown data set(s) {bad} for --data; choose from {list(DATA_SETS)}")
+    if args.sample_budget_s is not None and args.sample_budget_s <= 0:
+        p.error(f"--sample-budget-s must be positive; got {args.sample_budget_s}")
     if args.repeat < MIN_SAMPLES:
         p.error(f"--repeat must be at least {MIN_SAMPLES}; got {args.repeat}")
     return args
 
 
-def _spawn(impl, method, metric, n, d, args, zdir, repeat, role):
+def _spawn(impl, method, metric, n, d, args, zdir, repeat, role, data="gaussian"):
     """One worker: its row (``error`` on failure) and Z (None on failure)."""
-    z_path = os.path.join(zdir, f"{role}-{impl}-{method}-{metric}-{n}-{d}.npy")
+    z_path = os.path.join(zdir, f"{role}-{impl}-{method}-{metric}-{n}-{d}-{data}.npy")
     spec = dict(impl=impl, method=method, metric=metric, n=n, d=d, seed=args.seed,
-                z_path=z_path, repeat=repeat)
+                z_path=z_path, repeat=repeat, data=data,
+                sample_budget_s=args.sample_budget_s)
     load0 = os.getloadavg()[0]
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
     Z = None
@@ -261,7 +300,7 @@ def _spawn(impl, method, metric, n, d, args, zdir, repeat, role):
         row = json.loads(lines[-1][len(RESULT_TAG):])
         Z = np.load(z_path)
     except (subprocess.TimeoutExpired, RuntimeError) as exc:
-        row = dict(impl=impl, method=method, metric=metric, n=n, d=d,
+        row = dict(impl=impl, method=method, metric=metric, n=n, d=d, data=data,
                    error=f"{type(exc).__name__}: {exc}")
         print(f"!! {impl} {method}/{metric} n={n} d={d}: raised or timed out\n{exc}")
     row["role"] = role
@@ -334,82 +373,106 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as zdir:
         for n, impls, role in plan:
             for d in args.dims:
-                for method, metric in args.pairs:
-                    zs, case_rows = {}, []
-                    for impl in impls:
-                        if not _supported(impl, method, metric):
-                            continue
-                        repeat = 0 if role == "validation" else args.repeat
-                        row, Z = _spawn(impl, method, metric, n, d, args, zdir, repeat, role)
-                        rows.append(row)
-                        case_rows.append(row)
-                        if Z is not None:
-                            zs[impl] = Z
-                        if "seconds" in row:
-                            mb = row["peak_rss_bytes"] / 2**20
-                            print(f"  {impl:12s} n={n:<8d} d={d:<4d} {method:8s} {metric:11s} "
-                                  f"{row['n_samples']} samples min {row['min_s']:.3f} median "
-                                  f"{row['median_s']:.3f} max {row['max_s']:.3f} s  peak RSS "
-                                  f"{mb:7.1f} MiB  (load {row['loadavg_before']}->"
-                                  f"{row['loadavg_after']})", flush=True)
-                        _write(out, meta, rows)
-                    if not case_rows:
-                        continue
-                    ref_scipy = None
-                    if n <= args.scipy_max_n:
-                        ref_scipy = _scipy_reference(make_data(n, d, args.seed), method, metric)
-                    elif ("cpu" not in zs and "fastcluster" not in zs and needs_cpu_ref
-                          and n <= args.cpu_ref_max_n and _supported("cpu", method, metric)):
-                        row, Z = _spawn("cpu", method, metric, n, d, args, zdir, 0, "reference")
-                        rows.append(row)
-                        case_rows.append(row)
-                        if Z is not None:
-                            zs["cpu"] = Z
-                    key = (method, metric, d)
-                    failures += _check_case(case_rows, zs, ref_scipy,
-                                            trust.get(key, (False, "our CPU engine was not "
-                                                                   "compared with scipy at a "
-                                                                   "smaller n")))
-                    cpu_row = next((r for r in case_rows if r["impl"] == "cpu"
-                                    and r.get("reference") == "scipy"), None)
-                    if cpu_row is not None and (key not in trust or trust[key][0]):
-                        trust[key] = ((True, n) if cpu_row["check"] == OK else
-                                      (False, f"our CPU engine differs from scipy at n={n}"))
-                    for r in case_rows:
-                        print(f"  {r['impl']:12s} n={n:<8d} d={d:<4d} {method:8s} {metric:11s} "
-                              f"[{r['role']}] check {r['check']}"
-                              + (f" vs {r['reference']}" if r.get("reference") else "")
-                              + (f" ({r['check_detail']})" if r.get("check_detail") else ""))
-                    _write(out, meta, rows)
+                for data in args.data:
+                    for method, metric in args.pairs:
+                        failures += _run_case(n, d, data, method, metric, impls, role, args,
+                                              zdir, rows, trust, needs_cpu_ref, out, meta)
     _summary(rows)
-    counts = {s: sum(r.get("check") == s for r in rows) for s in (OK, MISMATCH, UNCHECKED)}
-    print(f"checks: {counts[OK]} ok, {counts[MISMATCH]} MISMATCH, {counts[UNCHECKED]} unchecked")
+    counts = {s: sum(r.get("check") == s for r in rows) for s in CHECK_RESULTS}
+    print("checks: " + ", ".join(f"{counts[s]} {s}" for s in CHECK_RESULTS))
     print(f"results: {out}")
     return 1 if failures else 0
 
 
+def _fmt(v):
+    return "-" if v is None else f"{v:.3f}"
+
+
+def _config(r):
+    """A row's configuration, all but n: what a smaller-n check must share."""
+    return (r["impl"], r["method"], r["metric"], r["d"], r.get("data", "gaussian"))
+
+
+def _run_case(n, d, data, method, metric, impls, role, args, zdir, rows, trust,
+              needs_cpu_ref, out, meta):
+    """Run, check and print one (n, d, data, pair) case; append its rows; MISMATCH count."""
+    zs, case_rows, failures = {}, [], 0
+    for impl in impls:
+        if not _supported(impl, method, metric):
+            continue
+        repeat = 0 if role == "validation" else args.repeat
+        row, Z = _spawn(impl, method, metric, n, d, args, zdir, repeat, role, data)
+        rows.append(row)
+        case_rows.append(row)
+        if Z is not None:
+            zs[impl] = Z
+        if "seconds" in row:
+            mb = row["peak_rss_bytes"] / 2**20
+            print(f"  {impl:12s} n={n:<8d} d={d:<4d} {data:11s} {method:8s} {metric:11s} "
+                  f"{row['n_samples']} samples {[round(s, 3) for s in row['samples_s']]} "
+                  f"min {_fmt(row['min_s'])} median {_fmt(row['median_s'])} max "
+                  f"{_fmt(row['max_s'])} s  peak RSS {mb:7.1f} MiB  (load "
+                  f"{row['loadavg_before']}->{row['loadavg_after']})", flush=True)
+        _write(out, meta, rows)
+    if not case_rows:
+        return 0
+    ref_scipy = None
+    if n <= args.scipy_max_n:
+        ref_scipy = _scipy_reference(make_data(n, d, args.seed, data), method, metric)
+    elif ("cpu" not in zs and "fastcluster" not in zs and needs_cpu_ref
+          and n <= args.cpu_ref_max_n and _supported("cpu", method, metric)):
+        row, Z = _spawn("cpu", method, metric, n, d, args, zdir, 0, "reference", data)
+        rows.append(row)
+        case_rows.append(row)
+        if Z is not None:
+            zs["cpu"] = Z
+    key = (method, metric, d, data)
+    failures += _check_case(case_rows, zs, ref_scipy,
+                            trust.get(key, (False, "our CPU engine was not compared with "
+                                                   "scipy at a smaller n")))
+    cpu_row = next((r for r in case_rows if r["impl"] == "cpu"
+                    and r.get("reference") == "scipy"), None)
+    if cpu_row is not None and (key not in trust or trust[key][0]):
+        trust[key] = ((True, n) if cpu_row["check"] == OK else
+                      (False, f"our CPU engine differs from scipy at n={n}"))
+    # rows no reference reached: the same configuration at a smaller n of this run
+    mine = {id(r) for r in case_rows}
+    failures += check_by_smaller_n(
+        rows, lambda r: zs.get(r["impl"]) if id(r) in mine else None, _config, 1e-10)
+    for r in case_rows:
+        print(f"  {r['impl']:12s} n={n:<8d} d={d:<4d} {data:11s} {method:8s} {metric:11s} "
+              f"[{r['role']}] check {r['check']}"
+              + (f" vs {r['reference']}" if r.get("reference") else "")
+              + (f" ({r['check_detail']})" if r.get("check_detail") else ""))
+    _write(out, meta, rows)
+    return failures
+
+
 def _summary(rows):
     """Markdown: one line per row (median of the timed calls), with its check."""
-    print("\n| n | d | method | metric | impl | samples | min s | median s | max s | "
+    print("\n| n | d | data | method | metric | impl | samples | min s | median s | max s | "
           "/ fastcluster | peak RSS MiB | check |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    med = {(r["impl"], r["n"], r["d"], r["method"], r["metric"]): r.get("median_s")
-           for r in rows if r.get("role") == "timed"}
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+    def key_of(r):
+        return (r["n"], r["d"], r.get("data", "gaussian"), r["method"], r["metric"])
+    med = {(r["impl"],) + key_of(r): r.get("median_s") for r in rows if r.get("role") == "timed"}
 
     def f(v, scale=1.0):
         return "-" if v is None else f"{v / scale:.3g}"
-    for r in sorted(rows, key=lambda r: (r["n"], r["d"], r["method"], r["metric"],
-                                         r.get("role") != "timed", r["impl"])):
-        key = (r["n"], r["d"], r["method"], r["metric"])
-        fc = med.get(("fastcluster",) + key)
+    for r in sorted(rows, key=lambda r: key_of(r) + (r.get("role") != "timed", r["impl"])):
+        fc = med.get(("fastcluster",) + key_of(r))
         m = r.get("median_s")
         ratio = f(m / fc) if (m and fc and r["impl"] != "fastcluster") else "-"
         impl = r["impl"] + ("" if r.get("role") == "timed" else f" ({r.get('role')} call)")
         samples = "ERROR" if "error" in r else str(r.get("n_samples", "1 (untimed)"))
+        if r.get("n_samples") and r["n_samples"] < MIN_SAMPLES:  # no median: show them all
+            samples += " (" + ", ".join(f"{x:.3g} s" for x in r["samples_s"]) + ")"
         check = r.get("check", UNCHECKED) + (f" vs {r['reference']}" if r.get("reference") else "")
         if r.get("check_detail") and r.get("check") != OK:
             check += f" ({r['check_detail']})"
-        print(f"| {r['n']} | {r['d']} | {r['method']} | {r['metric']} | {impl} | {samples} | "
+        print(f"| {r['n']} | {r['d']} | {r.get('data', 'gaussian')} | {r['method']} | "
+              f"{r['metric']} | {impl} | {samples} | "
               f"{f(r.get('min_s'))} | {f(m)} | {f(r.get('max_s'))} | {ratio} | "
               f"{f(r.get('peak_rss_bytes'), 2**20)} | {check} |")
 

@@ -3,6 +3,8 @@
 #
 #   bash benchmarks/gpu_check.sh                       # default phases
 #   GPU_CHECK_PHASES=tests,D bash benchmarks/gpu_check.sh
+#   GPU_CHECK_PHASES=tests,T bash benchmarks/gpu_check.sh   # issue 12's target table
+#   GPU_CHECK_PHASES=cuhc bash benchmarks/gpu_check.sh      # beside cuhc 0.1.0
 #   GPU_CHECK_DRY_RUN=1 bash benchmarks/gpu_check.sh   # print the plan, run nothing
 #
 # Results (JSON per phase, logs, environment with device name, versions and commit,
@@ -32,6 +34,28 @@
 #      A100  dense, cuda-device, ward/single/average at 100k (our CPU, 40 GB per call)
 #      D1M   memory-saving, cuda, single and ward at 1e6 x 32: no reference fits,
 #            the rows print "unchecked" (the engine is checked at 100k by phase D)
+#      T     issue 12's target table in one call (GPU_CHECK_PHASES=tests,T; tests get
+#            GPU_CHECK_TEST_S, default 90 s, then T the rest of the 480 s), three
+#            sub-phases, each also selectable alone (T.dense, T.ms32, T.ms384):
+#        T.dense  dense, cuda-device: ward and average at 100k x 32, Gaussian and the
+#                 growing-gap line (_adversarial.py), and the same at 5000
+#        T.ms32   memory-saving, cuda: single and ward at 1e6 x 32, and at 10k
+#        T.ms384  memory-saving, cuda: average-cosine at 1e6 x 384, and at 5000 (scipy's
+#                 single-threaded cosine pdist at 10k x 384 alone takes tens of seconds)
+#            No reference fits at 100k (dense CPU: 40 GB and minutes) or 1e6: each
+#            big row is "checked-smaller-n": the same engine, method, data and d
+#            equal to scipy at the small n of the same call (ids exact, heights
+#            rtol 1e-10), plus its own full-n invariants (valid linkage, n - 1
+#            merges, sizes add up, heights non-decreasing); it stays "unchecked"
+#            (or MISMATCH) otherwise, never "ok". Rows of 1e6 take as many samples
+#            as fit --sample-budget-s (one or two: no median, the samples listed).
+#            The summary prints the target table (_common.TARGETS): "met" only
+#            for a checked row within its target.
+#      cuhc  bench_cuhc.py: cuhc 0.1.0 (float32) beside ours (float64 and float32)
+#            at cuhc's published sizes (ward 20k/100k/1e6, single 20k/1e6,
+#            complete/average 20k), all checked against scipy at 10k; cuhc comes
+#            from .whl/cuhc-*.whl (built off the device for sm_90), else is built
+#            there from .whl/cuhc-0.1.0.tar.gz with CMake. One call of its own.
 # 4. prints a summary: per phase the count of ok / MISMATCH / unchecked rows.
 # Every stage is time-boxed so the whole run ends inside GPU_CHECK_BUDGET_S seconds
 # (default 480); a stage that fails is logged and the next one runs.
@@ -41,9 +65,15 @@ PY="${PYTHON:-python3}"
 DRY="${GPU_CHECK_DRY_RUN:-0}"
 BUDGET="${GPU_CHECK_BUDGET_S:-480}"
 PHASES=",${GPU_CHECK_PHASES:-tests,A,D,B},"
-want() { [[ "$PHASES" == *",$1,"* ]]; }
+# want NAME: NAME or its group (T for T.dense) was asked for
+want() { [[ "$PHASES" == *",$1,"* || "$PHASES" == *",${1%%.*},"* ]]; }
 T0=$(date +%s)
-left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
+# a dry run spends each stage's whole limit on paper, so its plan shows the
+# limits a real run gets when every stage runs to its limit (15 s for installing)
+DRY_SPENT=0
+[ "$DRY" = 1 ] && DRY_SPENT=15
+left() { echo $(( BUDGET - ($(date +%s) - T0) - DRY_SPENT )); }
+exec 3>&1  # the terminal, for the dry run's plan lines
 
 device=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 slug=$(echo "${device:-no-gpu}" | tr 'A-Z' 'a-z' | sed -E 's/[^a-z0-9]+/-/g; s/^-|-$//g')
@@ -56,7 +86,11 @@ note() { echo "$*" | tee -a "$SUMMARY"; }
 # run LIMIT CMD...: time-boxed, or only printed in a dry run
 run() {
   local limit=$1; shift
-  if [ "$DRY" = 1 ]; then echo "DRY-RUN (limit ${limit}s): $*" | tee -a "$SUMMARY" >&2; return 0; fi
+  if [ "$DRY" = 1 ]; then
+    echo "DRY-RUN (limit ${limit}s): $*" | tee -a "$SUMMARY" >&3
+    DRY_SPENT=$(( DRY_SPENT + limit ))
+    return 0
+  fi
   timeout -k 5 "$limit" "$@"
 }
 
@@ -72,7 +106,7 @@ fi
   echo "commit: $commit (tracked files modified: $dirty)"
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   "$PY" -c "import sys, numpy, scipy, numba; print('python', sys.version.split()[0], 'numpy', numpy.__version__, 'scipy', scipy.__version__, 'numba', numba.__version__)"
-  "$PY" -m pip list 2>/dev/null | grep -i -E '^(cupy|numba-cuda|cuda-bindings|nvidia-nvvm|nvidia-cuda-nvrtc|fastcluster) '
+  "$PY" -m pip list 2>/dev/null | grep -i -E '^(cupy|numba-cuda|cuda-bindings|nvidia-nvvm|nvidia-cuda-nvrtc|fastcluster|cuhc) '
 } >"$OUT/environment.txt" 2>&1
 note "device: ${device:-none}; commit $commit (modified: $dirty); phases ${PHASES//,/ }"
 
@@ -94,6 +128,8 @@ fi
 # --- 2. GPU tests -------------------------------------------------------------
 if want tests; then
   TEST_S=$(( $(left) / 3 ))
+  # with the one-call phases the tests get a fixed share, the table the rest
+  if want T || want cuhc; then TEST_S=${GPU_CHECK_TEST_S:-90}; fi
   run "$TEST_S" "$PY" -m pytest -m gpu -x -q -p no:cacheprovider --durations=15 \
     ${GPU_CHECK_K:+-k "$GPU_CHECK_K"} tests >"$OUT/pytest_gpu.log" 2>&1
   note "pytest -m gpu (rc=$?, limit ${TEST_S}s): $(grep -E '(passed|failed|error|skipped)' "$OUT/pytest_gpu.log" 2>/dev/null | tail -1)"
@@ -107,8 +143,13 @@ phase() {
   local limit=$(( ($(left) - 15) * share / 100 ))
   if [ "$limit" -lt 30 ]; then note "bench $name: skipped (no time left)"; return; fi
   echo "=== phase $name: $script $* (limit ${limit}s)" >>"$OUT/bench.log"
-  local out=(--json "$OUT/bench_$name.json")
-  [ "$script" = bench_lowmem.py ] && out=(--out "$OUT/bench_$name.json")
+  # the script's own per-worker limit, inside the phase's: a slow case is
+  # recorded as an error row instead of the whole phase being killed
+  local wl=$(( limit > 60 ? limit - 20 : limit ))
+  local out=(--json "$OUT/bench_$name.json" --case-timeout "$wl")
+  case "$script" in
+    bench_lowmem.py|bench_cuhc.py) out=(--out "$OUT/bench_$name.json" --timeout "$wl") ;;
+  esac
   run "$limit" "$PY" "benchmarks/$script" "$@" "${out[@]}" >>"$OUT/bench.log" 2>&1
   note "bench $name rc=$? (limit ${limit}s): $script $*"
 }
@@ -132,22 +173,81 @@ phase A100 90 bench_linkage.py --backends cuda-device --sizes 100000 --dims 32 \
 phase D1M 90 bench_lowmem.py --sizes 1000000 --dims 32 --pairs single:euclidean,ward:euclidean \
   --cpu-ref-max-n 0 "${LOWMEM[@]}"
 
+# T: issue 12's target table. Expected (projections, not measurements): T.dense
+# 40-90 s (ward 100k was 1.05 s per call on an H100; 8 timed cases + JIT;
+# the growing-gap rows are unknown and bounded by the case timeout); T.ms32
+# 100-140 s (single 1e6 5.8 s and ward 1e6 10.3 s per call at the rate of
+# results/gpu-work-count.json, 15-20 s at a realistic 50-65 % of it); T.ms384
+# the rest, ~150 s (average-cosine 1e6 x 384: 107 s at that rate, above the
+# 60 s target, so a timeout there is recorded as an ERROR row: not met).
+if want T; then
+  note "plan T (projections, not measurements): T.dense 40-90 s, T.ms32 100-140 s," \
+       "T.ms384 ~150 s (or its limit)"
+fi
+TMS=(--impls cuda --scipy-max-n 10000 --cpu-ref-max-n 0 --repeat 3)
+phase T.dense 25 bench_linkage.py --backends cuda-device --sizes 5000,100000 --dims 32 \
+  --methods ward,average --data gaussian,growing_gap --low-memory false --ref-max-n 5000 \
+  --cpu-max-n 0 --cpu-ref-max-n 0 --repeat 3 --isolate case
+phase T.ms32 50 bench_lowmem.py --sizes 10000,1000000 --dims 32 \
+  --pairs single:euclidean,ward:euclidean --sample-budget-s 25 "${TMS[@]}"
+phase T.ms384 95 bench_lowmem.py --sizes 5000,1000000 --dims 384 --pairs average:cosine \
+  --sample-budget-s 1 --impls cuda --scipy-max-n 5000 --cpu-ref-max-n 0 --repeat 3
+
+# cuhc: needs cuhc importable; the carried wheel was built for sm_90 off the
+# device; if it does not load, build the library from the carried sdist here.
+if want cuhc && [ "$DRY" != 1 ]; then
+  if ! "$PY" -c "import cuhc" >>"$OUT/install.log" 2>&1; then
+    src=$(ls .whl/cuhc-*.tar.gz 2>/dev/null | head -1)
+    if [ -n "$src" ]; then
+      rm -rf /tmp/cuhc-src && mkdir -p /tmp/cuhc-src \
+        && tar xzf "$src" -C /tmp/cuhc-src --strip-components=1 \
+        && timeout 300 cmake -S /tmp/cuhc-src -B /tmp/cuhc-build -DCMAKE_CUDA_ARCHITECTURES=90 \
+             -DCMAKE_BUILD_TYPE=Release >>"$OUT/install.log" 2>&1 \
+        && timeout 300 cmake --build /tmp/cuhc-build -j "$(nproc)" --target cuhc \
+             >>"$OUT/install.log" 2>&1 \
+        && export PYTHONPATH="/tmp/cuhc-src/python${PYTHONPATH:+:$PYTHONPATH}"
+    fi
+  fi
+  if "$PY" -c "import cuhc" >>"$OUT/install.log" 2>&1; then
+    note "cuhc: importable ($("$PY" -c 'import cuhc; print(cuhc.__file__)'))"
+  else
+    note "cuhc: NOT importable (no wheel, no sdist, or the build failed: install.log);" \
+         "its rows are ERROR"
+  fi
+fi
+phase cuhc 95 bench_cuhc.py --check-n 10000 --sample-budget-s 5
+
 # --- 4. summary ------------------------------------------------------------------
 note "--- failures (pytest) ---"
 grep -E '^(FAILED|ERROR)|Error' "$OUT/pytest_gpu.log" 2>/dev/null | head -8 | tee -a "$SUMMARY"
-note "--- benchmark checks per phase (every row: ok / MISMATCH / unchecked) ---"
+note "--- benchmark checks per phase (every row: ok / MISMATCH / checked-smaller-n / unchecked) ---"
 if [ "$DRY" != 1 ]; then
   "$PY" - "$OUT" <<'EOF' | tee -a "$SUMMARY"
 import glob, json, os, sys
+names = ("ok", "MISMATCH", "checked-smaller-n", "unchecked")
 for path in sorted(glob.glob(os.path.join(sys.argv[1], "bench_*.json"))):
     rows = json.load(open(path))["results"]
-    count = {s: sum(r.get("check") == s for r in rows) for s in ("ok", "MISMATCH", "unchecked")}
-    print(f"{os.path.basename(path)}: {len(rows)} rows: {count['ok']} ok, "
-          f"{count['MISMATCH']} MISMATCH, {count['unchecked']} unchecked")
+    count = {s: sum(r.get("check") == s for r in rows) for s in names}
+    print(f"{os.path.basename(path)}: {len(rows)} rows: "
+          + ", ".join(f"{count[s]} {s}" for s in names))
     for r in rows:
         if r.get("check") != "ok":
-            print(f"   {r['check']}: {r['impl']} n={r['n']} d={r['d']} {r['method']} "
-                  f"[{r.get('role')}] {r.get('check_detail', '')}")
+            print(f"   {r.get('check')}: {r['impl']} n={r['n']} d={r['d']} {r['method']} "
+                  f"{r.get('data', '')} [{r.get('role')}] {r.get('check_detail', '')}")
+EOF
+fi
+if want T; then
+  note "--- issue 12 target table (met = checked and within target) ---"
+  "$PY" - "$OUT" "$ROOT/benchmarks" "$DRY" <<'EOF' | tee -a "$SUMMARY"
+import json, os, sys
+sys.path.insert(0, sys.argv[2])
+from _common import target_table
+def rows(name):
+    path = os.path.join(sys.argv[1], name)
+    if sys.argv[3] == "1" or not os.path.exists(path):
+        return None
+    return json.load(open(path))["results"]
+print("\n".join(target_table(rows)))
 EOF
 fi
 grep -E 'WRONG RESULT|raised or timed out' "$OUT/bench.log" 2>/dev/null | tee -a "$SUMMARY"
