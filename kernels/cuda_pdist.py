@@ -63,6 +63,19 @@ def row_norms(X, xp=np, tpb=None):
     return norms
 
 
+
+@cuda.jit(device=True, inline="always", cache=NUMBA_CACHE)
+def _load_rows(X, dst, row0, nrows, k0, t, tpb):
+    """Rows row0 .. row0 + nrows - 1, coordinates k0 .. k0 + KC - 1 of X into the
+    shared tile ``dst`` (zeros past the data), the block's threads striding."""
+    n, d = X.shape
+    for e in range(t, nrows * KC, tpb):
+        r = e // KC
+        c = e - r * KC
+        i = row0 + r
+        k = k0 + c
+        dst[r, c] = X[i, k] if (i < n and k < d) else 0.0
+
 @cuda.jit(device=True, cache=NUMBA_CACHE)
 def _tile(code, X, norms, out, n, d, p):
     """Fill the output tile of this block (see module docstring).
@@ -88,18 +101,8 @@ def _tile(code, X, norms, out, n, d, p):
         for r in range(ROWS):
             acc[lane, r] = 0.0
     for k0 in range(0, d, KC):
-        for e in range(t, ROWS * KC, tpb):
-            r = e // KC
-            c = e - r * KC
-            i = i0 + r
-            k = k0 + c
-            xi[r, c] = X[i, k] if (i < n and k < d) else 0.0
-        for e in range(t, tpb * KC, tpb):
-            r = e // KC
-            c = e - r * KC
-            j = j0 + r
-            k = k0 + c
-            xj[r, c] = X[j, k] if (j < n and k < d) else 0.0
+        _load_rows(X, xi, i0, ROWS, k0, t, tpb)
+        _load_rows(X, xj, j0, tpb, k0, t, tpb)
         cuda.syncthreads()
         kc = min(KC, d - k0)
         for c in range(kc):
