@@ -16,9 +16,12 @@ Check results (one per benchmark row, DESIGN.md sec. 5, anti-pattern 8):
 * ``unchecked``: nothing was compared. Never printed as ``ok``.
 """
 
+import json
+import os
 import platform
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -395,3 +398,28 @@ def target_table(load_rows):
         lines.append(f"| {t['case']} | {meas} | {samples} | {target} | {check} | {verdict} | "
                      f"{t['projection']} |")
     return lines
+
+
+# A worker process prints each result row on a line of its own after this tag.
+RESULT_TAG = "@@RESULT "
+
+
+def spawn_worker(script, spec, timeout):
+    """Run ``script --worker SPEC_JSON`` in a fresh Python process.
+
+    Returns ``(rows, tail, rc)``: the rows it printed after ``RESULT_TAG``
+    (also those printed before a crash or a timeout), the last three lines of
+    its stderr joined by `` | `` (or the timeout), and its exit status (None
+    after a timeout). The caller turns the cases it did not finish into error
+    rows.
+    """
+    cmd = [sys.executable, os.path.abspath(script), "--worker", json.dumps(spec)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        out, err, rc = proc.stdout, proc.stderr, proc.returncode
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        err, rc = f"timed out after {timeout} s", None
+    rows = [json.loads(ln[len(RESULT_TAG):]) for ln in out.splitlines()
+            if ln.startswith(RESULT_TAG)]
+    return rows, " | ".join((err or "").strip().splitlines()[-3:]), rc

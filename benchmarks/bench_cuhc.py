@@ -58,8 +58,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import (CHECK_RESULTS, MIN_SAMPLES, MISMATCH, OK, UNCHECKED, check_by_smaller_n,
-                     compare_linkage, cpu_model, provenance, sample_stats, version)
+from _common import (CHECK_RESULTS, MIN_SAMPLES, MISMATCH, OK, RESULT_TAG, UNCHECKED,
+                     check_by_smaller_n, compare_linkage, cpu_model, provenance, sample_stats,
+                     spawn_worker, version)
 
 IMPLS = ("cuhc", "ours64", "ours32")
 METHODS = ("single", "complete", "average", "ward")
@@ -70,7 +71,6 @@ PUBLISHED = {("ward", 20000): 0.038, ("ward", 100000): 0.53, ("ward", 1000000): 
 DEFAULT_CASES = ",".join(f"{m}:{n}" for m, n in PUBLISHED)
 RTOL = {"ours64": 1e-10, "ours32": 1e-5, "cuhc": 1e-5}
 WARMUP_N = 2000
-RESULT_TAG = "@@RESULT "
 
 
 def make_data(n, d, seed):
@@ -216,17 +216,8 @@ def _spawn(impl, method, sizes, args, zdir):
     spec = dict(impl=impl, method=method, sizes=sizes, d=args.d, seed=args.seed,
                 repeat=args.repeat, sample_budget_s=args.sample_budget_s,
                 low_memory=args.low_memory, ours_backend=args.ours_backend, zdir=zdir)
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-        out, err, rc = proc.stdout, proc.stderr, proc.returncode
-    except subprocess.TimeoutExpired as exc:
-        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        err, rc = f"timed out after {args.timeout} s", None
-    rows = [json.loads(ln[len(RESULT_TAG):]) for ln in out.splitlines()
-            if ln.startswith(RESULT_TAG)]
+    rows, tail, rc = spawn_worker(__file__, spec, args.timeout)
     done = {r["n"] for r in rows}
-    tail = " | ".join((err or "").strip().splitlines()[-3:])
     for n, role in sizes:  # a crash or timeout: every unfinished size says so
         if n not in done:
             rows.append(dict(impl=impl, method=method, n=n, d=args.d, role=role,

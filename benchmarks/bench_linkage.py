@@ -65,7 +65,6 @@ import json
 import os
 import platform
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -74,9 +73,10 @@ from pathlib import Path
 import numpy as np
 from _adversarial import NAMES as DATA_SETS
 from _adversarial import make as make_adversarial
-from _common import (CHECK_RESULTS, MIN_SAMPLES, MISMATCH, OK, UNCHECKED, add_reference_options,
-                     check_by_smaller_n, compare_linkage, cpu_model, measure, process_peak_bytes,
-                     provenance, sample_stats, validation_n, version)
+from _common import (CHECK_RESULTS, MIN_SAMPLES, MISMATCH, OK, RESULT_TAG, UNCHECKED,
+                     add_reference_options, check_by_smaller_n, compare_linkage, cpu_model, measure,
+                     process_peak_bytes, provenance, sample_stats, spawn_worker, validation_n,
+                     version)
 
 ALL_METHODS = ["single", "complete", "average", "weighted", "ward", "centroid", "median"]
 ALL_IMPLS = ["cpu", "cuda", "cuda-device", "scipy", "fastcluster"]
@@ -85,7 +85,6 @@ GPU_IMPLS = ("cuda", "cuda-device")
 # worker order: the references (scipy, then fastcluster, then our CPU engine)
 # before the rows they check, so every printed row already has its check
 RUN_ORDER = ["scipy", "fastcluster", "cpu", "cuda", "cuda-device"]
-RESULT_TAG = "@@RESULT "
 RTOL = 1e-10  # float64 heights against the reference (DESIGN.md sec. 4)
 QUICK = dict(sizes=[300, 1000], methods=["single", "average", "ward"])
 
@@ -407,23 +406,11 @@ def _plan(args, impls):
 def _run_job(impl, cases, args, zdir):
     spec = {"impl": impl, "cases": cases, "seed": args.seed, "repeat": args.repeat,
             "zdir": zdir, "low_memory": args.low_memory}
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
-    rows = []
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.case_timeout)
-        out, err, rc = proc.stdout, proc.stderr, proc.returncode
-    except subprocess.TimeoutExpired as exc:
-        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-        err, rc = f"timed out after {args.case_timeout} s", None
-    for line in out.splitlines():
-        if line.startswith(RESULT_TAG):
-            rows.append(json.loads(line[len(RESULT_TAG):]))
+    rows, tail, rc = spawn_worker(__file__, spec, args.case_timeout)
     done = {(r["n"], r["d"], r["method"], r.get("data", "gaussian"), r["role"]) for r in rows}
     for c in cases:  # a crash or timeout: every unfinished case says so
         if (c["n"], c["d"], c["method"], c.get("data", "gaussian"), c["role"]) not in done:
-            tail = (err or "").strip().splitlines()[-3:]
-            rows.append({"impl": impl, **c,
-                         "error": f"worker rc={rc}: {' | '.join(tail)}"[:500]})
+            rows.append({"impl": impl, **c, "error": f"worker rc={rc}: {tail}"[:500]})
     return rows
 
 

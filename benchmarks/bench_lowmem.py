@@ -66,11 +66,10 @@ from pathlib import Path
 import numpy as np
 from _adversarial import NAMES as DATA_SETS
 from _adversarial import make as make_adversarial
-from _common import (CHECK_RESULTS, MIN_SAMPLES, MISMATCH, OK, UNCHECKED, add_reference_options,
-                     check_by_smaller_n, compare_linkage, cpu_model, measure, process_peak_bytes,
-                     provenance, sample_stats, validation_n, version)
+from _common import (CHECK_RESULTS, MIN_SAMPLES, MISMATCH, OK, RESULT_TAG, UNCHECKED,
+                     add_reference_options, check_by_smaller_n, compare_linkage, cpu_model, measure,
+                     process_peak_bytes, provenance, sample_stats, validation_n, version)
 
-RESULT_TAG = "@@RESULT "
 ALL_IMPLS = ["cpu", "cuda", "fastcluster", "dense"]
 DEFAULT_PAIRS = "single:euclidean,ward:euclidean,centroid:euclidean,median:euclidean,average:cosine"
 FASTCLUSTER_SINGLE_METRICS = {"euclidean", "sqeuclidean", "cityblock", "chebyshev", "minkowski",
