@@ -58,16 +58,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import (CHECK_RESULTS, MIN_SAMPLES, MISMATCH, OK, RESULT_TAG, UNCHECKED,
+from _common import (CHECK_RESULTS, CUHC_PUBLISHED, MIN_SAMPLES, MISMATCH, OK, RESULT_TAG, UNCHECKED,
                      check_by_smaller_n, compare_linkage, cpu_model, provenance, sample_stats,
                      spawn_worker, version)
 
 IMPLS = ("cuhc", "ours64", "ours32")
 METHODS = ("single", "complete", "average", "ward")
-# cuhc's published cases (README, RTX 3080, n x 32 standard normal): n -> seconds
-PUBLISHED = {("ward", 20000): 0.038, ("ward", 100000): 0.53, ("ward", 1000000): 51.0,
-             ("single", 20000): 0.027, ("single", 1000000): 34.0,
-             ("complete", 20000): 0.41, ("average", 20000): 0.41}
+PUBLISHED = CUHC_PUBLISHED  # (method, n) -> seconds on an RTX 3080 (cuhc's README)
 DEFAULT_CASES = ",".join(f"{m}:{n}" for m, n in PUBLISHED)
 RTOL = {"ours64": 1e-10, "ours32": 1e-5, "cuhc": 1e-5}
 WARMUP_N = 2000

@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/gpu_check.sh                       # default phases
 #   GPU_CHECK_PHASES=tests,D bash benchmarks/gpu_check.sh
-#   GPU_CHECK_PHASES=tests,T bash benchmarks/gpu_check.sh   # issue 12's target table
+#   GPU_CHECK_PHASES=T bash benchmarks/gpu_check.sh         # issue 12's whole target table
 #   GPU_CHECK_PHASES=cuhc bash benchmarks/gpu_check.sh      # beside cuhc 0.1.0
 #   GPU_CHECK_DRY_RUN=1 bash benchmarks/gpu_check.sh   # print the plan, run nothing
 #
@@ -34,9 +34,9 @@
 #      A100  dense, cuda-device, ward/single/average at 100k (our CPU, 40 GB per call)
 #      D1M   memory-saving, cuda, single and ward at 1e6 x 32: no reference fits,
 #            the rows print "unchecked" (the engine is checked at 100k by phase D)
-#      T     issue 12's target table in one call (GPU_CHECK_PHASES=tests,T; tests get
-#            GPU_CHECK_TEST_S, default 90 s, then T the rest of the 480 s), three
-#            sub-phases, each also selectable alone (T.dense, T.ms32, T.ms384):
+#      T     issue 12's whole target table in one call (GPU_CHECK_PHASES=T; the tests
+#            need a call of their own; with tests,T they get GPU_CHECK_TEST_S, default
+#            90 s, and T the rest), five sub-phases, each also selectable alone:
 #        T.dense  dense, cuda-device: ward and average at 100k x 32, Gaussian and the
 #                 growing-gap line (_adversarial.py), and the same at 5000
 #        T.ms32   memory-saving, cuda: single and ward at 1e6 x 32, and at 10k
@@ -49,8 +49,11 @@
 #            merges, sizes add up, heights non-decreasing); it stays "unchecked"
 #            (or MISMATCH) otherwise, never "ok". Rows of 1e6 take as many samples
 #            as fit --sample-budget-s (one or two: no median, the samples listed).
+#        T.cuhc   cuhc 0.1.0 (float32) and ours64 at cuhc's published sizes below 1e6
+#                 (ward 20k/100k, single/complete/average 20k), checked at 5000
+#        T.cuhc1M cuhc alone at 1e6 (ward, single): ours at 1e6 are T.ms32's rows
 #            The summary prints the target table (_common.TARGETS): "met" only
-#            for a checked row within its target.
+#            for a checked row within its target (vs cuhc: strictly faster).
 #      cuhc  bench_cuhc.py: cuhc 0.1.0 (float32) beside ours (float64 and float32)
 #            at cuhc's published sizes (ward 20k/100k/1e6, single 20k/1e6,
 #            complete/average 20k), all checked against scipy at 10k; cuhc comes
@@ -173,29 +176,32 @@ phase A100 90 bench_linkage.py --backends cuda-device --sizes 100000 --dims 32 \
 phase D1M 90 bench_lowmem.py --sizes 1000000 --dims 32 --pairs single:euclidean,ward:euclidean \
   --cpu-ref-max-n 0 "${LOWMEM[@]}"
 
-# T: issue 12's target table. Expected (projections, not measurements): T.dense
-# 40-90 s (ward 100k was 1.05 s per call on an H100; 8 timed cases + JIT;
-# the growing-gap rows are unknown and bounded by the case timeout); T.ms32
-# 100-140 s (single 1e6 5.8 s and ward 1e6 10.3 s per call at the rate of
-# results/gpu-work-count.json, 15-20 s at a realistic 50-65 % of it); T.ms384
-# the rest, ~150 s (average-cosine 1e6 x 384: 107 s at that rate, above the
-# 60 s target, so a timeout there is recorded as an ERROR row: not met).
+# T: issue 12's whole target table in one call (GPU_CHECK_PHASES=T, no tests:
+# they have a call of their own). Order: our targets first, cuhc beside them
+# last. Expected (projections, not measurements; benchmarks/_instruction_model.py
+# on results/gpu-work-count.json): T.dense 40-90 s (ward 100k was 1.05 s per
+# call on an H100; 8 timed cases + JIT; growing-gap rows bounded by the case
+# timeout); T.ms32 80-130 s (single and ward 1e6 x 32 at 6-15 s per call);
+# T.ms384 the average-cosine 1e6 x 384 row, 60-110 s (its 60 s target is at
+# risk; a timeout is an ERROR row: not met); T.cuhc cuhc and ours64 at cuhc's
+# published sizes below 1e6 (dense for ours); T.cuhc1M cuhc alone at 1e6 (our
+# 1e6 rows are T.ms32's), one sample each.
 if want T; then
-  note "plan T (projections, not measurements): T.dense 40-90 s, T.ms32 100-140 s," \
-       "T.ms384 ~150 s (or its limit)"
+  note "plan T (projections, not measurements): T.dense 40-90 s, T.ms32 80-130 s," \
+       "T.ms384 60-110 s (or its limit), T.cuhc and T.cuhc1M the rest"
 fi
 TMS=(--impls cuda --scipy-max-n 10000 --cpu-ref-max-n 0 --repeat 3)
-phase T.dense 25 bench_linkage.py --backends cuda-device --sizes 5000,100000 --dims 32 \
+phase T.dense 18 bench_linkage.py --backends cuda-device --sizes 5000,100000 --dims 32 \
   --methods ward,average --data gaussian,growing_gap --low-memory false --ref-max-n 5000 \
   --cpu-max-n 0 --cpu-ref-max-n 0 --repeat 3 --isolate case
-phase T.ms32 50 bench_lowmem.py --sizes 10000,1000000 --dims 32 \
+phase T.ms32 30 bench_lowmem.py --sizes 10000,1000000 --dims 32 \
   --pairs single:euclidean,ward:euclidean --sample-budget-s 25 "${TMS[@]}"
-phase T.ms384 95 bench_lowmem.py --sizes 5000,1000000 --dims 384 --pairs average:cosine \
+phase T.ms384 40 bench_lowmem.py --sizes 5000,1000000 --dims 384 --pairs average:cosine \
   --sample-budget-s 1 --impls cuda --scipy-max-n 5000 --cpu-ref-max-n 0 --repeat 3
 
 # cuhc: needs cuhc importable; the carried wheel was built for sm_90 off the
 # device; if it does not load, build the library from the carried sdist here.
-if want cuhc && [ "$DRY" != 1 ]; then
+if { want cuhc || want T.cuhc; } && [ "$DRY" != 1 ]; then
   if ! "$PY" -c "import cuhc" >>"$OUT/install.log" 2>&1; then
     src=$(ls .whl/cuhc-*.tar.gz 2>/dev/null | head -1)
     if [ -n "$src" ]; then
@@ -215,6 +221,10 @@ if want cuhc && [ "$DRY" != 1 ]; then
          "its rows are ERROR"
   fi
 fi
+phase T.cuhc 50 bench_cuhc.py --impls cuhc,ours64 --check-n 5000 --sample-budget-s 3 \
+  --cases ward:20000,ward:100000,single:20000,complete:20000,average:20000
+phase T.cuhc1M 95 bench_cuhc.py --impls cuhc --check-n 5000 --sample-budget-s 1 \
+  --cases ward:1000000,single:1000000
 phase cuhc 95 bench_cuhc.py --check-n 10000 --sample-budget-s 5
 
 # --- 4. summary ------------------------------------------------------------------

@@ -325,7 +325,7 @@ def test_bench_cuhc_refuses_bad_cases(tmp_path):
 # Issue 12's target table and gpu_check.sh's plan
 
 
-def _t_rows(ward_s=0.25, ward_check=OK, gap_s=0.4, gap_check=SMALLER_N):
+def _t_rows(ward_s=0.25, ward_check=OK, gap_s=0.4, gap_check=SMALLER_N, ours_s=0.04):
     return {"bench_T.dense.json": [
         {"impl": "cuda-device", "n": 100000, "d": 32, "method": "ward", "data": "gaussian",
          "role": "timed", "median_s": ward_s, "n_samples": 3, "check": ward_check},
@@ -337,7 +337,15 @@ def _t_rows(ward_s=0.25, ward_check=OK, gap_s=0.4, gap_check=SMALLER_N):
          "check": SMALLER_N},
         {"impl": "cuda", "n": 1000000, "d": 32, "method": "single", "metric": "euclidean",
          "role": "timed", "error": "TimeoutExpired: ... timed out after 114.0 seconds",
-         "check": UNCHECKED}]}
+         "check": UNCHECKED}],
+        "bench_T.cuhc.json": [
+        {"impl": "ours64", "n": 20000, "d": 32, "method": "ward", "role": "timed",
+         "median_s": ours_s, "seconds": ours_s, "n_samples": 3, "check": SMALLER_N},
+        {"impl": "cuhc", "n": 20000, "d": 32, "method": "ward", "role": "timed",
+         "median_s": 0.05, "seconds": 0.05, "n_samples": 3, "check": SMALLER_N}],
+        "bench_T.cuhc1M.json": [
+        {"impl": "cuhc", "n": 1000000, "d": 32, "method": "ward", "role": "timed",
+         "median_s": None, "seconds": 20.0, "n_samples": 1, "check": SMALLER_N}]}
 
 
 def test_target_table_meets_only_checked_rows():
@@ -359,21 +367,33 @@ def test_target_table_meets_only_checked_rows():
         "ward 100 000 x 32, dense, device-resident"]
     assert "| NOT met |" in lines(ward_s=0.31)["ward 100 000 x 32, dense, device-resident"]
     assert "| NOT met |" in lines(gap_s=0.51)["growing-gap line 100 000 x 32, ward, dense"]
+    # beside cuhc: strictly faster; the 1e6 rows compare two phases' files
+    cuhc20k = "ward 20 000 x 32 vs cuhc (ours float64, cuhc float32)"
+    assert "< cuhc (0.05 s): < 0.05 s | checked-smaller-n | met |" in got[cuhc20k]
+    assert "| NOT met |" in lines(ours_s=0.05)[cuhc20k]
+    assert "| 12 | 1 | < cuhc (20 s): < 20 s | checked-smaller-n | met |" in got[
+        "ward 1 000 000 x 32 vs cuhc (ours float64, cuhc float32)"]
+    assert "published RTX 3080 time: 34.0 s" in got[
+        "single 1 000 000 x 32 vs cuhc (ours float64, cuhc float32)"]
 
 
 def test_gpu_check_dry_run_plans_the_whole_table_within_budget(tmp_path):
-    env = dict(os.environ, GPU_CHECK_DRY_RUN="1", GPU_CHECK_PHASES="tests,T",
+    env = dict(os.environ, GPU_CHECK_DRY_RUN="1", GPU_CHECK_PHASES="T",
                PYTHON=sys.executable, OUT=str(tmp_path))
     proc = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu_check.sh")], cwd=ROOT,
                           capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     plan = [ln for ln in proc.stdout.splitlines() if ln.startswith("DRY-RUN (limit ")]
     limits = [int(ln.split("limit ")[1].split("s)")[0]) for ln in plan]
-    assert len(plan) == 4 and sum(limits) + 15 <= 480, plan
+    # one call, no tests: the five sub-phases of T, inside 8 minutes
+    assert len(plan) == 5 and sum(limits) + 15 <= 480, plan
     text = "\n".join(plan)
     assert "--data gaussian,growing_gap" in text and "--sizes 5000,100000" in text
     assert "--sizes 10000,1000000 --dims 32" in text and "--dims 384" in text
-    for name in ("T.dense", "T.ms32", "T.ms384"):
+    assert "--cases ward:1000000,single:1000000" in text
+    for name in ("T.dense", "T.ms32", "T.ms384", "T.cuhc", "T.cuhc1M"):
         assert f"bench_{name}.json" in text
-    assert proc.stdout.count("| not run (phase missing) |") == 6
+    from _common import TARGETS
+
+    assert proc.stdout.count("| not run (phase missing) |") == len(TARGETS) == 13
     assert "projections, not measurements" in proc.stdout
