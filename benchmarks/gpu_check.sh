@@ -54,6 +54,9 @@
 #        T.cuhc1M cuhc alone at 1e6 (ward, single): ours at 1e6 are T.ms32's rows
 #            The summary prints the target table (_common.TARGETS): "met" only
 #            for a checked row within its target (vs cuhc: strictly faster).
+#      X     bench_crossover.py: the GPU crossovers of backend='auto' (cpu vs cuda,
+#            n = 500..16000) and low_memory=None (dense vs memory-saving, 20k..100k),
+#            every row checked; apply with bench_crossover.py --apply (off the device)
 #      cuhc  bench_cuhc.py: cuhc 0.1.0 (float32) beside ours (float64 and float32)
 #            at cuhc's published sizes (ward 20k/100k/1e6, single 20k/1e6,
 #            complete/average 20k), all checked against scipy at 10k; cuhc comes
@@ -226,6 +229,17 @@ phase T.cuhc 50 bench_cuhc.py --impls cuhc,ours64 --check-n 5000 --sample-budget
 phase T.cuhc1M 95 bench_cuhc.py --impls cuhc --check-n 5000 --sample-budget-s 1 \
   --cases ward:1000000,single:1000000
 phase cuhc 95 bench_cuhc.py --check-n 10000 --sample-budget-s 5
+
+# X: the GPU crossovers of backend='auto' and low_memory=None (bench_crossover.py;
+# JSON in $OUT/crossover.json; then, in the repository, not on the device:
+# python benchmarks/bench_crossover.py --apply <that JSON>, and commit both).
+if want X; then
+  limit=$(( $(left) - 15 ))
+  echo "=== phase X: bench_crossover.py (limit ${limit}s)" >>"$OUT/bench.log"
+  run "$limit" "$PY" benchmarks/bench_crossover.py --out "$OUT/crossover.json" \
+    --timeout $(( limit / 10 > 30 ? limit / 10 : 30 )) >>"$OUT/bench.log" 2>&1
+  note "bench X rc=$? (limit ${limit}s): $(grep '^recommendation' "$OUT/bench.log" | tail -1)"
+fi
 
 # --- 4. summary ------------------------------------------------------------------
 note "--- failures (pytest) ---"

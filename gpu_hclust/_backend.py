@@ -25,10 +25,9 @@ from .kernels.host import is_cupy_array, to_host  # noqa: F401 (re-exported)
 
 BACKENDS = ("auto", "cpu", "cuda")
 
-# Smallest n for which 'auto' sends NumPy input to the GPU: below it the
-# transfer and kernel launch latency outweigh the work. Provisional until the
-# GPU benchmark (benchmarks/bench_linkage.py) measures the crossover.
-AUTO_CUDA_MIN_N = 2048
+# Smallest n for which 'auto' sends NumPy input to the GPU (and where that
+# value came from): ``_crossovers``.
+from ._crossovers import AUTO_CUDA_MIN_N  # noqa: E402
 
 _INSTALL_HINT = (
     'install the CUDA extra matching your driver: pip install "gpu-hclust[cuda13]" '

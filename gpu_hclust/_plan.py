@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._backend import resolve_backend, simulator_enabled
+from ._crossovers import GPU_MEMORY_SAVING_MIN_N
 from ._memory import (
     check_fits,
     dense_bytes,
@@ -181,7 +182,10 @@ def _memory_saving(low_memory, inp, spec, chosen, dense, available):
 def _memory_saving_is_faster(inp, spec, chosen):
     """True where the memory-saving path was measured faster than the dense one."""
     if chosen != "cpu":
-        return False  # GPU crossover not measured: only when the matrix does not fit
+        # GPU: measured per family (``_crossovers``); unmeasured, only when the
+        # matrix does not fit
+        min_n = GPU_MEMORY_SAVING_MIN_N.get(spec.family)
+        return min_n is not None and inp.n >= min_n
     if spec.family == "mst":
         return inp.n > _PRIM_ON_THE_FLY_MIN_N
     if spec.family == "reducible":

@@ -56,7 +56,7 @@ def collect_info():
     """
     import numba
 
-    from .. import _backend, _memory
+    from .. import _backend, _crossovers, _memory
     from .._version import __version__
 
     devices, cuda_versions = _backend.cuda_devices()
@@ -81,6 +81,9 @@ def collect_info():
             "cpu": {"usable": True, "reason": None},
             "cuda": {"usable": reason is None, "reason": reason},
             "auto_cuda_min_n": _backend.AUTO_CUDA_MIN_N,
+            "auto_cuda_min_n_source": _crossovers.AUTO_CUDA_SOURCE,
+            "gpu_memory_saving_min_n": dict(_crossovers.GPU_MEMORY_SAVING_MIN_N),
+            "gpu_memory_saving_source": _crossovers.GPU_MEMORY_SAVING_SOURCE,
         },
         "largest_n": dense,
         "largest_n_memory_saving": saving,
