@@ -7,8 +7,7 @@ minimum over the active columns under the key ``(distance, column)``. A round:
 1. ``rescan_rows``  -- stale rows get their minimum again (one block per row,
    shared-memory reduction), over the compacted list of active slots.
 2. ``find_pairs``   -- every reciprocal pair ``nn[nn[i]] == i`` (``i < nn[i]``)
-   is appended to the pair list and to the merge log (atomic counter). The
-   host reads this one counter: the only synchronisation of the round.
+   is appended to the pair list and to the merge log (atomic counter).
 3. ``update_pairs`` -- one launch writes the Lance-Williams distances of every
    merged cluster (kept in slot ``i``, slot ``j`` dies) to every active column.
    A column that merges in the same round gets the nested update, computed
@@ -16,13 +15,60 @@ minimum over the active columns under the key ``(distance, column)``. A round:
 4. ``finalize``     -- sizes; rows whose neighbour merged, rows where a new
    cluster ties or beats the cached key, and the merged rows become stale.
 5. ``compact``      -- the active-slot list loses the dead slots (order kept,
-   so the contiguous half of each condensed row is read in order).
+   so the contiguous half of each condensed row is read in order); its
+   thread 0 writes the next round's state (``_advance``).
 
 Invariant: ``nn[k]`` is k's exact minimum under ``(distance, column)`` of the
 stored (rounded) matrix. Then the nn graph has only 2-cycles, so every round
 finds at least one pair; a round without one (NaN distances) ends the loop
-and the short merge log raises ``ValueError``. For reducible methods merging every RNN pair at once
-yields exactly the sequential hierarchy (after ``_tree``'s height sort).
+and the short merge log raises ``ValueError``. For reducible methods merging
+every RNN pair at once yields exactly the sequential hierarchy (after
+``_tree``'s height sort).
+
+Round loop (``run``): no host read per round
+--------------------------------------------
+The round state lives on the device, in the int64 array ``ctl``: the active
+count m, the merges logged, the round's pair count, the stale-list length, the
+stop reason and the rounds done (``S_*`` slots). It has two sets: round ``r``
+reads set ``r & 1`` and its last kernel writes the next round's state into the
+other set, so no launch reads a value it also writes. Kernels take the round
+number from the host (for ``mround``) and everything else from ``ctl``; grids
+are sized from the last m the host read (an upper bound: threads past the
+device's m return, ``update_pairs`` loops over the pairs with a fixed
+``PAIR_GRID`` rows).
+
+The host queues rounds in batches of 1, 2, 4, ... ``MAX_BATCH`` (never more
+than m - 1, the most rounds that can be left) and reads ``ctl`` once per
+batch: about log2(rounds) + rounds / MAX_BATCH reads instead of one per round.
+Once a round has stopped the rounds, the later rounds of the batch do nothing
+(``compact`` copies the active list and the state forward). Stop reasons:
+``DONE`` (one cluster left), ``NO_PAIR`` (a round found no reciprocal pair: NaN
+distances; the short log raises ``ValueError``) and ``HAND_OVER``: a round that
+merged fewer pairs than ``cuda_chain.hands_over`` allows (chain-like data)
+ends the batch after its update, finalize and compact, and the host reaches
+``_chain_hand_over``, where the device-side chain takes the rest (until there
+is one, the rounds go on with the guard off). Ctrl-C is checked between
+batches (``cancel.check``). A batch that merged nothing ends the run. Each
+round's first log row (``rstart``, on the device) is read once at the end for
+``_slot_order_within_rounds``. Host reads in all: one per batch, then the log
+(three arrays) and ``rstart``.
+
+Compaction
+----------
+Once m is at most ``COMPACT_FRACTION`` (one half) of the slots, D is rebuilt
+over the active slots only (m(m-1)/2 entries, slots renumbered in order), so
+rescans and updates stop striding over dead rows (``_Rounds.compact_matrix``).
+It works in place, in increasing new condensed index: as the active slots keep
+their order, every entry's new position is at most its old one, so a chunk of
+new rows gathered into a scratch buffer (``gather_rows``) and copied back
+overwrites only entries earlier chunks have already moved. The per-slot state
+follows (``slot_inverse``, ``remap_slots``); ``slot_map`` maps a slot to its
+original slot, and ``find_pairs`` logs original slots: the merge log's
+contract does not change. Peak device memory: D, plus a scratch of
+``COMPACT_SCRATCH_PER_SLOT`` = 32 entries per slot (256 B per observation in
+float64), plus the O(n) arrays (about 110 B per observation, and up to 45 more
+while the new ones are made): inside the 600 B per observation that
+``gpu_hclust._memory`` budgets beyond the matrix, so its prediction stands.
 
 Kernels take caller-allocated arrays (CuPy on a GPU, NumPy in the simulator);
 index arithmetic is int64 throughout, stored index arrays are int64.
