@@ -523,8 +523,10 @@ class _Rounds:
         compact[cols, tpb, stream](
             v["alist"], v["ctl"], rnd, v["partner"], v["mround"], v["blockcount"], v["spare"],
             v["rstart"], guard)
-        # compact wrote the next list into spare (or copied it, once the rounds stopped)
-        self._put(alist=self.x["spare"], spare=self.x["alist"])
+        # compact wrote the next list into spare (or copied it, once the rounds
+        # stopped): swap the arrays and their views (no new view per round)
+        for d in (self.x, self.v):
+            d["alist"], d["spare"] = d["spare"], d["alist"]
 
     def compact_matrix(self, m, nstale):
         """Rebuild D and the per-slot state over the ``m`` active slots.

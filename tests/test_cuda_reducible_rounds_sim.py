@@ -30,9 +30,9 @@ def _matrix(X, method, dtype=np.float64):
     return y.astype(dtype)
 
 
-def _log(X, method, dtype=np.float64, **options):
+def _log(X, method, dtype=np.float64, tpb=32, **options):
     D = _matrix(X, method, dtype)
-    return cuda_reducible.run(D, X.shape[0], METHODS[method].code, xp=np, tpb=32, **options)
+    return cuda_reducible.run(D, X.shape[0], METHODS[method].code, xp=np, tpb=tpb, **options)
 
 
 def _assert_same_log(log, ref):
@@ -91,15 +91,16 @@ def test_batch_sizes_give_the_same_log(monkeypatch):
             _assert_same_log(_log(POINTS, "average"), ref)
 
 
-@pytest.mark.parametrize("method, dtype", [("ward", np.float64), ("complete", np.float32)])
-def test_compaction_keeps_the_log_in_original_slots(monkeypatch, method, dtype):
+@pytest.mark.parametrize("method, dtype, tpb", [("ward", np.float64, 32),
+                                                ("complete", np.float32, 64)])
+def test_compaction_keeps_the_log_in_original_slots(monkeypatch, method, dtype, tpb):
     ref = _reference(method, dtype)
     # Compaction after nearly every batch, through a scratch of one row or so
     # (many chunks per compaction), with one block gathering rows (grid stride).
     monkeypatch.setattr(cuda_reducible, "COMPACT_FRACTION", 0.95)
     monkeypatch.setattr(cuda_reducible, "COMPACT_SCRATCH_PER_SLOT", 1)
     calls = _compactions(monkeypatch)
-    _assert_same_log(_log(POINTS, method, dtype, max_blocks=1), ref)
+    _assert_same_log(_log(POINTS, method, dtype, tpb=tpb, max_blocks=1), ref)
     assert len(calls) >= 3 and calls[0][0] == N  # compacted again and again
     assert all(m < ns for ns, m in calls)
 
