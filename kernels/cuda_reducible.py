@@ -2,7 +2,14 @@
 
 Nearest-neighbour cache plus reciprocal-nearest-neighbour (RNN) rounds
 (DESIGN.md section 2). Every active row ``i`` keeps ``nn[i]``, ``nnd[i]``: its
-minimum over the active columns under the key ``(distance, column)``. A round:
+minimum over the active columns under the key ``(distance, column)``. Before
+round 0 every row gets it from ``first_pass``: ``first_rows`` (each row's
+contiguous half, one block per row), ``first_columns`` (the column halves,
+read along the rows of D: column i runs along the threads, row k along each
+thread's loop, so a warp reads consecutive entries of row k instead of one
+memory sector per value; one partial per chunk of rows) and
+``first_combine``: the same minima a rescan of every row gives, as the
+(distance, column) order is total. A round:
 
 1. ``rescan_rows``  -- stale rows get their minimum again (one block per row,
    shared-memory reduction), over the compacted list of active slots.
@@ -121,6 +128,11 @@ PAIR_GRID = 32
 COMPACT_FRACTION = 0.5
 COMPACT_SCRATCH_PER_SLOT = 32
 
+# Round 0's column halves: rows split into this many chunks, one partial
+# minimum per (chunk, column); 16 chunks x 16 B = 256 B per observation, freed
+# before compaction's scratch exists.
+FIRST_PASS_CHUNKS = 16
+
 _hands_over = cuda.jit(device=True, cache=NUMBA_CACHE)(cuda_chain.hands_over)
 
 
@@ -180,6 +192,86 @@ def rescan_rows(D, n, alist, stale, ctl, rnd, nn, nnd):
             nn[i] = bk  # bk == n only if no column compares (NaN): find_pairs skips it
             nnd[i] = bd
         s += cuda.gridDim.x
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def first_rows(D, n, nn, nnd):
+    """Round 0, row halves: each row's minimum over its columns k > i.
+
+    One block per row (looped); consecutive threads read consecutive entries
+    of the condensed row (coalesced). Rows with no column (the last) or only
+    NaN get (inf, n): "none yet".
+    """
+    sd = cuda.shared.array(MAX_TPB, float64)
+    sk = cuda.shared.array(MAX_TPB, int64)
+    tid = cuda.threadIdx.x
+    i = cuda.blockIdx.x
+    while i < n:
+        row = row_base(n, i)
+        bd = math.inf
+        bk = n
+        k = i + 1 + tid
+        while k < n:
+            d = D[row + k]
+            if precedes(d, k, bd, bk):
+                bd = d
+                bk = k
+            k += cuda.blockDim.x
+        bd, bk = block_min(sd, sk, bd, bk)
+        if tid == 0:
+            nn[i] = bk
+            nnd[i] = bd
+        i += cuda.gridDim.x
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def first_columns(D, n, chunk, part_d, part_k):
+    """Round 0, column halves: for each column i, the minimum of D[k, i] over
+    the rows k < i of chunk ``blockIdx.y`` (rows ``y*chunk .. (y+1)*chunk-1``).
+
+    Column i runs along the threads and the row k along each thread's loop:
+    for a fixed k the threads of a warp read ``D[row_base(n, k) + i]`` for
+    consecutive i, i.e. consecutive entries of row k (coalesced), where a
+    per-row rescan reads the column i at a stride of about n entries (one
+    memory sector per value). Partials go to ``part_*[y * n + i]``.
+    """
+    y = cuda.blockIdx.y
+    k0 = y * chunk
+    i = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+    while i < n:
+        bd = math.inf
+        bk = n
+        k = k0
+        while k < k0 + chunk and k < i:
+            d = D[row_base(n, k) + i]
+            if precedes(d, k, bd, bk):
+                bd = d
+                bk = k
+            k += 1
+        part_d[y * n + i] = bd
+        part_k[y * n + i] = bk
+        i += cuda.gridDim.x * cuda.blockDim.x
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def first_combine(n, chunks, part_d, part_k, nn, nnd):
+    """Round 0: each row's minimum from its row half and the column partials.
+
+    The (distance, column) order is total on the candidates kept (NaN never
+    is one), so the result is the one a rescan of the whole row gives.
+    """
+    i = cuda.grid(1)
+    if i < n:
+        bd = nnd[i]
+        bk = nn[i]
+        for y in range(chunks):
+            d = part_d[y * n + i]
+            k = part_k[y * n + i]
+            if precedes(d, k, bd, bk):
+                bd = d
+                bk = k
+        nn[i] = bk
+        nnd[i] = bd
 
 
 @cuda.jit(cache=NUMBA_CACHE)
@@ -432,7 +524,7 @@ def remap_slots(alist, m, inv, stale, nstale, nn, nnd, size, slot_map,
         stale[t] = inv[stale[t]]
 
 
-_KERNELS = ("rescan_rows", "find_pairs", "update_pairs", "finalize", "compact",
+_KERNELS = ("first_rows", "first_columns", "first_combine", "rescan_rows", "find_pairs", "update_pairs", "finalize", "compact",
             "gather_rows", "slot_inverse", "remap_slots")
 
 
@@ -446,6 +538,9 @@ def _signatures():
     sigs = {name: [] for name in _KERNELS}
     for f in ("float32", "float64"):
         fa = f + "[::1]"
+        sigs["first_rows"].append(_sig(fa, i, a, fa))
+        sigs["first_columns"].append(_sig(fa, i, i, f64, a))
+        sigs["first_combine"].append(_sig(i, i, f64, a, a, fa))
         sigs["rescan_rows"].append(_sig(fa, i, a, a, a, i, a, fa))
         sigs["find_pairs"].append(_sig(a, i, a, fa, a, i, a, a, a, a, a, a, f64))
         sigs["update_pairs"].append(_sig(fa, i, i, a, a, i, a, a, a, f64, a, fa, "int32[::1]"))
@@ -476,7 +571,7 @@ class _Rounds:
         i64 = np.int64
         ctl = np.zeros(2 * CTL_SET, dtype=i64)
         ctl[S_M] = n
-        ctl[S_STALE] = n  # round 0 rescans every row
+        ctl[S_STALE] = 0  # round 0's minima come from first_pass, not from rescans
         self.x, self.v = {}, {}
         self._put(
             D=D,
@@ -503,6 +598,24 @@ class _Rounds:
         for name, arr in arrays.items():
             self.x[name] = arr
             self.v[name] = launch.as_device(arr)
+
+    def first_pass(self):
+        """Every row's minimum before round 0, each half of D read in order.
+
+        Same result as rescanning every row (the order is total); the column
+        halves are read along rows (``first_columns``) instead of at a stride.
+        """
+        xp, v, tpb, stream, n = self.xp, self.v, self.tpb, self.stream, self.n
+        first_rows[launch.blocks(n, 1, self.max_blocks), tpb, stream](
+            v["D"], n, v["nn"], v["nnd"])
+        chunks = launch.blocks(FIRST_PASS_CHUNKS, 1, self.max_blocks)
+        part_d = xp.empty(chunks * n, dtype=np.float64)
+        part_k = xp.empty(chunks * n, dtype=np.int64)
+        pd, pk = launch.as_device(part_d), launch.as_device(part_k)
+        first_columns[(launch.blocks(n, tpb, self.max_blocks), chunks), tpb, stream](
+            v["D"], n, -(-n // chunks), pd, pk)
+        first_combine[launch.blocks(n, tpb, cap=1 << 30), tpb, stream](
+            n, chunks, pd, pk, v["nn"], v["nnd"])
 
     def queue_round(self, rnd, m, guard):
         """Launch round ``rnd``'s five kernels; ``m`` bounds the device's active count."""
@@ -633,6 +746,7 @@ def run(D, n, code, xp=np, tpb=None, max_blocks=None):
     if n < 2:
         return empty_log()
     s = _Rounds(D, n, code, xp, tpb, stream, max_blocks)
+    s.first_pass()
     rnd, batch, guard = 0, 1, 1
     m, merges, rounds, chain_merges = n, 0, 0, 0
     while True:

@@ -238,7 +238,30 @@ def test_ptx_signatures_list_the_new_kernels():
     # tests/test_ptx.py compiles what PTX_SIGNATURES lists; the round loop's kernels
     # (and the compaction's) must be there for both precisions where they take D.
     sigs = cuda_reducible.PTX_SIGNATURES
-    for name in ("gather_rows", "slot_inverse", "remap_slots", "rescan_rows", "compact"):
+    for name in ("gather_rows", "slot_inverse", "remap_slots", "first_rows", "first_columns",
+                 "first_combine", "rescan_rows", "compact"):
         assert sigs[name], name
-    for name in ("gather_rows", "remap_slots"):
+    for name in ("gather_rows", "remap_slots", "first_rows", "first_columns", "first_combine"):
         assert {("float32" in s) for s in sigs[name]} == {True, False}, name
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_first_pass_equals_a_rescan_of_every_row(dtype):
+    # Ties (rounded distances), zeros, a NaN row and inf entries: round 0's
+    # minima read along rows (first_pass) must be those of the per-row rescan.
+    n = 37
+    rng = np.random.default_rng(5)
+    D = np.round(pdist(rng.uniform(0, 3, size=(n, 2))) * 2).astype(dtype)
+    pos = np.array([(i, j) for i in range(n) for j in range(i + 1, n)])
+    D[rng.choice(D.size, 40, replace=False)] = np.inf
+    D[(pos == 7).any(axis=1)] = np.nan
+    s = cuda_reducible._Rounds(D, n, METHODS["average"].code, np, 32,
+                               launch.stream_for(np), None)
+    s.first_pass()
+    ctl = np.zeros(2 * cuda_reducible.CTL_SET, dtype=np.int64)
+    ctl[cuda_reducible.S_M] = ctl[cuda_reducible.S_STALE] = n
+    nn, nnd = np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=dtype)
+    cuda_reducible.rescan_rows[2, 32](D, n, np.arange(n), np.arange(n), ctl, 0, nn, nnd)
+    assert_array_equal(s.x["nn"], nn)
+    assert_array_equal(s.x["nnd"], nnd)
+    assert nn[7] == n and np.isinf(nnd[7])  # the NaN row has no candidate
