@@ -524,8 +524,8 @@ def remap_slots(alist, m, inv, stale, nstale, nn, nnd, size, slot_map,
         stale[t] = inv[stale[t]]
 
 
-_KERNELS = ("first_rows", "first_columns", "first_combine", "rescan_rows", "find_pairs", "update_pairs", "finalize", "compact",
-            "gather_rows", "slot_inverse", "remap_slots")
+_KERNELS = ("first_rows", "first_columns", "first_combine", "rescan_rows", "find_pairs",
+            "update_pairs", "finalize", "compact", "gather_rows", "slot_inverse", "remap_slots")
 
 
 def _sig(*args):
@@ -578,7 +578,7 @@ class _Rounds:
             ctl=xp.asarray(ctl),
             alist=xp.arange(n, dtype=i64),
             spare=xp.empty(n, dtype=i64),
-            stale=xp.arange(n, dtype=i64),
+            stale=xp.empty(n, dtype=i64),  # filled by finalize (round 0 needs none)
             nn=xp.full(n, n, dtype=i64),
             nnd=xp.empty(n, dtype=D.dtype),
             mround=xp.full(n, -1, dtype=i64),
