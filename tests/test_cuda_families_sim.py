@@ -108,7 +108,8 @@ def test_ptx_signatures_cover_every_kernel_for_both_precisions(engine):
                if isinstance(obj, FakeCUDAKernel) and not obj._device
                and obj.fn.__module__ == engine.__name__}
     assert kernels == set(engine.PTX_SIGNATURES)
-    takes_D = {"rescan_rows", "find_pairs", "update_pairs", "init_upper", "generic_loop"}
+    takes_D = {"rescan_rows", "find_pairs", "update_pairs", "gather_rows", "remap_slots",
+               "first_rows", "first_columns", "first_combine", "init_upper", "generic_loop"}
     for name, sigs in engine.PTX_SIGNATURES.items():
         f32 = [s for s in sigs if "float32" in s]
         assert bool(f32) == (name in takes_D), name
