@@ -88,6 +88,8 @@ GONE = 5     # slot the last merge removed
 STATE_SIZE = 6
 NO_CANDIDATE = 1
 
+_NAMES = {formulas.CENTROID: "centroid", formulas.MEDIAN: "median"}
+
 _I32 = np.int32
 _I64 = np.int64
 _F64 = np.float64
@@ -114,6 +116,11 @@ def _rescan(CT, size, extra, active, stale, state, sp_d, sp_j, spread, code, met
         i = np.int64(stale[item // ns])
         c0 = (item % ns) * width
         c1 = min(n, c0 + width)
+        if c0 >= c1:  # past the last column (block-uniform): no scan, no syncs
+            if t == 0:
+                sp_d[item] = math.inf
+                sp_j[item] = -1
+            continue
         bw = math.inf
         bj = np.int64(-1)
         for k in range(c0 + t, c1, bd):
@@ -337,8 +344,9 @@ def run(CT, code, metric, xp=np, tpb=None, counter=None, *, chunk=None, spread=N
         check that the loop resumes across launches).
     spread : int, optional, keyword-only
         About how many (row, column share) items a rescan phase is split into
-        (default: the grid's blocks; tests raise it to split rows in the
-        simulator's one-block grid).
+        (default: the grid's blocks, at most n // tpb so that no share is
+        narrower than a block; tests raise it to split rows in the simulator's
+        one-block grid).
 
     Returns
     -------
@@ -352,7 +360,7 @@ def run(CT, code, metric, xp=np, tpb=None, counter=None, *, chunk=None, spread=N
     ValueError
         ``code`` is not centroid or median; no finite candidate left (NaN keys).
     """
-    if code not in (formulas.CENTROID, formulas.MEDIAN):
+    if code not in _NAMES:
         raise ValueError(f"cuda_vector_generic runs centroid and median only; got method "
                          f"code {code}")
     tpb = launch.check_tpb(tpb, MAX_TPB)
@@ -379,7 +387,8 @@ def run(CT, code, metric, xp=np, tpb=None, counter=None, *, chunk=None, spread=N
     probe = [launch.as_device(xp.empty(s, t)) for s, t in
              ((1, _F64), (1, _I64), ((2, 1), _F64), ((2, 1), _I64))]
     blocks = _grid_cap(args(0, 1, *probe), n, tpb)
-    spread = blocks if spread is None else max(1, int(spread))
+    # Default: a share per block, but none narrower than a block (idle threads).
+    spread = max(1, min(blocks, n // tpb)) if spread is None else max(1, int(spread))
     # No relax has run yet: its per-block partials say "no candidate".
     part_d = xp.full((2, blocks), np.inf, dtype=_F64)
     part_j = xp.full((2, blocks), -1, dtype=_I64)
@@ -394,8 +403,8 @@ def run(CT, code, metric, xp=np, tpb=None, counter=None, *, chunk=None, spread=N
         st = launch.to_host(host["state"])  # the chunk's one host read
         if st[STATUS] != 0:
             raise ValueError(
-                f"{NO_FINITE_CANDIDATE} (memory-saving {'centroid' if code == formulas.CENTROID else 'median'} "
-                f"linkage on the GPU, {n - int(st[NLOG])} clusters left: NaN distances)"
+                f"{NO_FINITE_CANDIDATE} (memory-saving {_NAMES[code]} linkage on the GPU, "
+                f"{n - int(st[NLOG])} clusters left: NaN distances)"
             )
         now = int(st[NLOG])
         if now <= done:  # cannot happen with a finite candidate; never spin
