@@ -33,15 +33,17 @@ R, relax (whole grid)
     the block's minimum; the block's nearest of u is kept too.
 
 Grid syncs separate the phases. The control state (merges logged, active
-count, status, stale count, the last merge's slots) lives in device memory and
-is written only by block 0 in A (the stale count also by R's atomics, read
-after the next sync), so every thread reads the same values and all leave the
-loop together. The kernel returns after ``limit`` merges (bounded work per
+count, status, stale count, the last merge's slots, a NaN flag) lives in
+device memory. What the loop condition and the phases branch on is written
+only by block 0 in A, so every thread reads the same values and all leave the
+loop together (a block can still be reading the loop condition while another
+is in S: S and R therefore only raise the NaN flag and count stale rows,
+which A reads after a sync). The kernel returns after ``limit`` merges (bounded work per
 launch: the host sees Ctrl-C between chunks), when one cluster is left, or
 when no finite candidate is (a NaN key anywhere, or a pick without a finite
 key: ``state[STATUS]``; the driver raises ValueError). Everything, R's partials
 included, stays on the device between launches (same grid each launch): one
-host read per chunk (the state, 6 int64).
+host read per chunk (the state, 7 int64).
 
 Exactness and ties. Every key is computed by the same function as the CPU
 engine's, and every minimum is taken under the total order of ``precedes``,
@@ -85,7 +87,8 @@ STATUS = 2   # 0 running, NO_CANDIDATE: no finite candidate left
 NSTALE = 3   # rows listed in ``stale`` (to rescan in the next S phase)
 U = 4        # slot of the last merge's new cluster (-1: none yet)
 GONE = 5     # slot the last merge removed
-STATE_SIZE = 6
+NAN = 6      # a NaN key was seen (S, R); A turns it into STATUS
+STATE_SIZE = 7
 NO_CANDIDATE = 1
 
 _NAMES = {formulas.CENTROID: "centroid", formulas.MEDIAN: "median"}
@@ -128,7 +131,7 @@ def _rescan(CT, size, extra, active, stale, state, sp_d, sp_j, spread, code, met
                 continue
             w = launch.summary_distance(CT, size, extra, code, metric, mc, k, i)
             if w != w:  # the CPU engine stops at a NaN key (poisoned minimum)
-                state[STATUS] = NO_CANDIDATE
+                state[NAN] = 1
             if launch.precedes(w, k, bw, bj):
                 bw = w
                 bj = k
@@ -148,7 +151,10 @@ def _pick(CT, size, extra, active, nn, nnd, stale, state, sp_d, sp_j, part_d, pa
     """
     t = cuda.threadIdx.x
     bd = cuda.blockDim.x
-    if state[STATUS] != 0:
+    if state[NAN] != 0:
+        if t == 0:
+            state[STATUS] = NO_CANDIDATE
+            state[U] = -1  # R does nothing
         return
     count = state[NSTALE]
     ns = _shares(count, spread)
@@ -189,6 +195,7 @@ def _pick(CT, size, extra, active, nn, nnd, stale, state, sp_d, sp_j, part_d, pa
     if j < 0 or not bw < math.inf:
         if t == 0:
             state[STATUS] = NO_CANDIDATE
+            state[U] = -1
         return
     lo = min(i, j)
     hi = max(i, j)
@@ -219,7 +226,7 @@ def _relax(CT, size, extra, active, nn, nnd, stale, state, part_d, part_j, code,
            sd, sj):
     """Phase R: the new cluster against every active slot (grid-stride over slots)."""
     u = state[U]
-    if state[STATUS] != 0 or u < 0:
+    if u < 0:  # no merge yet, or A stopped the run
         return
     gone = state[GONE]
     n = active.shape[0]
@@ -232,7 +239,7 @@ def _relax(CT, size, extra, active, nn, nnd, stale, state, part_d, part_j, code,
             continue
         w = launch.summary_distance(CT, size, extra, code, metric, mc, k, u)
         if w != w:
-            state[STATUS] = NO_CANDIDATE
+            state[NAN] = 1
         if launch.precedes(w, k, uw, uj):
             uw = w
             uj = k
@@ -373,7 +380,7 @@ def run(CT, code, metric, xp=np, tpb=None, counter=None, *, chunk=None, spread=N
         size=xp.ones(n, _F64), extra=xp.zeros(n, _F64), active=xp.ones(n, np.int8),
         nn=xp.full(n, -1, dtype=_I32), nnd=xp.full(n, np.inf, dtype=_F64),
         stale=xp.arange(n, dtype=_I32),  # every row is rescanned first: the initial pass
-        state=xp.asarray(np.array([0, n, 0, n, -1, -1], dtype=_I64)),
+        state=xp.asarray(np.array([0, n, 0, n, -1, -1, 0], dtype=_I64)),
         log_a=xp.empty(n - 1, _I64), log_b=xp.empty(n - 1, _I64), log_h=xp.empty(n - 1, _F64))
     dv = {k: launch.as_device(v) for k, v in host.items()}
     dv["CT"] = launch.as_device(CT)
