@@ -178,18 +178,20 @@ def _pick(CT, size, extra, active, nn, nnd, stale, state, sp_d, sp_j, part_d, pa
             bw = part_d[1, b]
             bi = part_j[1, b]
     u = state[U]
-    if u >= 0 and t == 0:  # the last new cluster's nearest, from the relax blocks
+    if u >= 0:  # the last new cluster's nearest, from the relax blocks (u: block-uniform)
         w = math.inf
         j = np.int64(-1)
-        for b in range(cuda.gridDim.x):
+        for b in range(t, cuda.gridDim.x, bd):
             if launch.precedes(part_d[0, b], part_j[0, b], w, j):
                 w = part_d[0, b]
                 j = part_j[0, b]
-        nn[u] = j
-        nnd[u] = w
-        if launch.precedes(w, u, bw, bi):
-            bw = w
-            bi = u
+        w, j = launch.block_min(sd, sj, w, j)
+        if t == 0:
+            nn[u] = j
+            nnd[u] = w
+            if launch.precedes(w, u, bw, bi):
+                bw = w
+                bi = u
     bw, i = launch.block_min(sd, sj, bw, bi)  # syncs: nn/nnd above are visible
     j = np.int64(nn[i]) if i >= 0 else np.int64(-1)
     if j < 0 or not bw < math.inf:
