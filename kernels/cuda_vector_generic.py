@@ -36,21 +36,23 @@ Grid syncs separate the phases. The control state (merges logged, active
 count, status, stale count, the last merge's slots, a NaN flag) lives in
 device memory. What the loop condition and the phases branch on is written
 only by block 0 in A, so every thread reads the same values and all leave the
-loop together (a block can still be reading the loop condition while another
-is in S: S and R therefore only raise the NaN flag and count stale rows,
-which A reads after a sync). The kernel returns after ``limit`` merges (bounded work per
-launch: the host sees Ctrl-C between chunks), when one cluster is left, or
+loop together. (A block can still be reading the loop condition while another
+is in S, so S and R only raise the NaN flag and count stale rows, which A
+reads after a sync.) The kernel returns after ``limit`` merges (bounded work
+per launch: the host sees Ctrl-C between chunks), when one cluster is left, or
 when no finite candidate is (a NaN key anywhere, or a pick without a finite
-key: ``state[STATUS]``; the driver raises ValueError). Everything, R's partials
-included, stays on the device between launches (same grid each launch): one
-host read per chunk (the state, 7 int64).
+key: ``state[STATUS]``; the driver raises ValueError). Everything, R's
+partials included, stays on the device between launches (same grid each
+launch): one host read per chunk (the state, 7 int64).
 
 Exactness and ties. Every key is computed by the same function as the CPU
 engine's, and every minimum is taken under the total order of ``precedes``,
 so no result depends on thread or block arrival (the stale list's order does
 not matter): the same Z on every run. In the simulator the merges and heights
 are bitwise those of the four-launch loop this kernel replaced; on a GPU the
-fused multiply-adds of ``metric_accumulate`` may move a key by ulps.
+fused multiply-adds of ``metric_accumulate`` may move a key by ulps. Slots
+never move here, where the CPU engine packs its active slots, so under exact
+ties the two may take tied pairs in different orders (both replay-valid).
 
 Cost per merge: one pass over the active slots (R) plus one per stale row (S),
 three grid syncs, no host read. The first launch's S is the all-pairs pass
