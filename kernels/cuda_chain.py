@@ -174,8 +174,8 @@ def chain_steps(CT, size, extra, active, rep, cols, pos, chain, state, dprev, pa
     is left, or no finite candidate is (``state[STATUS]``). Cooperative launch:
     at most ``max_cooperative_grid_blocks`` blocks; part_d/part_j hold one
     entry per block; dprev one float64. See the module docstring.
-    Its scan is a hot-loop variant of ``cuda_vector.generic_rescan``'s (one
-    tip, the whole grid, grid syncs instead of a per-row block).
+    Its scan is a hot-loop variant of ``cuda_vector_generic``'s rescan phase
+    (one tip, the whole grid, grid syncs instead of a per-row block).
     """
     grid = cuda.cg.this_grid()
     sd = cuda.shared.array(MAX_TPB, np.float64)

@@ -32,11 +32,11 @@ ward, average/sqeuclidean, average/cosine (reducible): reciprocal-nearest-neighb
     hierarchy. Three host reads per round (rescan count, pair count, active
     list). ``benchmarks/count_gpu_work.py`` counts the pairs (ward, n = 20 000
     x 32: about 1.8 n^2).
-centroid, median (generic): one merge per step, no host read per step
-    ``generic_pick`` (one block: argmin of the exact bounds, merge),
-    ``generic_relax`` (distances from the new cluster to all: lower bounds,
-    flag rows that pointed at a merged cluster), ``generic_finish`` (the new
-    cluster's nearest), ``generic_rescan`` (flagged rows, block per row).
+centroid, median (generic): ``cuda_vector_generic``
+    The generic loop (one merge at a time, at the global minimum of exact
+    nearest-neighbour keys) as one cooperative kernel per chunk of merges:
+    pick, relax and rescan phases separated by grid syncs, no host read per
+    merge. ``run`` hands these methods to its driver.
 
 Tiles. ``point_best`` and ``cluster_best`` give each thread one row and walk
 the columns in tiles of ``TILE_C``; coordinates arrive in chunks of ``TILE_K``
@@ -61,7 +61,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from . import cancel, cuda_chain, cuda_mst, formulas, launch, metrics
+from . import cancel, cuda_chain, cuda_mst, cuda_vector_generic, formulas, launch, metrics
 from ._config import NUMBA_CACHE
 from .cpu_common import NO_FINITE_CANDIDATE
 
@@ -655,133 +655,6 @@ def merge_pairs(CT, size, extra, active, pair_i, pair_j, npairs, code, metric):
         active[j] = 0
 
 
-# --------------------------------------------------------------------------
-# Generic (centroid, median): one merge per step, no host synchronisation
-# --------------------------------------------------------------------------
-
-@cuda.jit(cache=NUMBA_CACHE)
-def generic_pick(CT, size, extra, active, rep, nn, nnd, pick, stale_count, log_a, log_b, log_h,
-                 step, n, code, metric):
-    """One block: the global closest pair (exact bounds), logged and merged.
-
-    pick[0] = slot keeping the new cluster, pick[1] = slot removed, pick[2:4] =
-    the two merged slots (rows pointing at either are stale).
-    """
-    sd = cuda.shared.array(MAX_TPB, np.float64)
-    sj = cuda.shared.array(MAX_TPB, np.int64)
-    t = cuda.threadIdx.x
-    bd = cuda.blockDim.x
-    bw = math.inf
-    bj = np.int64(-1)
-    for i in range(t, n, bd):
-        if active[i] != 0 and launch.precedes(nnd[i], i, bw, bj):
-            bw = nnd[i]
-            bj = i
-    bw, i = launch.block_min(sd, sj, bw, bj)
-    j = np.int64(nn[i]) if i >= 0 else np.int64(-1)
-    if j < 0 or not bw < math.inf:
-        # No finite candidate (NaN/inf bounds): log_a[step] = -1 tells the host,
-        # which reads it with the log. Nothing is merged (no slot -1) and
-        # pick[0] = -1 turns this step's relax/finish/rescan into no-ops.
-        if t == 0:
-            log_a[step] = -1
-            pick[0] = -1
-            stale_count[0] = 0
-        return
-    lo = min(i, j)
-    hi = max(i, j)
-    if t == 0:
-        log_a[step] = rep[i]
-        log_b[step] = rep[j]
-        log_h[step] = bw
-        pick[0] = lo
-        pick[1] = hi
-        stale_count[0] = 0
-        _merge_slots(CT, size, extra, code, metric, lo, hi)
-        active[hi] = 0
-
-
-@cuda.jit(cache=NUMBA_CACHE)
-def generic_relax(CT, size, extra, active, nn, nnd, pick, stale, stale_count, part_d, part_j, n,
-                  code, metric):
-    """Distances from the new cluster to every active slot.
-
-    Rows that pointed at either merged slot are listed as stale; every other
-    row takes the new cluster if it beats its key. Per-block nearest of the
-    new cluster into part_d/part_j (one entry per block).
-    """
-    sd = cuda.shared.array(MAX_TPB, np.float64)
-    sj = cuda.shared.array(MAX_TPB, np.int64)
-    t = cuda.threadIdx.x
-    bd = cuda.blockDim.x
-    u = np.int64(pick[0])
-    if u < 0:  # generic_pick found no finite candidate: nothing to relax
-        return
-    gone = np.int64(pick[1])
-    mc = launch.coordinate_metric(code, metric)
-    bw = math.inf
-    bj = np.int64(-1)
-    for k in range(cuda.grid(1), n, cuda.gridsize(1)):
-        if active[k] == 0 or k == u:
-            continue
-        w = launch.summary_distance(CT, size, extra, code, metric, mc, k, u)
-        if launch.precedes(w, k, bw, bj):
-            bw = w
-            bj = k
-        if nn[k] == u or nn[k] == gone:
-            pos = cuda.atomic.add(stale_count, 0, 1)
-            stale[pos] = k
-        elif launch.precedes(w, u, nnd[k], nn[k]):
-            nnd[k] = w
-            nn[k] = u
-    bw, bj = launch.block_min(sd, sj, bw, bj)
-    if t == 0:
-        part_d[cuda.blockIdx.x] = bw
-        part_j[cuda.blockIdx.x] = bj
-
-
-@cuda.jit(cache=NUMBA_CACHE)
-def generic_finish(nn, nnd, pick, part_d, part_j, nparts):
-    """The new cluster's nearest neighbour from the per-block partials (one thread)."""
-    if cuda.grid(1) == 0:
-        bw = math.inf
-        bj = np.int64(-1)
-        for b in range(nparts):
-            if launch.precedes(part_d[b], part_j[b], bw, bj):
-                bw = part_d[b]
-                bj = part_j[b]
-        u = pick[0]
-        if bj >= 0 and u >= 0:
-            nn[u] = bj
-            nnd[u] = bw
-
-
-@cuda.jit(cache=NUMBA_CACHE)
-def generic_rescan(CT, size, extra, active, nn, nnd, stale, stale_count, n, code, metric):
-    """Exact nearest neighbour of every stale row: block per row, threads over columns."""
-    sd = cuda.shared.array(MAX_TPB, np.float64)
-    sj = cuda.shared.array(MAX_TPB, np.int64)
-    t = cuda.threadIdx.x
-    bd = cuda.blockDim.x
-    mc = launch.coordinate_metric(code, metric)
-    count = stale_count[0]
-    for r in range(cuda.blockIdx.x, count, cuda.gridDim.x):
-        i = np.int64(stale[r])
-        bw = math.inf
-        bj = np.int64(-1)
-        for k in range(t, n, bd):
-            if active[k] == 0 or k == i:
-                continue
-            w = launch.summary_distance(CT, size, extra, code, metric, mc, k, i)
-            if launch.precedes(w, k, bw, bj):
-                bw = w
-                bj = k
-        bw, bj = launch.block_min(sd, sj, bw, bj)
-        if t == 0:
-            nn[i] = bj
-            nnd[i] = bw
-
-
 _FLOATS = ("float32", "float64")
 _A32 = "int32[::1]"
 _A64 = "int64[::1]"
@@ -832,22 +705,6 @@ PTX_SIGNATURES = {
     ],
     "merge_pairs": [
         f"void({dt}[:, ::1], {_AF}, {_AF}, {_A8}, {_A32}, {_A32}, int64, int64, int64)"
-        for dt in _FLOATS
-    ],
-    "generic_pick": [
-        f"void({dt}[:, ::1], {_AF}, {_AF}, {_A8}, {_A64}, {_A32}, {_AF}, {_A64}, {_A64}, {_A64}, "
-        f"{_A64}, {_AF}, int64, int64, int64, int64)"
-        for dt in _FLOATS
-    ],
-    "generic_relax": [
-        f"void({dt}[:, ::1], {_AF}, {_AF}, {_A8}, {_A32}, {_AF}, {_A64}, {_A32}, {_A64}, {_AF}, "
-        f"{_A64}, int64, int64, int64)"
-        for dt in _FLOATS
-    ],
-    "generic_finish": [f"void({_A32}, {_AF}, {_A64}, {_AF}, {_A64}, int64)"],
-    "generic_rescan": [
-        f"void({dt}[:, ::1], {_AF}, {_AF}, {_A8}, {_A32}, {_AF}, {_A32}, {_A64}, int64, int64, "
-        "int64)"
         for dt in _FLOATS
     ],
 }
@@ -1149,50 +1006,9 @@ def _rnn_rounds(CT, code, metric, xp, tpb, stream, counter):
     return a[order], b[order], h[order]
 
 
-def _generic(CT, code, metric, xp, tpb, stream, counter):
-    d, n = CT.shape
-    N = _I64(n)
-    size, extra, active, rep, nn, nnd = _summaries(n, xp)
-    stale = xp.empty(n, _I32)
-    stale_count = xp.zeros(1, _I64)
-    pick = xp.zeros(2, _I64)
-    nparts = launch.blocks(n, tpb)
-    part_d = xp.empty(nparts, _F64)
-    part_j = xp.empty(nparts, _I64)
-    log_a = xp.empty(n - 1, _I64)
-    log_b = xp.empty(n - 1, _I64)
-    log_h = xp.empty(n - 1, _F64)
-    dv = {k: launch.as_device(v) for k, v in dict(
-        CT=CT, size=size, extra=extra, active=active, rep=rep, nn=nn, nnd=nnd, stale=stale,
-        stale_count=stale_count, pick=pick, part_d=part_d, part_j=part_j, log_a=log_a,
-        log_b=log_b, log_h=log_h).items()}
-    C, M = _I64(code), _I64(metric)
-    all_slots = xp.arange(n, dtype=_I32)
-    _Nearest(dv, xp, tpb, stream, code, metric)(all_slots, all_slots, 0)
-    one = (1, tpb, stream)
-    grid = (nparts, tpb, stream)
-    for step in range(n - 1):
-        cancel.check()  # Ctrl-C between steps
-        generic_pick[one](dv["CT"], dv["size"], dv["extra"], dv["active"], dv["rep"], dv["nn"],
-                          dv["nnd"], dv["pick"], dv["stale_count"], dv["log_a"], dv["log_b"],
-                          dv["log_h"], _I64(step), N, C, M)
-        if step == n - 2:
-            break
-        generic_relax[grid](dv["CT"], dv["size"], dv["extra"], dv["active"], dv["nn"], dv["nnd"],
-                            dv["pick"], dv["stale"], dv["stale_count"], dv["part_d"],
-                            dv["part_j"], N, C, M)
-        generic_finish[(1, 1, stream)](dv["nn"], dv["nnd"], dv["pick"], dv["part_d"],
-                                       dv["part_j"], _I64(nparts))
-        generic_rescan[grid](dv["CT"], dv["size"], dv["extra"], dv["active"], dv["nn"],
-                             dv["nnd"], dv["stale"], dv["stale_count"], N, C, M)
-        counter[0] = step + 1  # launches are queued: this runs ahead of the device
-    counter[0] = n - 1
-    return launch.to_host(log_a), launch.to_host(log_b), launch.to_host(log_h)
-
-
 def _checked(log):
     """The merge log, or ValueError when a step found no finite candidate
-    (``log_a`` -1 from ``generic_pick``, or a merge at a non-finite height)."""
+    (a negative log entry, or a merge at a non-finite height)."""
     a, b, h = log
     if (a < 0).any() or not np.isfinite(h).all():
         step = int(np.argmax((a < 0) | ~np.isfinite(h)))
@@ -1224,7 +1040,7 @@ def run(CT, norms, code, mcode, p=2.0, xp=np, tpb=None, counter=None):
         Threads per block (power of two, 32..MAX_TPB).
     counter : ndarray of int64, shape (1,), optional
         Host array receiving the number of merges done (after each round;
-        for the generic loop, merges queued).
+        for the generic loop, after each chunk of merges).
 
     Returns
     -------
@@ -1241,7 +1057,7 @@ def run(CT, norms, code, mcode, p=2.0, xp=np, tpb=None, counter=None):
     if code == formulas.SINGLE:
         return _checked(_single(CT, norms, mcode, p, xp, tpb, stream, counter))
     if code in (formulas.CENTROID, formulas.MEDIAN):
-        return _checked(_generic(CT, code, mcode, xp, tpb, stream, counter))
+        return _checked(cuda_vector_generic.run(CT, code, mcode, xp, tpb, counter))
     if code in (formulas.WARD, formulas.AVERAGE):
         return _checked(_rnn_rounds(CT, code, mcode, xp, tpb, stream, counter))
     raise ValueError(f"cuda_vector has no memory-saving path for method code {code}")
