@@ -80,6 +80,10 @@ SLAB_ELEM_BYTES = 28  # G, the partition's copy (8 B each), masks, index tempora
 U = 2.0 ** -53  # unit roundoff of float64
 _TINY = 2.0 ** -1074  # smallest subnormal: the underflow term of the bound
 
+# A scan keeps K + 1 entries (the list and its bound). A plain module constant:
+# local array sizes must be compile-time globals of this module.
+_KLIST = cuda_vector._KLIST
+
 _I32 = np.int32
 _I64 = np.int64
 _F64 = np.float64
@@ -182,8 +186,8 @@ def pair_keys(CT, size, extra, pr, pc, npairs, code, metric, out):
 def gemm_select(starts, slot, key, nrows, kk, share, part_w, part_j):
     """Row r's kk + 1 first (key, slot) among its candidates starts[r]..starts[r + 1]
     into part_w[share * (kk + 1) + q, r], part_j[...] (slot -1: empty)."""
-    kw = cuda.local.array(cuda_vector._KLIST, np.float64)
-    kj = cuda.local.array(cuda_vector._KLIST, np.int64)
+    kw = cuda.local.array(_KLIST, np.float64)
+    kj = cuda.local.array(_KLIST, np.int64)
     m = kk + 1
     for r in range(cuda.grid(1), nrows, cuda.gridsize(1)):
         for q in range(m):
