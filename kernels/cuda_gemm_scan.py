@@ -46,7 +46,10 @@ is ``delta_i = A ||ua_i|| max_j ||ub_j|| + B`` with A = 4 gamma_d + 8 u,
 B = 8 u + 4 d 2^-1074: twice the bound, so that the rounding of the norms
 (relative gamma_{d+2}), of delta itself and of the u^2 terms, all below
 1e-13 relative, are covered with room to spare. The norms are computed once
-per slab (rows) and once per call (columns). Unit rows and mean unit vectors
+per slab (rows, and the column share's largest). The bound assumes IEEE
+float64 operations in the product (cuBLAS's default DGEMM, FP64 units or
+FP64 tensor cores); an opt-in FP64 emulation (``CUBLAS_EMULATION_STRATEGY``,
+fixed-point splitting) must stay off. Unit rows and mean unit vectors
 have N <= 1, so delta is about 4 gamma_d: 1.7e-13 at d = 384; only columns
 within 3.4e-13 of the K + 1-th key are rechecked beyond the K + 1 first.
 
@@ -54,7 +57,7 @@ Switch: ``ENABLED`` (None: on for a GPU, off in the simulator, where the tile
 kernels remain the tested default; True or False forces it, as the tests do).
 ``cuda_vector._Lists`` calls ``scan`` / ``fresh`` here for average linkage
 with the cosine summary (cosine and correlation input) when ``enabled``.
-Host reads: one per slab (the candidate count, from ``xp.nonzero``).
+Host reads: one per slab and share (the candidate count, from ``xp.nonzero``).
 ``benchmarks/count_gemm_work.py`` counts the GEMM multiply-adds and the
 exact rechecks of this path.
 """
@@ -277,7 +280,7 @@ class GemmLists:
                 Cb = C[y * cs:(y + 1) * cs]
                 CTC = CT[:, Cb].astype(_F64)
                 g = approx_keys(CTR, CTC, xp)
-                delta = self.A * nu * float(row_norms(CTC, xp).max()) + self.B
+                delta = self.A * nu * row_norms(CTC, xp).max() + self.B  # max stays on device
                 sr, sc = _self_positions(Rb, Cb, xp)
                 bw = bj = None
                 if offers:  # kept rows only (flag 0): new clusters take no offers
