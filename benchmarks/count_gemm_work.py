@@ -50,7 +50,6 @@ overstates it). Assumptions, stated in the JSON:
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -64,7 +63,7 @@ except ImportError:  # run from a checkout without PYTHONPATH
 
 import count_gpu_work as cgw  # noqa: E402
 from _chain_emulation import emulate_chain  # noqa: E402
-from _common import MISMATCH, OK, UNCHECKED, provenance  # noqa: E402
+from _common import MISMATCH, OK, UNCHECKED, provenance  # noqa: E402, F401 (OK: for callers)
 
 from gpu_hclust import _lowmem  # noqa: E402
 from gpu_hclust._methods import METHODS  # noqa: E402

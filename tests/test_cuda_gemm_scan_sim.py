@@ -103,7 +103,7 @@ def _small_slabs(monkeypatch):
 
 
 @pytest.mark.parametrize("data", sorted(DATA))
-@pytest.mark.parametrize("kk, slabs", [(1, False), (3, True), (16, False)])
+@pytest.mark.parametrize("kk, slabs", [(1, False), (2, False), (3, True), (16, False)])
 def test_scan_gives_the_tile_scans_lists_and_bounds(rng, monkeypatch, data, kk, slabs):
     # kk = 16 > the 12 columns of the column subset: lists not full, bound "none"
     if slabs:
@@ -118,7 +118,7 @@ def test_scan_gives_the_tile_scans_lists_and_bounds(rng, monkeypatch, data, kk, 
         assert (tile["LJ"][:, rows] >= 0).any()  # the scan wrote something
 
 
-def _after_merges(rng, dv, kk, pairs):
+def _after_merges(dv, kk, pairs):
     """The state a round leaves before ``fresh``: lists from a full scan, the
     pairs merged (kept slot: a mean unit vector, flag 1; other slot gone, flag 2),
     and ``rnn_drop`` applied. Returns (new slots, active slots)."""
@@ -146,7 +146,7 @@ def test_fresh_gives_fresh_pass_lists_bounds_and_offers(rng, monkeypatch, data, 
     CT = _unit_columns(DATA[data](rng, n, 7))
     dv = _state(CT, kk)
     perm = rng.permutation(n)
-    new, act = _after_merges(rng, dv, kk, [(min(a, b), max(a, b))
+    new, act = _after_merges(dv, kk, [(min(a, b), max(a, b))
                                            for a, b in zip(perm[:6], perm[6:12])])
     tile, gemm = _both(monkeypatch, dv, kk, lambda lists: lists.fresh(new, act))
     _assert_same_state(tile, gemm)
