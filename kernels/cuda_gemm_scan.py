@@ -11,16 +11,21 @@ Per slab (rows R x columns C, sizes from ``SLAB_BYTES`` and ``SLAB_COLS``):
 
 1. ``G = xp.matmul(CT[:, R].T, CT[:, C])`` in float64 (CuPy -> cuBLAS DGEMM;
    NumPy in the simulator). float32 storage is widened first, so the product
-   never runs in FP32 or TF32.
-2. Approximate keys ``g = max(1 - G, 0)`` and a margin ``delta_i`` per row
-   with ``|g_ij - e_ij| <= delta_i``, e the engine's exact key (below).
-3. ``tau_i``: the (K + 1)-th smallest ``g_ij``, j != i (+inf when the slab
-   has fewer than K + 2 columns). A column with ``g_ij > tau_i + 2 delta_i``
-   has ``e_ij > tau_i + delta_i >= e`` of K + 1 other columns, so it is not
-   among row i's K + 1 first: only columns with ``g_ij <= tau_i + 2 delta_i``
-   are candidates. For ``fresh`` also every pair (new u, kept row k) whose
-   offer could precede k's bound: ``g_uk - delta_u <= BW[k]`` (or k has no
-   bound yet).
+   never runs in FP32 or TF32. G is the slab's only large temporary.
+2. Approximate keys ``g = max(1 - G, 0)`` (``formulas.cluster_distance``
+   applied to G's dot products) and a margin ``delta_i`` per row with
+   ``|g_ij - e_ij| <= delta_i``, e the engine's exact key (below).
+3. ``tau_i``: the (K + 1)-th smallest ``g_ij``, j != i (+inf when the row
+   has fewer than K + 1 other columns). A column with ``g_ij > tau_i + 2
+   delta_i`` has ``e_ij > tau_i + delta_i >= e`` of K + 1 other columns, so it
+   is not among row i's K + 1 first: only columns with ``g_ij <= tau_i + 2
+   delta_i`` are candidates. For ``fresh`` also every pair (new u, kept row
+   k) whose offer could precede k's bound: ``g_uk - delta_u <= BW[k]`` (or k
+   has no bound yet). ``slab_count`` (a block per row: tau from each
+   thread's K + 1 smallest keys, then the count) and ``slab_emit`` (the
+   candidates, at offsets from the counts' prefix sum) read G in place, three
+   passes in all; ``approx_keys`` + ``candidates`` are the same rule in array
+   form (the reference the tests and ``count_gemm_work`` use).
 4. ``pair_keys``: the exact key of every candidate pair, the in-order sum of
    ``metrics.metric_accumulate`` that the tile kernels compute
    (``launch.summary_distance``: the same products, the same order, float64).
@@ -57,7 +62,7 @@ Switch: ``ENABLED`` (None: on for a GPU, off in the simulator, where the tile
 kernels remain the tested default; True or False forces it, as the tests do).
 ``cuda_vector._Lists`` calls ``scan`` / ``fresh`` here for average linkage
 with the cosine summary (cosine and correlation input) when ``enabled``.
-Host reads: one per slab and share (the candidate count, from ``xp.nonzero``).
+Host reads: one per slab and share (the candidate count).
 ``benchmarks/count_gemm_work.py`` counts the GEMM multiply-adds and the
 exact rechecks of this path.
 """
@@ -72,13 +77,13 @@ from ._config import NUMBA_CACHE
 
 # None: on for a GPU (CuPy + cuBLAS), off in the simulator; True / False force it.
 ENABLED = None
-# Memory for one slab's temporaries (the product, its keys and the candidate
-# masks, about SLAB_ELEM_BYTES per (row, column)); and columns per share. A
+# Memory for one slab's product (SLAB_ELEM_BYTES per (row, column)) and the
+# columns per share (a row's candidates are chosen per share). A
 # GPU wants slabs of hundreds of rows so that each column share read from
 # memory feeds many multiply-adds (DGEMM is compute-bound from ~100 rows).
 SLAB_BYTES = 2 << 30
 SLAB_COLS = 1 << 16
-SLAB_ELEM_BYTES = 28  # G, the partition's copy (8 B each), masks, index temporaries
+SLAB_ELEM_BYTES = 8  # the product G; the selection kernels read it in place
 
 U = 2.0 ** -53  # unit roundoff of float64
 _TINY = 2.0 ** -1074  # smallest subnormal: the underflow term of the bound
@@ -86,6 +91,10 @@ _TINY = 2.0 ** -1074  # smallest subnormal: the underflow term of the bound
 # A scan keeps K + 1 entries (the list and its bound). A plain module constant:
 # local array sizes must be compile-time globals of this module.
 _KLIST = cuda_vector._KLIST
+# Threads per block of the slab kernels at most: slab_count keeps every
+# thread's K + 1 smallest keys in shared memory (128 x 33 x 8 B = 33 KB).
+SLAB_TPB = 128
+_SH_HEADS = SLAB_TPB * _KLIST
 
 _I32 = np.int32
 _I64 = np.int64
@@ -124,7 +133,10 @@ def row_norms(V, xp):
 
 
 def approx_keys(CTR, CTC, xp):
-    """``max(1 - CTR.T @ CTC, 0)``: the slab's GEMM keys, float64 (inputs widened)."""
+    """``max(1 - CTR.T @ CTC, 0)``: the slab's GEMM keys, float64 (inputs widened).
+
+    Array form of what ``slab_count`` / ``slab_emit`` compute per element.
+    """
     G = xp.matmul(CTR.T, CTC)
     xp.subtract(1.0, G, out=G)
     xp.maximum(G, 0.0, out=G)
@@ -133,6 +145,10 @@ def approx_keys(CTR, CTC, xp):
 
 def candidates(g, delta, kk, self_r, self_c, bw=None, bj=None, xp=np):
     """Mask of the (row, column) pairs of a slab to recheck exactly.
+
+    The candidate rule of the module docstring in array form: the set
+    ``slab_count`` + ``slab_emit`` give (tests hold them equal), and the one
+    ``benchmarks/count_gemm_work.py`` counts.
 
     Parameters
     ----------
@@ -167,22 +183,112 @@ def candidates(g, delta, kk, self_r, self_c, bw=None, bj=None, xp=np):
     return mask
 
 
-def _self_positions(R, C, xp):
-    """(row position, column position) of every slot present in both R and C."""
-    order = xp.argsort(C)
-    Cs = C[order]
-    pos = xp.searchsorted(Cs, R)
-    pos = xp.minimum(pos, C.shape[0] - 1)
-    hit = Cs[pos] == R
-    return xp.flatnonzero(hit), order[pos[hit]]
-
-
 @cuda.jit(cache=NUMBA_CACHE)
 def pair_keys(CT, size, extra, pr, pc, npairs, code, metric, out):
     """out[e] = the exact key of slots (pr[e], pc[e]), as the tile kernels compute it."""
     mc = launch.coordinate_metric(code, metric)
     for e in range(cuda.grid(1), npairs, cuda.gridsize(1)):
         out[e] = launch.summary_distance(CT, size, extra, code, metric, mc, pr[e], pc[e])
+
+
+@cuda.jit(device=True, cache=NUMBA_CACHE)
+def _candidate(g, thr, dr, bw, bj, c, offers):
+    """``candidates``' test for one pair (same operations, so the same set);
+    column c's bound (bw, bj) is read only for offers (scans pass 1-element arrays)."""
+    if g <= thr:
+        return True
+    if offers == 0:
+        return False
+    return bj[c] < 0 or g - dr <= bw[c]
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def slab_count(G, R, C, nrows, ncols, delta, kk, bw, bj, offers, thr, count):
+    """Per row of the slab G (block per row): thr[r] = tau_r + 2 delta_r and the
+    number of candidates (``candidates``), from the products G read directly.
+
+    Pass 1: each thread keeps the kk + 1 smallest GEMM keys of its columns,
+    in shared memory; a tree of pairwise merges (log2(blockDim) steps) leaves
+    the row's kk + 1 smallest in thread 0's list, whose last is tau (+inf
+    when the row has fewer other columns). Pass 2: count. At most SLAB_TPB
+    threads per block (the lists' shared memory).
+    """
+    sh = cuda.shared.array(_SH_HEADS, np.float64)
+    kw = cuda.local.array(_KLIST, np.float64)
+    t = cuda.threadIdx.x
+    bd = cuda.blockDim.x
+    m = kk + 1
+    for r in range(cuda.blockIdx.x, nrows, cuda.gridDim.x):
+        i = R[r]
+        for q in range(m):
+            kw[q] = math.inf
+        for c in range(t, ncols, bd):
+            if C[c] != i:
+                g = launch.cluster_distance(formulas.AVERAGE, metrics.COSINE, G[r, c], 1.0,
+                                            1.0, 0.0, 0.0)
+                if g < kw[m - 1]:
+                    pos = m - 1
+                    while pos > 0 and g < kw[pos - 1]:
+                        kw[pos] = kw[pos - 1]
+                        pos -= 1
+                    kw[pos] = g
+        for q in range(m):
+            sh[t * m + q] = kw[q]
+        cuda.syncthreads()
+        half = bd // 2
+        while half > 0:
+            if t < half:  # merge lists t and t + half: their m smallest
+                a = 0
+                b = 0
+                for q in range(m):
+                    va = sh[t * m + a]
+                    vb = sh[(t + half) * m + b]
+                    if va <= vb:
+                        kw[q] = va
+                        a += 1
+                    else:
+                        kw[q] = vb
+                        b += 1
+                for q in range(m):
+                    sh[t * m + q] = kw[q]
+            cuda.syncthreads()
+            half //= 2
+        tau = sh[m - 1]
+        cuda.syncthreads()  # every thread has tau before the next row reuses sh
+        dr = delta[r]
+        lim = tau + 2.0 * dr
+        cnt = 0
+        for c in range(t, ncols, bd):
+            if C[c] != i:
+                g = launch.cluster_distance(formulas.AVERAGE, metrics.COSINE, G[r, c], 1.0,
+                                            1.0, 0.0, 0.0)
+                if _candidate(g, lim, dr, bw, bj, c, offers):
+                    cnt += 1
+        if t == 0:
+            thr[r] = lim
+        cuda.atomic.add(count, r, cnt)  # count[] starts at 0 (host)
+
+
+@cuda.jit(cache=NUMBA_CACHE)
+def slab_emit(G, R, C, nrows, ncols, delta, bw, bj, offers, thr, starts, fill, pr, pc, pcol):
+    """Write each row's candidates (``slab_count``'s) to starts[r]..starts[r + 1]:
+    slots pr (row), pc (column) and the column's position pcol. Order within
+    a row is arrival order: ``gemm_select`` and ``gemm_offer`` do not depend on it."""
+    t = cuda.threadIdx.x
+    bd = cuda.blockDim.x
+    for r in range(cuda.blockIdx.x, nrows, cuda.gridDim.x):
+        i = R[r]
+        lim = thr[r]
+        dr = delta[r]
+        for c in range(t, ncols, bd):
+            if C[c] != i:
+                g = launch.cluster_distance(formulas.AVERAGE, metrics.COSINE, G[r, c], 1.0,
+                                            1.0, 0.0, 0.0)
+                if _candidate(g, lim, dr, bw, bj, c, offers):
+                    e = starts[r] + cuda.atomic.add(fill, r, 1)
+                    pr[e] = i
+                    pc[e] = C[c]
+                    pcol[e] = c
 
 
 @cuda.jit(cache=NUMBA_CACHE)
@@ -223,6 +329,14 @@ PTX_SIGNATURES = {
     "pair_keys": [
         f"void({dt}[:, ::1], {_AF}, {_AF}, {_A32}, {_A32}, int64, int64, int64, {_AF})"
         for dt in _FLOATS
+    ],
+    "slab_count": [
+        f"void(float64[:, ::1], {_A32}, {_A32}, int64, int64, {_AF}, int64, {_AF}, {_A32}, "
+        f"int64, {_AF}, {_A64})"
+    ],
+    "slab_emit": [
+        f"void(float64[:, ::1], {_A32}, {_A32}, int64, int64, {_AF}, {_AF}, {_A32}, int64, "
+        f"{_AF}, {_A64}, {_A64}, {_A32}, {_A32}, {_A32})"
     ],
     "gemm_select": [
         f"void({_A64}, {_A32}, {_AF}, int64, int64, int64, float64[:, ::1], int32[:, ::1])"
@@ -265,55 +379,60 @@ class GemmLists:
         """Per (row slab, column share): exact candidate keys, listed and offered."""
         xp, lists = self.xp, self.lists
         dv, kk, m = lists.dv, lists.kk, lists.kk + 1
-        CT = self.CT
+        CT, tpb, stream = self.CT, self.tpb, self.stream
+        dev = launch.as_device
         nr, nc = int(R.shape[0]), int(C.shape[0])
         rs, cs = slab_shape(nr, nc)
         ns = -(-nc // cs)
+        # no offers (scans): the kernels never read the columns' bounds
+        bw, bj = dev(xp.empty(1, _F64)), dev(xp.empty(1, _I32))
         for r0 in range(0, nr, rs):
             Rb = R[r0:r0 + rs]
-            rows_d = launch.as_device(Rb)
             nrb = int(Rb.shape[0])
-            CTR = CT[:, Rb].astype(_F64)
+            CTR = CT[:, Rb].astype(_F64)  # widened: the product runs in float64
             nu = row_norms(CTR, xp)
             pw, pj = lists.part.get(ns * m, nrb)
+            stpb = min(tpb, SLAB_TPB)
+            per_row = (launch.blocks(nrb * stpb, stpb), stpb, stream)  # a block per row
             for y in range(ns):
                 Cb = C[y * cs:(y + 1) * cs]
+                ncb = int(Cb.shape[0])
                 CTC = CT[:, Cb].astype(_F64)
-                g = approx_keys(CTR, CTC, xp)
+                G = xp.matmul(CTR.T, CTC)  # (nrb, ncb) dot products: cuBLAS DGEMM on a GPU
                 delta = self.A * nu * row_norms(CTC, xp).max() + self.B  # max stays on device
-                sr, sc = _self_positions(Rb, Cb, xp)
-                bw = bj = None
                 if offers:  # kept rows only (flag 0): new clusters take no offers
                     kept = xp.asarray(dv["flag"])[Cb] == 0
-                    bw = xp.where(kept, xp.asarray(dv["BW"])[Cb], -np.inf)
-                    bj = xp.where(kept, xp.asarray(dv["BJ"])[Cb], 0)
-                mask = candidates(g, delta, kk, sr, sc, bw, bj, xp)
-                del g
-                ri, ci = xp.nonzero(mask)  # host read: the candidate count
-                del mask
-                npairs = int(ri.shape[0])
-                pr = Rb[ri].astype(_I32)
-                pc = Cb[ci].astype(_I32)
+                    bw = dev(xp.where(kept, xp.asarray(dv["BW"])[Cb], -np.inf))
+                    bj = dev(xp.where(kept, xp.asarray(dv["BJ"])[Cb], 0).astype(_I32))
+                thr = xp.empty(nrb, _F64)
+                count = xp.zeros(nrb, _I64)
+                slab_count[per_row](dev(G), dev(Rb), dev(Cb), _I64(nrb), _I64(ncb), dev(delta),
+                                    _I64(kk), bw, bj, _I64(offers), dev(thr), dev(count))
+                starts = xp.zeros(nrb + 1, _I64)
+                xp.cumsum(count, out=starts[1:])
+                npairs = int(starts[-1])  # host read: the candidate count
+                pr = xp.empty(npairs, _I32)
+                pc = xp.empty(npairs, _I32)
+                pcol = xp.empty(npairs, _I32)
                 key = xp.empty(npairs, _F64)
                 if npairs:
-                    pair_keys[launch.blocks(npairs, self.tpb), self.tpb, self.stream](
-                        dv["CT"], dv["size"], dv["extra"], launch.as_device(pr),
-                        launch.as_device(pc), _I64(npairs), lists.code, lists.metric,
-                        launch.as_device(key))
-                starts = _csr(ri, nrb, xp)  # nonzero lists pairs by row, then column
-                gemm_select[launch.blocks(nrb, self.tpb), self.tpb, self.stream](
-                    launch.as_device(starts), launch.as_device(pc), launch.as_device(key),
-                    _I64(nrb), _I64(kk), _I64(y), pw, pj)
+                    slab_emit[per_row](dev(G), dev(Rb), dev(Cb), _I64(nrb), _I64(ncb),
+                                       dev(delta), bw, bj, _I64(offers), dev(thr), dev(starts),
+                                       dev(xp.zeros(nrb, _I64)), dev(pr), dev(pc), dev(pcol))
+                    pair_keys[launch.blocks(npairs, tpb), tpb, stream](
+                        dv["CT"], dv["size"], dv["extra"], dev(pr), dev(pc), _I64(npairs),
+                        lists.code, lists.metric, dev(key))
+                del G
+                gemm_select[launch.blocks(nrb, tpb), tpb, stream](
+                    dev(starts), dev(pc), dev(key), _I64(nrb), _I64(kk), _I64(y), pw, pj)
                 if offers and npairs:
-                    by_col = xp.argsort(ci)  # any order within a column: offers commute
-                    ncb = int(Cb.shape[0])
-                    cstarts = _csr(ci[by_col], ncb, xp)
-                    gemm_offer[launch.blocks(ncb, self.tpb), self.tpb, self.stream](
-                        launch.as_device(cstarts), launch.as_device(Cb.astype(_I32)), _I64(ncb),
-                        launch.as_device(xp.ascontiguousarray(pr[by_col])),
-                        launch.as_device(xp.ascontiguousarray(key[by_col])), dv["flag"],
-                        _I64(kk), dv["LW"], dv["LJ"], dv["BW"], dv["BJ"])
-            lists._combine(rows_d, nrb, pw, pj, ns)
+                    by_col = xp.argsort(pcol)  # any order within a column: offers commute
+                    cstarts = _csr(pcol[by_col], ncb, xp)
+                    gemm_offer[launch.blocks(ncb, tpb), tpb, stream](
+                        dev(cstarts), dev(Cb), _I64(ncb), dev(xp.ascontiguousarray(pr[by_col])),
+                        dev(xp.ascontiguousarray(key[by_col])), dv["flag"], _I64(kk), dv["LW"],
+                        dv["LJ"], dv["BW"], dv["BJ"])
+            lists._combine(dev(Rb), nrb, pw, pj, ns)
 
     def scan(self, rows_d, nr, cols):
         """``_Lists.scan``: lists and bounds of rows_d[:nr] over ``cols``."""

@@ -155,6 +155,44 @@ def test_fresh_gives_fresh_pass_lists_bounds_and_offers(rng, monkeypatch, data, 
     assert np.isin(np.concatenate([tile["LJ"][:, kept].ravel(), tile["BJ"][kept]]), new).any()
 
 
+@pytest.mark.parametrize("data", sorted(DATA))
+@pytest.mark.parametrize("offers", [0, 1])
+def test_slab_kernels_select_the_reference_candidates(rng, data, offers):
+    # slab_count + slab_emit (the device's selection, reading G in place) give
+    # exactly the pairs of ``candidates`` (the array-form rule the counts use)
+    n, kk = 30, 3
+    CT = _unit_columns(DATA[data](rng, n, 384))
+    CT[:, :8] = 0.5 * (CT[:, :8] + CT[:, 8:16])  # some mean vectors (norms < 1)
+    R = np.sort(rng.permutation(n)[:7]).astype(np.int32)
+    C = np.sort(rng.permutation(n)[:20]).astype(np.int32)
+    G = np.matmul(CT[:, R].T, CT[:, C])
+    A, B = cuda_gemm_scan.margin_coefficients(CT.shape[0])
+    delta = A * cuda_gemm_scan.row_norms(CT[:, R], np) * cuda_gemm_scan.row_norms(
+        CT[:, C], np).max() + B
+    bw = np.where(rng.random(len(C)) < 0.3, -np.inf, rng.uniform(0.0, 1.0, len(C)))
+    bj = np.where(rng.random(len(C)) < 0.2, -1, 5).astype(np.int32)
+    thr = np.empty(len(R))
+    count = np.zeros(len(R), np.int64)
+    I64 = np.int64
+    cuda_gemm_scan.slab_count[2, 32](G, R, C, I64(len(R)), I64(len(C)), delta, I64(kk), bw, bj,
+                                     I64(offers), thr, count)
+    starts = np.concatenate([[0], np.cumsum(count)]).astype(np.int64)
+    total = int(starts[-1])
+    pr, pc, pcol = (np.full(total, -1, np.int32) for _ in range(3))
+    cuda_gemm_scan.slab_emit[2, 32](G, R, C, I64(len(R)), I64(len(C)), delta, bw, bj,
+                                    I64(offers), thr, starts, np.zeros(len(R), np.int64), pr, pc,
+                                    pcol)
+    sr, sc = np.nonzero(R[:, None] == C[None, :])
+    g = cuda_gemm_scan.approx_keys(CT[:, R], CT[:, C], np)
+    mask = cuda_gemm_scan.candidates(g, delta, kk, sr, sc, bw if offers else None,
+                                     bj if offers else None, np)
+    rows = np.repeat(np.arange(len(R)), np.diff(starts))
+    assert (pr == R[rows]).all() and (pc == C[pcol]).all()
+    assert set(zip(rows.tolist(), pcol.tolist())) == set(zip(*(x.tolist() for x in
+                                                             np.nonzero(mask))))
+    assert (count >= kk + 1).all()
+
+
 # --------------------------------------------------------------------------
 # Whole linkages
 # --------------------------------------------------------------------------
