@@ -38,10 +38,11 @@ overstates it). Assumptions, stated in the JSON:
 
 * DGEMM at ``DGEMM_FLOPS`` = 6e13 FP64 FLOP/s (tensor-core FP64 of an H100
   SXM is 67 TFLOP/s peak; 60 assumed sustained), 2 FLOP per multiply-add;
-* the selection on each slab element (keys from the product, the partition
-  for the K + 1-th key, the candidate mask, ``nonzero``) moves
-  ``SELECT_BYTES_PER_ELEM`` bytes of device memory at ``HBM_BYTES_PER_S``
-  (H100 SXM 3.35e12 B/s; an H200 has 4.8e12): memory-bound, unfused CuPy ops;
+* the selection on each slab element moves ``SELECT_BYTES_PER_ELEM`` = 32
+  bytes of device memory at ``HBM_BYTES_PER_S`` (H100 SXM 3.35e12 B/s; an
+  H200 has 4.8e12): the product written by the DGEMM (8 B) and read three
+  times in place (``slab_count``'s two passes, ``slab_emit``), memory-bound,
+  no reuse from L2 assumed;
 * each exact recheck costs 3 d FP64 operations at ``FP64_OPS_PER_S`` =
   1.67e13 (the non-tensor FP64 peak of ``count_gpu_work``), and the chain's
   pairs the same;
@@ -71,7 +72,7 @@ from gpu_hclust.kernels import cuda_chain, cuda_gemm_scan, cuda_vector  # noqa: 
 
 DGEMM_FLOPS = 6.0e13
 HBM_BYTES_PER_S = 3.35e12
-SELECT_BYTES_PER_ELEM = 48  # G written and read, partition copy, key pass, mask, nonzero
+SELECT_BYTES_PER_ELEM = 32  # G written by the DGEMM, read by slab_count (twice) and slab_emit
 FP64_OPS_PER_S = cgw.H100_FP64_OPS_PER_S
 TARGET_S = 60.0
 PROJECT_N, PROJECT_D = 1_000_000, 384
@@ -242,8 +243,9 @@ def projection(macs_per_n2d, elems_per_n2, rechecks_per_n2, chain_pairs_per_n2):
                               "assumed sustained), 2 FLOP per multiply-add",
                 "hbm_bytes_per_s": HBM_BYTES_PER_S,
                 "selection_bytes_per_slab_element": SELECT_BYTES_PER_ELEM,
-                "selection_note": "unfused CuPy passes over each slab (keys, partition, mask, "
-                                  "nonzero), memory-bound at H100 SXM bandwidth (H200: 4.8e12)",
+                "selection_note": "the product written once and read three times in place "
+                                  "(slab_count twice, slab_emit), memory-bound at H100 SXM "
+                                  "bandwidth (H200: 4.8e12), no L2 reuse",
                 "recheck_ops_per_pair": f"3 d FP64 operations at {FP64_OPS_PER_S:.3g}/s "
                                         "(non-tensor FP64 peak)",
                 "scaling": "per-n^2 ratios at the emulated n assumed at 1M (rechecks per "
