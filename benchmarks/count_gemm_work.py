@@ -9,7 +9,7 @@ the GEMM path does it, through the module's own functions
 ``SLAB_COLS``), so that the candidates counted are the ones the driver would
 recheck::
 
-    PYTHONPATH=$PWD python benchmarks/count_gemm_work.py --n 5000 --d 384 \\
+    PYTHONPATH=$PWD python benchmarks/count_gemm_work.py --n 2000,5000 --d 384 \\
         --data gaussian,spiral,duplicates --json benchmarks/results/gemm-work-count.json
 
 What is counted, per run:
@@ -291,7 +291,7 @@ def count_run(n, d, data, seed, kk=None, check_max_n=0):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=5000)
+    ap.add_argument("--n", default="5000", help="comma-separated sizes")
     ap.add_argument("--d", type=int, default=384)
     ap.add_argument("--data", default="gaussian,spiral,duplicates",
                     help="comma-separated: gaussian, spiral, duplicates, blobs, ...")
@@ -302,8 +302,9 @@ def main(argv=None):
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args(argv)
     rows = []
-    for data in args.data.split(","):
-        row = count_run(args.n, args.d, data, args.seed, args.topk, args.check_max_n)
+    cases = [(int(n), data) for n in args.n.split(",") for data in args.data.split(",")]
+    for n, data in cases:
+        row = count_run(n, args.d, data, args.seed, args.topk, args.check_max_n)
         rows.append(row)
         if "skipped" in row:
             print(f"{data:12s} skipped: {row['skipped']}")
