@@ -877,6 +877,11 @@ class _Lists:
         self.dv, self.tpb, self.stream, self.kk = dv, tpb, stream, kk
         self.code, self.metric = _I64(code), _I64(metric)
         self.part = _Scratch(xp)
+        # average/cosine: scans as GEMM slabs + exact rechecks (same lists and bounds).
+        # Imported here: cuda_gemm_scan imports this module for its device functions.
+        from . import cuda_gemm_scan
+        self.gemm = cuda_gemm_scan.GemmLists(self, xp) if cuda_gemm_scan.enabled(code, metric) \
+            else None
 
     def _combine(self, rows_d, nr, pw, pj, ns):
         dv = self.dv
@@ -886,6 +891,8 @@ class _Lists:
 
     def scan(self, rows_d, nr, cols):
         """Lists and bounds of rows_d[:nr] from a full scan of ``cols``."""
+        if self.gemm is not None:
+            return self.gemm.scan(rows_d, nr, cols)
         nc = int(cols.shape[0])
         if nr == 0 or nc == 0:
             return
@@ -899,6 +906,8 @@ class _Lists:
 
     def fresh(self, new, cols):
         """The new clusters' lists, and each offered to every other row in ``cols``."""
+        if self.gemm is not None:
+            return self.gemm.fresh(new, cols)
         p = int(new.shape[0])
         nc = int(cols.shape[0])
         if p == 0 or nc == 0:
