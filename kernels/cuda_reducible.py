@@ -18,6 +18,10 @@ minimum over the active columns under the key ``(distance, column)``. A round:
 5. ``compact``      -- the active-slot list loses the dead slots (order kept,
    so the contiguous half of each condensed row is read in order).
 
+A round that merged few pairs (``cuda_chain.hands_over``: chain-like data,
+one or two pairs per round) hands the rest to the nearest-neighbour chain in
+one persistent kernel (``cuda_dense_chain.finish``) after its update.
+
 Invariant: ``nn[k]`` is k's exact minimum under ``(distance, column)`` of the
 stored (rounded) matrix. Then the nn graph has only 2-cycles, so every round
 finds at least one pair; a round without one (NaN distances) ends the loop
@@ -33,7 +37,7 @@ import math
 import numpy as np
 from numba import cuda, float64, int64
 
-from . import cancel, launch
+from . import cancel, cuda_chain, cuda_dense_chain, launch
 from ._config import NUMBA_CACHE
 from .cpu_common import NO_FINITE_CANDIDATE
 from .launch import block_min, condensed_index, empty_log, lw_update, precedes, row_base
@@ -349,6 +353,13 @@ def run(D, n, code, xp=np, tpb=None, max_blocks=None):
         alist, spare = spare, alist
         m -= npairs
         rnd += 1
+        if cuda_chain.hands_over(npairs, m + npairs):  # chain-like data: finish on the device
+            done = cuda_dense_chain.finish(
+                v["D"], n, alist, m, v["size"], v["log_a"], v["log_b"], v["log_h"], merges, code,
+                xp, tpb, stream, cancel.current())
+            starts += range(merges, merges + done)  # each chain merge is its own round
+            merges += done
+            break
     a, b, h = (launch.to_host(arrays[k]) for k in ("log_a", "log_b", "log_h"))
     # The one check, with the log: a round without a pair (NaN) left it short,
     # a merge at inf or NaN means no finite candidate was left.
