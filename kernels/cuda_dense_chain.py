@@ -154,14 +154,17 @@ def dense_chain_steps(D, n, code, cols, size, chain, state, part_d, part_j,
             dxp = D[condensed_index(n, x, prev)]
             s_p = size[prev]
         grid.sync()
-        # Phase 2: every block folds the same partials to the same decision.
-        bd = math.inf
-        bk = int64(-1)
-        for b in range(t, cuda.gridDim.x, cuda.blockDim.x):
-            if precedes(part_d[b], part_j[b], bd, bk):
-                bd = part_d[b]
-                bk = part_j[b]
-        bd, y = block_min(sd, sj, bd, bk)
+        # Phase 2: every block folds the same partials to the same decision
+        # (a one-block grid has its result already: the branch is grid-uniform).
+        if cuda.gridDim.x > 1:
+            bd = math.inf
+            bk = int64(-1)
+            for b in range(t, cuda.gridDim.x, cuda.blockDim.x):
+                if precedes(part_d[b], part_j[b], bd, bk):
+                    bd = part_d[b]
+                    bk = part_j[b]
+            bd, bk = block_min(sd, sj, bd, bk)
+        y = bk
         if prev >= 0 and dxp <= bd:  # an exact tie goes to the previous element
             y = prev
             bd = dxp
