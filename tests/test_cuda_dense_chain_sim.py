@@ -292,8 +292,20 @@ def test_finish_checks_its_state():
 
 
 def test_tpb_above_the_cap_is_lowered_and_a_bad_one_refused(rng):
-    X = rng.standard_normal((6, 2))
-    assert_array_equal(_chain_alone(X, "weighted", tpb=32), _chain_alone(X, "weighted", tpb=32))
+    # finish takes the rounds' tpb (up to cuda_reducible.MAX_TPB = 1024) and
+    # lowers it to its own cap; run, like every engine, refuses a bad one.
+    n = 5
+    D = _condensed(rng.standard_normal((n, 2)), "average")
+    logs = []
+    for tpb in (32, 4 * cuda_dense_chain.MAX_TPB):
+        log = (np.empty(n - 1, np.int64), np.empty(n - 1, np.int64), np.empty(n - 1))
+        done = cuda_dense_chain.finish(D.copy(), n, np.arange(n), n, np.ones(n), *log, 0,
+                                       formulas.AVERAGE, np, tpb, launch.stream_for(np),
+                                       np.zeros(1, np.int64))
+        assert done == n - 1
+        logs.append(log)
+    for a, b in zip(*logs):
+        assert_array_equal(a, b)
     with pytest.raises(ValueError, match="tpb .* power of two"):
         cuda_dense_chain.run(np.ones(3), 3, formulas.WARD, np, tpb=48)
 
