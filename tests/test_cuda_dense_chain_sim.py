@@ -285,7 +285,8 @@ def test_run_with_fewer_than_two_observations_and_two():
 
 
 def test_finish_checks_its_state():
-    with pytest.raises(ValueError, match=r"merges \(2\) \+ active clusters \(4\) must equal n \(5\)"):
+    msg = r"merges \(2\) \+ active clusters \(4\) must equal n \(5\)"
+    with pytest.raises(ValueError, match=msg):
         cuda_dense_chain.finish(np.ones(10), 5, np.arange(5), 4, np.ones(5), np.empty(4, np.int64),
                                 np.empty(4, np.int64), np.empty(4), 2, formulas.WARD, np, 32,
                                 launch.stream_for(np), np.zeros(1, np.int64))
