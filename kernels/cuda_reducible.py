@@ -25,6 +25,10 @@ memory sector per value; one partial per chunk of rows) and
    so the contiguous half of each condensed row is read in order); its
    thread 0 writes the next round's state (``_advance``).
 
+A round that merged few pairs (``cuda_chain.hands_over``: chain-like data,
+one or two pairs per round) hands the rest to the nearest-neighbour chain in
+one persistent kernel (``cuda_dense_chain.finish``) after its update.
+
 Invariant: ``nn[k]`` is k's exact minimum under ``(distance, column)`` of the
 stored (rounded) matrix. Then the nn graph has only 2-cycles, so every round
 finds at least one pair; a round without one (NaN distances) ends the loop
@@ -53,8 +57,8 @@ Once a round has stopped the rounds, the later rounds of the batch do nothing
 distances; the short log raises ``ValueError``) and ``HAND_OVER``: a round that
 merged fewer pairs than ``cuda_chain.hands_over`` allows (chain-like data)
 ends the batch after its update, finalize and compact, and the host reaches
-``_chain_hand_over``, where the device-side chain takes the rest (until there
-is one, the rounds go on with the guard off). Ctrl-C is checked between
+``_chain_hand_over``, where the device-side chain (``cuda_dense_chain.finish``)
+merges the rest, in D's current (maybe compacted) numbering. Ctrl-C is checked between
 batches (``cancel.check``). A batch that merged nothing ends the run. Each
 round's first log row (``rstart``, on the device) is read once at the end for
 ``_slot_order_within_rounds``. Host reads in all: one per batch, then the log
@@ -86,7 +90,7 @@ import math
 import numpy as np
 from numba import cuda, float64, int64
 
-from . import cancel, cuda_chain, launch
+from . import cancel, cuda_chain, cuda_dense_chain, launch
 from ._config import NUMBA_CACHE
 from .cpu_common import NO_FINITE_CANDIDATE
 from .launch import block_min, condensed_index, empty_log, lw_update, precedes, row_base
@@ -112,6 +116,23 @@ RUNNING = 0
 DONE = 1       # one cluster left
 NO_PAIR = 2    # a round found no reciprocal pair (NaN distances): the log is short
 HAND_OVER = 3  # a round merged too few pairs (cuda_chain.hands_over): back to the host
+
+# The chain guard per round (``compact``'s ``guard``): the rule of
+# ``cuda_chain.hands_over``, or (tests) a hand-over forced after one round.
+GUARD_OFF, GUARD_RULE, GUARD_FORCE = 0, 1, 2
+# Tests set a round count r: the rounds before the r-th do not hand over, the
+# r-th does whatever it merged (the rule's outcome on a GPU is fixed at compile
+# time, so tests cannot reach it by patching ``cuda_chain``).
+FORCE_HAND_OVER_AFTER = None
+
+
+def _guard(rnd):
+    """The chain guard of round ``rnd`` (0-based)."""
+    forced = FORCE_HAND_OVER_AFTER
+    if forced is None:
+        return GUARD_RULE
+    return GUARD_FORCE if rnd == forced - 1 else GUARD_OFF
+
 
 # Rounds queued per host read: 1, 2, 4, ... up to MAX_BATCH (and never more
 # than the clusters left minus one, an upper bound on the rounds left).
@@ -421,7 +442,7 @@ def _advance(ctl, cur, rstart, guard):
     stop = RUNNING
     if m - p <= 1:
         stop = DONE
-    elif guard != 0 and _hands_over(p, m):
+    elif guard == GUARD_FORCE or (guard == GUARD_RULE and _hands_over(p, m)):
         stop = HAND_OVER
     ctl[nxt + S_STOP] = stop
 
@@ -686,23 +707,33 @@ class _Rounds:
 
 
 def _chain_hand_over(s, m, merges):
-    """Chain hand-over point (issue 12 item 3): the last round merged fewer
-    pairs than ``cuda_chain.hands_over`` allows (chain-like data).
+    """The last round merged fewer pairs than ``cuda_chain.hands_over`` allows
+    (chain-like data): the device-side chain (``cuda_dense_chain.finish``)
+    merges the ``m`` clusters left.
 
-    The device-side chain (``kernels/cuda_dense_chain.finish``) takes the rest
-    here. State: ``s.v`` / ``s.x`` (views / arrays): ``D`` over ``s.ns`` slots
-    (condensed in that numbering), ``alist[:m]`` the active slots in order,
-    ``size``, ``nn``/``nnd`` (rows on ``stale`` need a rescan), ``slot_map``
-    (slot -> original slot: the log holds original slots), the log filled up
-    to row ``merges``; ``m`` clusters are left.
+    State: ``s.v`` / ``s.x`` (views / arrays): ``D`` over ``s.ns`` slots
+    (condensed in that numbering), ``alist[:m]`` the active slots, ``size``,
+    ``slot_map`` (slot -> original slot), the log filled up to row ``merges``.
+    The chain numbers slots as D does and checks ``merges + m == slots``;
+    after a compaction the ``s.n - s.ns`` merges before it are not in that
+    numbering, so it gets the log from that offset and its rows are mapped
+    back to original slots afterwards.
 
     Returns
     -------
-    int or None
-        The merges logged once the chain has finished (``n - 1``), or None:
-        nobody took over (the dense chain is not there yet), rounds go on.
+    int
+        The merges logged once the chain has finished (``n - 1``).
     """
-    return None
+    x, v = s.x, s.v
+    skip = s.n - s.ns
+    logs = [launch.as_device(x[k][skip:]) for k in ("log_a", "log_b", "log_h")]
+    done = cuda_dense_chain.finish(v["D"], s.ns, v["alist"], m, v["size"], *logs,
+                                   merges - skip, s.code, s.xp, s.tpb, s.stream,
+                                   cancel.current())
+    if skip:
+        for k in ("log_a", "log_b"):
+            x[k][merges:] = x["slot_map"][x[k][merges:]]
+    return merges + done
 
 
 def run(D, n, code, xp=np, tpb=None, max_blocks=None):
@@ -747,12 +778,12 @@ def run(D, n, code, xp=np, tpb=None, max_blocks=None):
         return empty_log()
     s = _Rounds(D, n, code, xp, tpb, stream, max_blocks)
     s.first_pass()
-    rnd, batch, guard = 0, 1, 1
+    rnd, batch = 0, 1
     m, merges, rounds, chain_merges = n, 0, 0, 0
     while True:
         cancel.check()  # Ctrl-C between batches
         for _ in range(batch):
-            s.queue_round(rnd, m, guard)
+            s.queue_round(rnd, m, _guard(rnd))
             rnd += 1
         ctl = launch.to_host(s.x["ctl"])  # the batch's one host read
         cur = (rnd & 1) * CTL_SET  # the set the next round would read
@@ -761,16 +792,11 @@ def run(D, n, code, xp=np, tpb=None, max_blocks=None):
         rounds, stop = int(ctl[cur + S_ROUNDS]), int(ctl[cur + S_STOP])
         if stop in (DONE, NO_PAIR) or not progress:
             break  # done, or no pair (NaN): a short log is reported below
-        if stop == HAND_OVER:
+        if stop == HAND_OVER:  # chain-like data: the device-side chain merges the rest
             finished = _chain_hand_over(s, m, merges)
-            if finished is not None:
-                chain_merges = finished - merges
-                merges = finished
-                break
-            # Nobody took over: the rounds go on without the guard (so
-            # chain-like data still gets batches, not a host read per round).
-            s.x["ctl"][cur + S_STOP] = RUNNING
-            guard = 0
+            chain_merges = finished - merges
+            merges = finished
+            break
         if m <= COMPACT_FRACTION * s.ns:
             s.compact_matrix(m, int(ctl[cur + S_STALE]))
         batch = max(1, min(2 * batch, MAX_BATCH, m - 1))

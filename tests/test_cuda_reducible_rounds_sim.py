@@ -23,6 +23,15 @@ from gpu_hclust.kernels import cuda_chain, cuda_reducible, formulas, launch
 from gpu_hclust.kernels.cpu_common import NO_FINITE_CANDIDATE
 
 
+@pytest.fixture(autouse=True)
+def _rounds_only(monkeypatch):
+    """The loop's own behaviour: no chain hand-over unless a test sets the rule
+    (the simulator reads ``cuda_chain``'s constants when the device rule runs;
+    tests/test_cuda_dense_chain_sim.py covers the hand-over with the chain)."""
+    monkeypatch.setattr(cuda_chain, "CHAIN_FRACTION", 0.0)
+    monkeypatch.setattr(cuda_chain, "CHAIN_MIN_PAIRS", 0)
+
+
 def _matrix(X, method, dtype=np.float64):
     y = pdist(X)
     if METHODS[method].squared:
@@ -153,19 +162,19 @@ def test_host_reads_are_fewer_than_rounds(monkeypatch):
 
 
 def test_a_small_round_stops_the_batch_at_the_hand_over_point(monkeypatch):
-    ref = _reference("average")
     seen = []
+    chain = cuda_reducible._chain_hand_over
 
     def hook(s, m, merges):
         state = launch.to_host(s.x["ctl"]).reshape(2, cuda_reducible.CTL_SET)
         stopped = state[state[:, cuda_reducible.S_STOP] == cuda_reducible.HAND_OVER]
         seen.append((m, merges, stopped.copy()))
-        return None  # nobody takes over: the rounds go on without the guard
+        return chain(s, m, merges)  # the device-side chain merges the rest
     monkeypatch.setattr(cuda_reducible, "_chain_hand_over", hook)
     monkeypatch.setattr(cuda_chain, "CHAIN_FRACTION", 0.2)  # rounds under 20 % hand over
     monkeypatch.setattr(cuda_reducible, "COMPACT_FRACTION", 0.0)
-    _assert_same_log(_log(POINTS, "average"), ref)
-    assert len(seen) == 1  # the guard is off once declined
+    _assert_like_scipy(_log(POINTS, "average"), "average")
+    assert len(seen) == 1
     m, merges, stopped = seen[0]
     assert 1 < m < N and merges == N - m
     assert stopped.shape[0] >= 1 and stopped[0, cuda_reducible.S_M] == m
