@@ -442,7 +442,10 @@ def _run(client, X, spec, metric, dtype, bar, tiles="auto"):
         mcode = client.submit(_tasks.block_mcode, blocks[0], pure=False).result()
         (a, b, h), rounds = _engines.reducible_rounds(client, blocks, layout, spec.code, mcode,
                                                       report, stats, itemsize_d)
-    last_run_stats.update(stats, n=layout.n, d=int(X.shape[1]), blocks=len(layout))
+    tiles_used = client.gather([client.submit(_tasks.block_tiles, blk, pure=False)
+                                for blk in blocks])
+    last_run_stats.update(stats, n=layout.n, d=int(X.shape[1]), blocks=len(layout),
+                          tiles=sorted(set(tiles_used)))
     form = _lowmem.log_form(spec, _lowmem.height_exponent(spec, metric, scaling[1]))
     return a, b, h, form, rounds
 

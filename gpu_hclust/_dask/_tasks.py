@@ -87,6 +87,11 @@ def block_mcode(block):
     return block.mcode
 
 
+def block_tiles(block):
+    """The tiles the worker resolved for this block ("cpu" or "cuda")."""
+    return block.tiles
+
+
 # --------------------------------------------------------------------------
 # Single linkage (Borůvka with per-row candidate lists)
 # --------------------------------------------------------------------------
