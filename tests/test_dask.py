@@ -551,17 +551,24 @@ def test_no_client_starts_and_closes_a_local_cluster(tmp_path):
 
 @pytest.mark.gpu
 def test_one_gpu_local_cuda_cluster(rng):
-    """dask-cuda worker with CuPy chunks (the tiles run on the worker's CPU for now)."""
+    """A one-GPU dask-cuda worker with CuPy chunks: 'auto' runs the CUDA tiles, on
+    the device, and gives the single machine's Z; 'cpu' gives the same Z."""
     dask_cuda = pytest.importorskip("dask_cuda")
     cupy = pytest.importorskip("cupy")
     from distributed import Client
 
-    X = rng.normal(size=(600, 8))
     with dask_cuda.LocalCUDACluster(n_workers=1) as cluster, Client(cluster) as cl:
-        Xd = da.from_array(X, chunks=(150, 8)).map_blocks(cupy.asarray)
-        for method in ("single", "ward"):
-            Z = gdask.linkage(Xd, method, client=cl)
-            assert_same(Z, gpu_hclust.linkage(X, method, low_memory=True))
+        for method, metric in [("single", "euclidean"), ("ward", "euclidean"),
+                               ("average", "cosine")]:
+            X = _data(rng, 3000, 8, metric)
+            Xd = da.from_array(X, chunks=(750, 8)).map_blocks(cupy.asarray)
+            Zr = gpu_hclust.linkage(X, method, metric, low_memory=True)
+            Z = gdask.linkage(Xd, method, metric, client=cl)
+            assert gdask.last_run_stats["tiles"] == ["cuda"]
+            assert_same(Z, Zr)
+            Z = gdask.linkage(Xd, method, metric, client=cl, tiles="cpu")
+            assert gdask.last_run_stats["tiles"] == ["cpu"]
+            assert_same(Z, Zr)
 
 
 def test_cli_scheduler_flag(client, rng, tmp_path, capsys):
