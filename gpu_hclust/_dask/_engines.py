@@ -71,10 +71,13 @@ def new_stats():
     clusters to existing ones; client_chain: clusters the client finished
     with; to_client / from_client: bytes of arrays gathered by / sent from the
     client; block_reads: bytes of the other block read by pair tasks (an upper
-    bound on block copies between workers).
+    bound on block copies between workers). round_pairs: per round, the
+    distances of each pair task (how the round's scan work is split, for the
+    model's per-round makespan); round_offers: per round, the offers each
+    block's ``apply_merges`` evaluates.
     """
     return dict(rounds=0, tasks=0, pairs=0, offers=0, client_chain=0, to_client=0,
-                from_client=0, block_reads=0)
+                from_client=0, block_reads=0, round_pairs=[], round_offers=[])
 
 
 class _Counting:
@@ -100,23 +103,13 @@ def _count_pairs(stats, layout, need, itemsize_d, live=None):
     against the live slots of the other block, a live row that is not needy
     against its needy ones; on the diagonal each pair once.
     """
-    nb = len(layout)
     if live is None:
         cnt = [int(x.sum()) for x in need]
         size = list(layout.sizes)
     else:
         cnt = [int((x & a).sum()) for x, a in zip(need, live)]
         size = [int(a.sum()) for a in live]
-    for i in range(nb):
-        for j in range(i, nb):
-            if not (cnt[i] or cnt[j]):
-                continue
-            bi, bj = size[i], size[j]
-            if i == j:
-                stats["pairs"] += cnt[i] * bi - cnt[i] * (cnt[i] + 1) // 2
-            else:
-                stats["pairs"] += cnt[i] * bj + (bi - cnt[i]) * cnt[j]
-                stats["block_reads"] += min(layout.sizes[i], layout.sizes[j]) * itemsize_d
+    _count_scan(stats, layout, cnt, size, itemsize_d)
 
 
 def _pair_tasks(client, layout, need, submit_pair):
@@ -221,17 +214,23 @@ def _component_edges(comp, w, v):
 
 
 def _count_scan(stats, layout, scanned, live, itemsize_d):
-    """Distances a round's cluster scans evaluated, from each block's (scanned, live) counts."""
+    """Distances a round's scans evaluate, from each block's (scanned, live) counts:
+    a scanned row against the live rows of the other block, a live row that is
+    not scanned against its scanned ones; on the diagonal each pair once."""
     nb = len(layout)
+    per_task = []
     for i in range(nb):
         for j in range(i, nb):
             if not (scanned[i] or scanned[j]):
                 continue
             if i == j:
-                stats["pairs"] += scanned[i] * live[i] - scanned[i] * (scanned[i] + 1) // 2
+                pairs = scanned[i] * live[i] - scanned[i] * (scanned[i] + 1) // 2
             else:
-                stats["pairs"] += scanned[i] * live[j] + (live[i] - scanned[i]) * scanned[j]
+                pairs = scanned[i] * live[j] + (live[i] - scanned[i]) * scanned[j]
                 stats["block_reads"] += min(layout.sizes[i], layout.sizes[j]) * itemsize_d
+            stats["pairs"] += pairs
+            per_task.append(int(pairs))
+    stats["round_pairs"].append(per_task)
 
 
 def reducible_rounds(client, blocks, layout, code, mcode, report, stats, itemsize_d):
@@ -311,6 +310,11 @@ def reducible_rounds(client, blocks, layout, code, mcode, report, stats, itemsiz
             states[i] = client.submit(_tasks.apply_merges, code, mcode, states[i], n, lo, hi, CTn,
                                       sn, en, pure=False)
         stats["offers"] += lo.size * (m - 2 * lo.size)
+        # per block: every new cluster x the block's surviving slots that are not new
+        keep = active.copy()
+        keep[lo] = False
+        stats["round_offers"].append([int(lo.size * layout.part(keep, i).sum())
+                                      for i in range(nb)])
         stats["from_client"] += nb * (CTn.nbytes + sn.nbytes + en.nbytes + lo.nbytes + hi.nbytes)
         m -= lo.size
         done += lo.size
