@@ -126,7 +126,7 @@ def test_candidate_lists_exact_under_arbitrary_merges(rng, k):
     """The block state's list heads equal a fresh full scan after every round,
     whichever pairs merge (random pairs here, not reciprocal ones: the list
     invariant must not lean on reducibility). Runs the task functions in-process."""
-    from gpu_hclust._dask import _kernels, _tasks
+    from gpu_hclust._dask import _tasks
     from gpu_hclust._methods import get_method
 
     spec = get_method("ward")
@@ -149,15 +149,10 @@ def test_candidate_lists_exact_under_arbitrary_merges(rng, k):
         take = rng.permutation(act)[: 2 * max(1, act.size // 12)]
         lo = np.minimum(take[0::2], take[1::2])
         hi = np.maximum(take[0::2], take[1::2])
-        CT2 = np.empty((S.CT.shape[0], 2 * lo.size))
-        CT2[:, 0::2], CT2[:, 1::2] = S.CT[:, lo], S.CT[:, hi]
-        size2 = np.empty(2 * lo.size)
-        size2[0::2], size2[1::2] = S.size[lo], S.size[hi]
-        extra2 = np.empty(2 * lo.size)
-        extra2[0::2], extra2[1::2] = S.extra[lo], S.extra[hi]
-        _kernels.merge_summaries(code, mcode, CT2, size2, extra2)
-        S = _tasks.apply_merges(code, mcode, S, n, lo, hi, np.ascontiguousarray(CT2[:, 0::2]),
-                                size2[0::2].copy(), extra2[0::2].copy())
+        slots = np.column_stack([lo, hi]).ravel()  # pair p: lo at 2p, hi at 2p + 1
+        merged = _tasks.merge_children(code, mcode, slots.size, [np.arange(slots.size)],
+                                       _tasks.take_summaries(S, slots))
+        S = _tasks.apply_merges(code, mcode, S, n, lo, hi, merged)
         active[hi] = False
 
 

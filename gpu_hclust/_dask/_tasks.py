@@ -246,6 +246,25 @@ def take_summaries(S, slots):
     return np.asarray(to_host(S.CT[:, _index(S, loc)])), S.size[loc], S.extra[loc]
 
 
+def merge_children(code, metric, nslots, where, *got):
+    """The round's merged summaries (CTn, sn, en) from the children's.
+
+    ``got[t]``: ``take_summaries`` of one block, landing at positions
+    ``where[t]`` of the pair layout (2p: lo of pair p, 2p + 1: its hi); pair p
+    merges into column p (``_kernels.merge_summaries``, as the chain engine merges).
+    """
+    d = got[0][0].shape[0]
+    CT2 = np.empty((d, nslots), dtype=got[0][0].dtype)
+    size2 = np.empty(nslots)
+    extra2 = np.empty(nslots)
+    for pos, (C, s, e) in zip(where, got):
+        CT2[:, pos] = C
+        size2[pos] = s
+        extra2[pos] = e
+    _kernels.merge_summaries(code, metric, CT2, size2, extra2)
+    return np.ascontiguousarray(CT2[:, 0::2]), size2[0::2].copy(), extra2[0::2].copy()
+
+
 def active_summaries(S):
     """Packed summaries of the block's active slots, for the client's chain."""
     from .._backend import to_host
@@ -260,15 +279,16 @@ def _index(S, idx):
     return _gpu.to_device(idx) if S.tiles == "cuda" else idx
 
 
-def apply_merges(code, metric, S, n, lo, hi, CTnew, snew, enew):
+def apply_merges(code, metric, S, n, lo, hi, merged):
     """The round's merges applied to one block.
 
     ``lo``/``hi``: global slots of each merged pair (the new cluster takes
-    lo). The absorbed slots go inactive; new clusters are marked for a
+    lo); ``merged``: their summaries (CTn, sn, en), ``merge_children``'s. The absorbed slots go inactive; new clusters are marked for a
     rescan; every other active slot drops the merged slots from its list and
     is offered every new cluster (``_kernels.drop_and_offer``), and is marked
     for a rescan only if its list ran empty.
     """
+    CTnew, snew, enew = merged
     b = S.CT.shape[1]
     CT = S.CT.copy()
     size = S.size.copy()
