@@ -283,9 +283,11 @@ def apply_merges(code, metric, S, n, lo, hi, merged):
     """The round's merges applied to one block.
 
     ``lo``/``hi``: global slots of each merged pair (the new cluster takes
-    lo); ``merged``: their summaries (CTn, sn, en), ``merge_children``'s. The absorbed slots go inactive; new clusters are marked for a
-    rescan; every other active slot drops the merged slots from its list and
-    is offered every new cluster (``_kernels.drop_and_offer``), and is marked
+    lo); ``merged``: their summaries (CTn, sn, en), ``merge_children``'s.
+    The absorbed slots go inactive; new clusters are marked for a rescan;
+    every other active slot drops the merged slots from its list and is
+    offered every new cluster (``_kernels.drop_and_offer``; CUDA tiles:
+    ``drop_dead`` + ``offer_lists`` of its K + 1 first), and is marked
     for a rescan only if its list ran empty.
     """
     CTnew, snew, enew = merged
