@@ -6,20 +6,45 @@
 
 Cost model (per run; every term is counted by the engine, ``gpu_hclust.dask.last_run_stats``)::
 
-    T = tasks * L                                   task overhead (scheduling, transfers, gathers)
-      + pairs * d / (R_s * min(W, cores))           block-pair scans, spread over W workers
-      + offers * d / (R_o * min(W, cores))          new clusters offered to every slot (ward/average)
-      + chain(m) / R_o                              the client's sequential tail (ward/average)
-      + bytes / B                                   client <-> workers and block reads
+    T = tasks * L + rounds * lam                     per-task and per-round overhead
+      + sum_rounds span_P(scan tasks' pairs) * d / R_s|R_o   block-pair scans
+      + sum_rounds span_P(blocks' offers) * d / R_o          offers of new clusters (ward/average)
+      + chain(m) / R_o                               the client's sequential tail (ward/average)
+      + bytes / B                                    client <-> workers and block reads
 
-R_s, R_o: pair-feature throughput of one core in the workers' own kernels,
-calibrated in this process on one block pair (``_tasks.scan_points_pair`` for
-single, ``_tasks.scan_clusters_pair`` for ward/average; every row scanned);
-chain(m) = 3 m^2 d (about 3 sweeps per merge); L: seconds per task,
-calibrated on a small ward run (n = 400, many rounds, little work) on the
-first cluster; B: assumed 1 GB/s (loopback). The model uses the run's own
-counts of pairs and rounds (deterministic for given data), so it checks the
-per-unit costs, not a prediction of how many rescans a data set needs.
+A round's scan tasks run side by side: span_P(w) is the makespan of the
+round's tasks (each task's distance count, ``round_pairs``; each block's
+offers, ``round_offers``) on P = min(W, cores) cores, scheduled longest
+first (LPT). The previous model divided the total by P, i.e. assumed the
+work splits evenly; with one block per worker it does not: two blocks give
+the tasks (0,0), (0,1), (1,1) of 1/4, 1/2 and 1/4 of the work, so two
+cores take 1/2 of the serial time at best (a 1.0x floor the even split
+missed only by luck) and four blocks on two cores 10 tasks of uneven size;
+rounds that rescan a few slots have one or two non-empty tasks and do not
+parallelise at all. lam (seconds per round) is the client's own work
+between rounds (reciprocal pairs, merging the summaries, the Borůvka
+reduction, concatenations) and the round trips that wait on it (gather
+neighbours -> fetch children -> broadcast); L (seconds per task) is the
+scheduler's and the worker's per-task cost and the (de)serialisation of
+its arguments and results. The previous model had L only, calibrated on
+one run in which tasks per round was fixed, so per-round costs were
+folded into L at that run's tasks-per-round and under-counted when it
+changed.
+
+Calibration (on this machine, at the start, on the first cluster size):
+R_s, R_o: pair-feature throughput of one core in the workers' own
+kernels, on one block pair (``_tasks.scan_points_pair`` for single,
+``_tasks.scan_clusters_pair`` for ward/average; every row scanned).
+L and lam: least squares on small ward runs (n = 400, rounds to the end,
+little work) with 1, 2 and 4 blocks per worker (tasks per round differ, so
+the two separate); the model's work terms are subtracted first. chain(m) =
+3 m^2 d (about 3 sweeps per merge). B: assumed 1 GB/s (loopback). P uses
+``--cores`` (default ``os.cpu_count()``): on a machine other jobs keep
+busy, fewer cores are free than it has; the JSON records the load average
+at the start and the end so a reader can tell. The model uses the run's own
+counts (deterministic for given data), so it checks the per-unit costs and
+the parallel structure, not a prediction of how many rescans a data set
+needs.
 
 Every timed run is checked against the single-machine memory-saving Z (ids
 exact, heights rtol 1e-12); a mismatch makes the exit status 1.
@@ -70,16 +95,55 @@ def calibrate_rates(d, rng, b=4000):
     return r_s, r_o
 
 
-def model(stats, rates, L, workers, cores, method):
+def span(work, par):
+    """Makespan of independent tasks of the given sizes on ``par`` cores, longest first."""
+    loads = [0] * max(1, int(par))
+    for w in sorted(work, reverse=True):
+        loads[loads.index(min(loads))] += w
+    return max(loads)
+
+
+def model(stats, rates, L, lam, workers, cores, method):
+    """Predicted seconds of one run from its counts (see the module docstring)."""
     d = stats["d"]
     r_s, r_o = rates
     r = r_s if method == "single" else r_o
     par = min(workers, cores)
-    work = stats["pairs"] * d / (r * par) + stats["offers"] * d / (r_o * par)
+    scan = sum(span(t, par) for t in stats["round_pairs"]) * d / r
+    offers = sum(span(o, par) for o in stats["round_offers"]) * d / r_o
     chain = 3.0 * stats["client_chain"] ** 2 * d / r_o
     traffic = (stats["to_client"] + stats["from_client"] + stats["block_reads"]) / ASSUMED_BANDWIDTH
-    return dict(total=stats["tasks"] * L + work + chain + traffic, overhead=stats["tasks"] * L,
-                work=work, chain=chain, traffic=traffic)
+    overhead = stats["tasks"] * L + stats["rounds"] * lam
+    even = (stats["pairs"] * d / r + stats["offers"] * d / r_o) / par  # the old even split
+    return dict(total=overhead + scan + offers + chain + traffic, overhead=overhead,
+                per_task=stats["tasks"] * L, per_round=stats["rounds"] * lam, scan=scan,
+                offers=offers, chain=chain, traffic=traffic, even_split_work=even)
+
+
+def calibrate_overheads(client, X, rates, workers, cores):
+    """(L, lam): seconds per task and per round, least squares over small ward runs
+    with 1, 2 and 4 blocks per worker (different tasks per round)."""
+    from gpu_hclust._dask import _engines
+
+    keep = _engines.CLIENT_FINISH_CLUSTERS
+    _engines.CLIENT_FINISH_CLUSTERS = 2
+    rows, rhs, runs = [], [], []
+    try:
+        for per in (1, 2, 4):
+            chunks = -(-X.shape[0] // (workers * per))
+            run_case(client, X, "ward", chunks)  # warm: this block layout's first run
+            t, _, st = run_case(client, X, "ward", chunks)
+            rest = t - model(st, rates, 0.0, 0.0, workers, cores, "ward")["total"]
+            rows.append([st["tasks"], st["rounds"]])
+            rhs.append(rest)
+            runs.append(dict(blocks=st["blocks"], tasks=st["tasks"], rounds=st["rounds"], s=t))
+    finally:
+        _engines.CLIENT_FINISH_CLUSTERS = keep
+    A, y = np.array(rows, dtype=float), np.array(rhs)
+    (L, lam), *_ = np.linalg.lstsq(A, y, rcond=None)
+    if L < 0 or lam < 0:  # collinear or noisy: one cost per task only
+        L, lam = max(0.0, float(A[:, 0] @ y / (A[:, 0] @ A[:, 0]))), 0.0
+    return float(L), float(lam), runs
 
 
 def run_case(client, X, method, chunks):
@@ -121,6 +185,8 @@ def main(argv=None):
                     help="row blocks per worker (each extra block adds pair tasks every round)")
     ap.add_argument("--samples", type=int, default=3, help="timed runs per case (median reported)")
     ap.add_argument("--quick", action="store_true", help="n=3000: a seconds-long smoke run")
+    ap.add_argument("--cores", type=int, default=None,
+                    help="cores free for the workers (default os.cpu_count())")
     ap.add_argument("--out")
     args = ap.parse_args(argv)
     if args.quick:
@@ -132,7 +198,7 @@ def main(argv=None):
     load0 = os.getloadavg()
     rng = np.random.default_rng(20261203)
     X = rng.normal(size=(args.n, args.d))
-    cores = os.cpu_count() or 1
+    cores = args.cores or os.cpu_count() or 1
     rates = calibrate_rates(args.d, np.random.default_rng(1))
     print(f"calibration: scan rates R_s = {rates[0]:.3g}, R_o = {rates[1]:.3g} "
           "pair-features/s/core", flush=True)
@@ -150,23 +216,16 @@ def main(argv=None):
         print(f"single process (all threads) {m}: median {ref[m + '_s']:.2f} s of "
               f"{[round(t, 2) for t in ts]}", flush=True)
     rows, ok, ratios = [], True, {}
-    L = None
+    L = lam = cal_runs = None
     for w in [int(x) for x in args.workers.split(",")]:
         with LocalCluster(n_workers=w, threads_per_worker=1, processes=True,
                           dashboard_address=None) as cluster, Client(cluster) as client:
             for m in methods:  # warm-up: compile or load the Numba cache on every worker
                 run_case(client, X[:400], m, 400 // (w * args.blocks_per_worker) + 1)
             if L is None:
-                from gpu_hclust._dask import _engines
-
-                keep = _engines.CLIENT_FINISH_CLUSTERS
-                _engines.CLIENT_FINISH_CLUSTERS = 2
-                t_small, _, st = run_case(client, X[:400], "ward", 100)
-                _engines.CLIENT_FINISH_CLUSTERS = keep
-                work = model(st, rates, 0.0, w, cores, "ward")
-                L = max(0.0, t_small - work["total"]) / st["tasks"]
-                print(f"task overhead L = {L * 1e3:.1f} ms ({st['tasks']} tasks, {st['rounds']} "
-                      f"rounds, n=400, {w} workers)", flush=True)
+                L, lam, cal_runs = calibrate_overheads(client, X[:400], rates, w, cores)
+                print(f"overheads: L = {L * 1e3:.1f} ms per task, lam = {lam * 1e3:.1f} ms per "
+                      f"round (ward n=400, {w} workers: {cal_runs})", flush=True)
             for m in methods:
                 chunks = -(-args.n // (w * args.blocks_per_worker))
                 ts = []
@@ -177,7 +236,7 @@ def main(argv=None):
                 same = (np.array_equal(Z[:, [0, 1, 3]], ref[m][:, [0, 1, 3]])
                         and np.allclose(Z[:, 2], ref[m][:, 2], rtol=1e-12, atol=0))
                 ok &= same
-                pred = model(st, rates, L, w, cores, m)
+                pred = model(st, rates, L, lam, w, cores, m)
                 rows.append(dict(method=m, n=args.n, d=args.d, workers=w, measured_s=t,
                                  measured_samples_s=ts,
                                  single_process_samples_s=ref[m + "_samples"],
@@ -197,10 +256,12 @@ def main(argv=None):
         what="gpu_hclust.dask on LocalCluster(W workers, 1 thread each) vs the single-process "
              "memory-saving path; cost model with per-unit costs calibrated on this machine",
         machine=dict(cores=cores, loadavg_at_start=load0, loadavg_at_end=load,
-                     note="shared 2-core machine (~8 engineers): timings are noisy"),
+                     note="shared 2-core machine (~6 engineers' jobs): timings are noisy; "
+                          "the load average says how busy it was"),
         date=_dt.datetime.now().isoformat(timespec="seconds"),
         calibration=dict(R_scan_points_pair_features_per_s_per_core=rates[0],
                          R_scan_clusters_pair_features_per_s_per_core=rates[1], task_overhead_s=L,
+                         round_overhead_s=lam, overhead_calibration_runs=cal_runs, cores_used=cores,
                          assumed_bandwidth_Bps=ASSUMED_BANDWIDTH),
         measured=rows,
         projection=dict(
@@ -208,8 +269,8 @@ def main(argv=None):
                   "throughput and network",
             gpu_pair_features_per_s=GPU_PAIR_FEATURES_PER_S, net_bandwidth_Bps=NET_BANDWIDTH,
             scheduler_task_s=SCHEDULER_TASK_S,
-            caveat="the workers run CPU tiles today (no CUDA tile kernels on dask-cuda "
-                   "workers yet); this is what the model gives once they do",
+            caveat="dask-cuda workers run the CUDA tiles (kernels/cuda_dask_tiles.py), "
+                   "never measured on a GPU; the GPU rate is assumed",
             rows=projection(ratios)),
     )
     path = Path(args.out or Path(__file__).parent / "results" /

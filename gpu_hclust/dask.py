@@ -273,14 +273,15 @@ class _ClientScope:
         return False
 
 
-def linkage(X, method="single", metric="euclidean", *, client=None, dtype=None, progress=None):
+def linkage(X, method="single", metric="euclidean", *, client=None, dtype=None, progress=None,
+            tiles="auto"):
     """Hierarchical clustering of a Dask array of observations, on a Dask cluster.
 
     Parameters
     ----------
     X : dask.array.Array, shape (n, d)
         Observations, chunked by rows (chunks along the features are merged
-        first). NumPy chunks; never modified.
+        first). NumPy chunks, or CuPy chunks on dask-cuda workers; never modified.
     method : {'single', 'ward', 'average'}, optional
         Linkage method (see Notes for the metrics each supports).
     metric : str, optional
@@ -298,6 +299,12 @@ def linkage(X, method="single", metric="euclidean", *, client=None, dtype=None, 
     progress : {None, True, False}, keyword-only
         A tqdm bar over rounds (merges so far) on stderr. None: only at a
         terminal, outside CI, for n >= 5000.
+    tiles : {'auto', 'cpu', 'cuda'}, keyword-only
+        Where the workers run the block-pair scans. 'cpu': Numba CPU tiles
+        (CuPy chunks are copied to the host). 'cuda': the blocks stay on each
+        worker's GPU and the scans run as CUDA kernels; a worker without a
+        usable GPU raises RuntimeError (no silent fallback). 'auto': 'cuda'
+        for CuPy chunks, else 'cpu'. The result is the same either way.
 
     Returns
     -------
@@ -308,13 +315,14 @@ def linkage(X, method="single", metric="euclidean", *, client=None, dtype=None, 
     ------
     ValueError
         Unsupported method/metric, not a 2-D dask array, fewer than 2
-        observations, NaN/inf, unknown chunk sizes, bad dtype.
+        observations, NaN/inf, unknown chunk sizes, bad dtype, bad ``tiles``.
     MemoryError
         The predicted per-worker memory exceeds the workers' limit (the message
         gives the size and the ways out).
     RuntimeError
         Workers were lost more than ``MAX_RESTARTS`` times, or the cluster has
-        had no running worker for ``WORKER_WAIT_S`` seconds.
+        had no running worker for ``WORKER_WAIT_S`` seconds; ``tiles='cuda'``
+        on a worker without a usable GPU.
 
     See Also
     --------
@@ -342,6 +350,9 @@ def linkage(X, method="single", metric="euclidean", *, client=None, dtype=None, 
     >>> Z = linkage(X, "ward", client=client)         # doctest: +SKIP
     """
     spec, name, work_dtype = _plan(method, metric, dtype)
+    from ._dask._gpu import check_tiles
+
+    check_tiles(tiles)
     if not is_dask_array(X):
         raise ValueError(
             f"`X` must be a dask.array.Array of observations chunked by rows; got "
@@ -376,7 +387,7 @@ def linkage(X, method="single", metric="euclidean", *, client=None, dtype=None, 
         for attempt in range(MAX_RESTARTS + 1):
             with phase_bar(show, f"{spec.name} rounds (dask)", n - 1, unit="merge") as bar:
                 try:
-                    a, b, h, form, rounds = _run(cl, X, spec, name, work_dtype, bar)
+                    a, b, h, form, rounds = _run(cl, X, spec, name, work_dtype, bar, tiles)
                     break
                 except lost as exc:
                     if attempt == MAX_RESTARTS:
@@ -398,7 +409,7 @@ def linkage(X, method="single", metric="euclidean", *, client=None, dtype=None, 
     return merge_log_to_linkage(a, b, h, n, spec, form)
 
 
-def _run(client, X, spec, metric, dtype, bar):
+def _run(client, X, spec, metric, dtype, bar, tiles="auto"):
     """Persist the prepared blocks, run the rounds; (a, b, h, form, rounds): the
     merge log in the scaled units, read by ``form`` (``_tree.LogForm``)."""
     import dask
@@ -411,7 +422,7 @@ def _run(client, X, spec, metric, dtype, bar):
     parts = X.to_delayed().ravel()
     scaling = _global_scaling(X, metric)
     prep = [dask.delayed(_tasks.prepare_block, pure=True)(part, int(layout.offs[i]), spec,
-                                                          metric, dtype, scaling)
+                                                          metric, dtype, scaling, tiles)
             for i, part in enumerate(parts)]
     blocks = client.compute(prep)
 
@@ -431,7 +442,10 @@ def _run(client, X, spec, metric, dtype, bar):
         mcode = client.submit(_tasks.block_mcode, blocks[0], pure=False).result()
         (a, b, h), rounds = _engines.reducible_rounds(client, blocks, layout, spec.code, mcode,
                                                       report, stats, itemsize_d)
-    last_run_stats.update(stats, n=layout.n, d=int(X.shape[1]), blocks=len(layout))
+    tiles_used = client.gather([client.submit(_tasks.block_tiles, blk, pure=False)
+                                for blk in blocks])
+    last_run_stats.update(stats, n=layout.n, d=int(X.shape[1]), blocks=len(layout),
+                          tiles=sorted(set(tiles_used)))
     form = _lowmem.log_form(spec, _lowmem.height_exponent(spec, metric, scaling[1]))
     return a, b, h, form, rounds
 
@@ -532,8 +546,9 @@ def linkage_entry(y, method, metric, optimal_ordering, *, backend, dtype, low_me
         )
     if backend not in (None, "auto", "cpu"):
         raise ValueError(
-            f"backend={backend!r} is not available for dask input: the Dask engine runs on "
-            "CPU workers (pass backend=None)."
+            f"backend={backend!r} is not available for dask input: the workers choose their "
+            "tiles (pass backend=None; gpu_hclust.dask.linkage(X, ..., tiles='cuda') asks "
+            "for GPU tiles on dask-cuda workers)."
         )
     if low_memory is False:
         raise ValueError(

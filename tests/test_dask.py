@@ -126,7 +126,7 @@ def test_candidate_lists_exact_under_arbitrary_merges(rng, k):
     """The block state's list heads equal a fresh full scan after every round,
     whichever pairs merge (random pairs here, not reciprocal ones: the list
     invariant must not lean on reducibility). Runs the task functions in-process."""
-    from gpu_hclust._dask import _kernels, _tasks
+    from gpu_hclust._dask import _tasks
     from gpu_hclust._methods import get_method
 
     spec = get_method("ward")
@@ -149,16 +149,127 @@ def test_candidate_lists_exact_under_arbitrary_merges(rng, k):
         take = rng.permutation(act)[: 2 * max(1, act.size // 12)]
         lo = np.minimum(take[0::2], take[1::2])
         hi = np.maximum(take[0::2], take[1::2])
-        CT2 = np.empty((S.CT.shape[0], 2 * lo.size))
-        CT2[:, 0::2], CT2[:, 1::2] = S.CT[:, lo], S.CT[:, hi]
-        size2 = np.empty(2 * lo.size)
-        size2[0::2], size2[1::2] = S.size[lo], S.size[hi]
-        extra2 = np.empty(2 * lo.size)
-        extra2[0::2], extra2[1::2] = S.extra[lo], S.extra[hi]
-        _kernels.merge_summaries(code, mcode, CT2, size2, extra2)
-        S = _tasks.apply_merges(code, mcode, S, n, lo, hi, np.ascontiguousarray(CT2[:, 0::2]),
-                                size2[0::2].copy(), extra2[0::2].copy())
+        slots = np.column_stack([lo, hi]).ravel()  # pair p: lo at 2p, hi at 2p + 1
+        merged = _tasks.merge_children(code, mcode, slots.size, [np.arange(slots.size)],
+                                       _tasks.take_summaries(S, slots))
+        S = _tasks.apply_merges(code, mcode, S, n, lo, hi, merged)
         active[hi] = False
+
+
+def test_offer_lowers_bound_between_last_entry_and_bound():
+    """An offer after a full list's last entry but before its bound becomes the bound
+    (every slot not listed must come after it: the offered one is not listed)."""
+    from gpu_hclust._dask import _kernels
+
+    D = np.array([[1.0, 2.0]])
+    I = np.array([[4, 6]])
+    bd, bi = np.array([5.0]), np.array([9])
+    thr = _kernels.offer(D, I, bd, bi, 0, 3.0, 7)
+    assert_array_equal(I, [[4, 6]])  # the list keeps its two first
+    assert (bd[0], bi[0], thr) == (3.0, 7, 3.0)  # and the bound drops to the offer
+    _kernels.offer(D, I, bd, bi, 0, 3.0, 8)  # after the new bound: no change
+    assert (bd[0], bi[0]) == (3.0, 7)
+    _kernels.offer(D, I, bd, bi, 0, 1.5, 11)  # into the list: the last entry is the bound
+    assert_array_equal(I, [[4, 11]])
+    assert (bd[0], bi[0]) == (2.0, 6)
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_offers_of_the_k_plus_1_first_decide_the_list(rng, k):
+    """The GPU tiles return each row's K + 1 first new clusters, not every one:
+    offering those alone (``offer_lists``) leaves the lists and bounds that
+    offering every new cluster leaves (``drop_and_offer``), ties included."""
+    from gpu_hclust._dask import _kernels
+    from gpu_hclust._methods import get_method
+    from gpu_hclust.kernels import metrics
+
+    code, mcode = get_method("ward").code, metrics.SQEUCLIDEAN  # ward: centroid distances
+    n, m, d = 60, 25, 2
+    CT = np.round(rng.uniform(0, 4, size=(d, n)))  # integer grid: tied distances
+    size = np.ones(n)
+    extra = np.zeros(n)
+    rows = np.arange(n)
+    D0 = np.sort(np.round(rng.uniform(0, 9, size=(n, k))), axis=1)
+    I0 = np.tile(np.arange(100, 100 + k), (n, 1))
+    I0[rng.uniform(size=(n, k)) < 0.2] = -1  # some lists not full
+    I0 = np.where(np.cumsum(I0 < 0, axis=1) > 0, -1, I0)
+    D0[I0 < 0] = np.inf
+    bd0 = np.where(rng.uniform(size=n) < 0.7, 9.0, np.inf)
+    bi0 = np.where(np.isfinite(bd0), 500, -1)
+    CTn = np.round(rng.uniform(0, 4, size=(d, m)))
+    sn, en = np.ones(m), np.zeros(m)
+    slots = np.arange(200, 200 + m)
+    dead = np.zeros(300, dtype=np.bool_)
+    ref = [x.copy() for x in (D0, I0, bd0, bi0)]
+    _kernels.drop_and_offer(code, mcode, CT, size, extra, rows, dead, *ref, CTn, sn, en, slots)
+    # every (row, new cluster) distance, the K + 1 first per row under (distance, slot)
+    W = ((CT[:, :, None] - CTn[:, None, :]) ** 2).sum(axis=0)
+    full = [x.copy() for x in (D0, I0, bd0, bi0)]
+    W1, J1 = np.full((n, k + 1), np.inf), np.full((n, k + 1), -1, dtype=np.int64)
+    for r in range(n):
+        order = np.lexsort((slots, W[r]))[: k + 1]
+        W1[r], J1[r] = W[r, order], slots[order]
+    _kernels.offer_lists(rows, W1, J1, *full)
+    for a, b in zip(ref, full):
+        assert_array_equal(a, b)
+    assert not all(np.array_equal(a, b) for a, b in zip(ref, (D0, I0, bd0, bi0)))
+
+
+def test_workers_inherit_the_simulator(client):
+    """The CUDA-tile tests below rely on the worker processes running numba-cuda's
+    simulator as this process does (conftest sets it before numba loads)."""
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+        pytest.skip("a GPU is usable here: the workers run real CUDA tiles")
+
+    def probe():
+        from numba import config
+
+        return os.environ.get("NUMBA_ENABLE_CUDASIM"), bool(config.ENABLE_CUDASIM)
+
+    assert set(client.run(probe).values()) == {("1", True)}
+
+
+@pytest.mark.parametrize("method,metric,k", [
+    ("single", "euclidean", None), ("ward", "euclidean", None), ("average", "cosine", None),
+    ("ward", "euclidean", 1)])
+def test_cuda_tiles_equal_single_machine(client, rounds_only, rng, monkeypatch, method, metric, k):
+    """tiles='cuda' on the workers (the simulator here): the same Z as the single
+    machine, through scans, offers and (k = 1) bounds and rescans."""
+    if k is not None:
+        monkeypatch.setattr(_engines, "CANDIDATES", k)
+        monkeypatch.setattr(_engines, "CLUSTER_CANDIDATES", k)
+    X = _data(rng, 40, 3, metric)
+    Z = gdask.linkage(da.from_array(X, chunks=(14, 3)), method, metric, client=client,
+                      tiles="cuda")
+    assert gdask.last_run_stats["tiles"] == ["cuda"]
+    assert_same(Z, gpu_hclust.linkage(X, method, metric, low_memory=True))
+
+
+def test_numpy_chunks_run_cpu_tiles_under_auto(client, rng):
+    X = rng.normal(size=(30, 2))
+    Z = gdask.linkage(da.from_array(X, chunks=(10, 2)), "single", client=client)
+    assert gdask.last_run_stats["tiles"] == ["cpu"]  # 'auto' never picks the simulator
+    assert_same(Z, gpu_hclust.linkage(X, "single", low_memory=True))
+
+
+def test_cuda_tiles_without_a_gpu_raise(rng, monkeypatch):
+    """tiles='cuda' on a worker without a usable GPU: RuntimeError from the worker,
+    naming the cause and the way out; never a silent fallback to the CPU tiles."""
+    from distributed import Client, LocalCluster
+
+    from gpu_hclust._dask import _gpu
+
+    with pytest.raises(ValueError, match="tiles must be one of 'auto', 'cpu', 'cuda'; got 'gpu'"):
+        gdask.linkage(da.zeros((4, 2), chunks=(2, 2)), "single", tiles="gpu")
+    monkeypatch.setattr(_gpu, "simulator_enabled", lambda: False)
+    monkeypatch.setattr(_gpu, "cuda_unavailable_reason", lambda: "CuPy is not installed")
+    assert _gpu.resolve_tiles("auto", np.zeros((2, 2))) == "cpu"
+    X = da.from_array(rng.normal(size=(20, 2)), chunks=(10, 2))
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=":0") as cluster, Client(cluster) as cl:
+        with pytest.raises(RuntimeError, match=r"tiles='cuda' cannot run on this Dask worker: "
+                                               r"CuPy is not installed.*tiles='cpu'"):
+            gdask.linkage(X, "single", client=cl, tiles="cuda")
 
 
 @pytest.mark.parametrize("method", ["single", "ward"])
@@ -435,17 +546,24 @@ def test_no_client_starts_and_closes_a_local_cluster(tmp_path):
 
 @pytest.mark.gpu
 def test_one_gpu_local_cuda_cluster(rng):
-    """dask-cuda worker with CuPy chunks (the tiles run on the worker's CPU for now)."""
+    """A one-GPU dask-cuda worker with CuPy chunks: 'auto' runs the CUDA tiles, on
+    the device, and gives the single machine's Z; 'cpu' gives the same Z."""
     dask_cuda = pytest.importorskip("dask_cuda")
     cupy = pytest.importorskip("cupy")
     from distributed import Client
 
-    X = rng.normal(size=(600, 8))
     with dask_cuda.LocalCUDACluster(n_workers=1) as cluster, Client(cluster) as cl:
-        Xd = da.from_array(X, chunks=(150, 8)).map_blocks(cupy.asarray)
-        for method in ("single", "ward"):
-            Z = gdask.linkage(Xd, method, client=cl)
-            assert_same(Z, gpu_hclust.linkage(X, method, low_memory=True))
+        for method, metric in [("single", "euclidean"), ("ward", "euclidean"),
+                               ("average", "cosine")]:
+            X = _data(rng, 3000, 8, metric)
+            Xd = da.from_array(X, chunks=(750, 8)).map_blocks(cupy.asarray)
+            Zr = gpu_hclust.linkage(X, method, metric, low_memory=True)
+            Z = gdask.linkage(Xd, method, metric, client=cl)
+            assert gdask.last_run_stats["tiles"] == ["cuda"]
+            assert_same(Z, Zr)
+            Z = gdask.linkage(Xd, method, metric, client=cl, tiles="cpu")
+            assert gdask.last_run_stats["tiles"] == ["cpu"]
+            assert_same(Z, Zr)
 
 
 def test_cli_scheduler_flag(client, rng, tmp_path, capsys):

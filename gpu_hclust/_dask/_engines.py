@@ -14,8 +14,9 @@ component labels, union-find parents, the MST edges (O(n)).
 Per slot a list of its K nearest active slots under (distance, slot) and a
 bound, kept exact by the workers: a round (1) rescans the needy slots (block
 pairs), (2) gathers every slot's (nn, nnd), the head of its list (O(n)), (3)
-merges every reciprocal pair on the client from the two children's summaries
-(fetched: O(pairs * d)), (4) broadcasts the new summaries; each block
+merges every reciprocal pair: the children's summaries go from their
+blocks to one merge task on the workers (O(pairs * d), never through the
+client, which only submits), (4) every block reads the new summaries; each block
 deactivates the absorbed slots, drops merged slots from its lists, offers
 every new cluster to its other slots, and marks needy the new clusters and
 the slots whose list ran empty. For reducible linkages, merging all
@@ -71,10 +72,13 @@ def new_stats():
     clusters to existing ones; client_chain: clusters the client finished
     with; to_client / from_client: bytes of arrays gathered by / sent from the
     client; block_reads: bytes of the other block read by pair tasks (an upper
-    bound on block copies between workers).
+    bound on block copies between workers). round_pairs: per round, the
+    distances of each pair task (how the round's scan work is split, for the
+    model's per-round makespan); round_offers: per round, the offers each
+    block's ``apply_merges`` evaluates.
     """
     return dict(rounds=0, tasks=0, pairs=0, offers=0, client_chain=0, to_client=0,
-                from_client=0, block_reads=0)
+                from_client=0, block_reads=0, round_pairs=[], round_offers=[])
 
 
 class _Counting:
@@ -100,23 +104,13 @@ def _count_pairs(stats, layout, need, itemsize_d, live=None):
     against the live slots of the other block, a live row that is not needy
     against its needy ones; on the diagonal each pair once.
     """
-    nb = len(layout)
     if live is None:
         cnt = [int(x.sum()) for x in need]
         size = list(layout.sizes)
     else:
         cnt = [int((x & a).sum()) for x, a in zip(need, live)]
         size = [int(a.sum()) for a in live]
-    for i in range(nb):
-        for j in range(i, nb):
-            if not (cnt[i] or cnt[j]):
-                continue
-            bi, bj = size[i], size[j]
-            if i == j:
-                stats["pairs"] += cnt[i] * bi - cnt[i] * (cnt[i] + 1) // 2
-            else:
-                stats["pairs"] += cnt[i] * bj + (bi - cnt[i]) * cnt[j]
-                stats["block_reads"] += min(layout.sizes[i], layout.sizes[j]) * itemsize_d
+    _count_scan(stats, layout, cnt, size, itemsize_d)
 
 
 def _pair_tasks(client, layout, need, submit_pair):
@@ -221,17 +215,23 @@ def _component_edges(comp, w, v):
 
 
 def _count_scan(stats, layout, scanned, live, itemsize_d):
-    """Distances a round's cluster scans evaluated, from each block's (scanned, live) counts."""
+    """Distances a round's scans evaluate, from each block's (scanned, live) counts:
+    a scanned row against the live rows of the other block, a live row that is
+    not scanned against its scanned ones; on the diagonal each pair once."""
     nb = len(layout)
+    per_task = []
     for i in range(nb):
         for j in range(i, nb):
             if not (scanned[i] or scanned[j]):
                 continue
             if i == j:
-                stats["pairs"] += scanned[i] * live[i] - scanned[i] * (scanned[i] + 1) // 2
+                pairs = scanned[i] * live[i] - scanned[i] * (scanned[i] + 1) // 2
             else:
-                stats["pairs"] += scanned[i] * live[j] + (live[i] - scanned[i]) * scanned[j]
+                pairs = scanned[i] * live[j] + (live[i] - scanned[i]) * scanned[j]
                 stats["block_reads"] += min(layout.sizes[i], layout.sizes[j]) * itemsize_d
+            stats["pairs"] += pairs
+            per_task.append(int(pairs))
+    stats["round_pairs"].append(per_task)
 
 
 def reducible_rounds(client, blocks, layout, code, mcode, report, stats, itemsize_d):
@@ -297,21 +297,23 @@ def reducible_rounds(client, blocks, layout, code, mcode, report, stats, itemsiz
             stats["rounds"] = rounds
             report(done, rounds)
             break
-        CT2, size2, extra2 = _fetch_children(client, states, layout, lo, hi)
-        _kernels.merge_summaries(code, mcode, CT2, size2, extra2)
-        stats["to_client"] += CT2.nbytes + size2.nbytes + extra2.nbytes
-        CTn = np.ascontiguousarray(CT2[:, 0::2])
-        sn = size2[0::2].copy()
-        en = extra2[0::2].copy()
+        merged = _merge_children(client, states, layout, code, mcode, lo, hi)
         la.append(lo)
         lb.append(hi)
         lh.append(h)
         active[hi] = False
         for i in range(nb):
-            states[i] = client.submit(_tasks.apply_merges, code, mcode, states[i], n, lo, hi, CTn,
-                                      sn, en, pure=False)
+            states[i] = client.submit(_tasks.apply_merges, code, mcode, states[i], n, lo, hi,
+                                      merged, pure=False)
         stats["offers"] += lo.size * (m - 2 * lo.size)
-        stats["from_client"] += nb * (CTn.nbytes + sn.nbytes + en.nbytes + lo.nbytes + hi.nbytes)
+        # per block: every new cluster x the block's surviving slots that are not new
+        keep = active.copy()
+        keep[lo] = False
+        stats["round_offers"].append([int(lo.size * layout.part(keep, i).sum())
+                                      for i in range(nb)])
+        # the merged summaries go worker to worker (counted with the block reads)
+        stats["block_reads"] += nb * lo.size * (itemsize_d + 16)
+        stats["from_client"] += nb * (lo.nbytes + hi.nbytes)
         m -= lo.size
         done += lo.size
         rounds += 1
@@ -329,8 +331,13 @@ def _fits_on_client(client, states, m):
     return m * (d_bytes + 64) <= CLIENT_GATHER_BYTES
 
 
-def _fetch_children(client, states, layout, lo, hi):
-    """Summaries of the merging pairs as columns (2p: lo_p, 2p+1: hi_p), float64 sizes."""
+def _merge_children(client, states, layout, code, mcode, lo, hi):
+    """A future of the round's merged summaries (CTn, sn, en), built on the workers.
+
+    The owners of the merging slots send their summaries to one merge task
+    whose result every block's ``apply_merges`` reads: the client only
+    submits, so a round waits on one gather (the neighbours), not two.
+    """
     slots = np.empty(2 * lo.size, dtype=np.int64)
     slots[0::2] = lo
     slots[1::2] = hi
@@ -340,16 +347,8 @@ def _fetch_children(client, states, layout, lo, hi):
         pos = np.flatnonzero(owner == i)
         futs.append(client.submit(_tasks.take_summaries, states[i], slots[pos], pure=False))
         where.append(pos)
-    got = client.gather(futs)
-    d = got[0][0].shape[0]
-    CT2 = np.empty((d, slots.size), dtype=got[0][0].dtype)
-    size2 = np.empty(slots.size)
-    extra2 = np.empty(slots.size)
-    for pos, (C, s, e) in zip(where, got):
-        CT2[:, pos] = C
-        size2[pos] = s
-        extra2[pos] = e
-    return CT2, size2, extra2
+    return client.submit(_tasks.merge_children, code, mcode, slots.size, where, *futs,
+                         pure=False)
 
 
 def _finish_on_client(client, states, code, mcode, cpu_vector):

@@ -48,6 +48,15 @@ def _topk_insert(D, I, r, d, j):
     I[r, pos] = j
 
 
+@numba.njit(nogil=True, inline="always", cache=NUMBA_CACHE)
+def _insert_key(D, I, r, d, j):
+    """``_topk_insert`` of (d, j) into row r's list; returns the row's new
+    admission key (its last entry's distance, ``_admission``). Every scan's
+    insert site is this call, after its cheap ``d <= key`` pre-test."""
+    _topk_insert(D, I, r, d, j)
+    return D[r, D.shape[1] - 1]
+
+
 # Columns per tile of a block-pair scan. The scans loop over column tiles
 # outside and query rows inside, so a tile of the other block (d x COL_TILE
 # values, 128 KiB at d = 32 in float64) stays in cache for every row instead of
@@ -109,7 +118,6 @@ def scan_points(mcode, p, CTa, na, offa, needa, CTb, nb, offb, needb, comp, diag
     """
     d, ba = CTa.shape
     bb = CTb.shape[1]
-    last = Da.shape[1] - 1
     ta = _admission(Da, needa)
     tb = ta if diag else _admission(Db, needb)
     rows = np.flatnonzero(needa)
@@ -132,15 +140,10 @@ def scan_points(mcode, p, CTa, na, offa, needa, CTb, nb, offb, needb, comp, diag
             thr = ta[r]
             for c in range(lo, c1):
                 x = out[c - lo]
-                if x <= thr:
-                    gb = offb + c
-                    if comp[gb] != ca:
-                        _topk_insert(Da, Ia, r, x, gb)
-                        thr = Da[r, last]
-                if x <= tb[c]:
-                    if comp[offb + c] != ca:
-                        _topk_insert(Db, Ib, c, x, ga)
-                        tb[c] = Db[c, last]
+                if x <= thr and comp[offb + c] != ca:
+                    thr = _insert_key(Da, Ia, r, x, offb + c)
+                if x <= tb[c] and comp[offb + c] != ca:
+                    tb[c] = _insert_key(Db, Ib, c, x, ga)
             ta[r] = thr
     # 2. B's needy columns against the other rows of A (compacted: a contiguous
     # tile), the needy column as the query: only its list changes
@@ -164,11 +167,8 @@ def scan_points(mcode, p, CTa, na, offa, needa, CTb, nb, offb, needb, comp, diag
             thr = tb[c]
             for t in range(t0, hi):
                 x = out[t - t0]
-                if x <= thr:
-                    ga = offa + others[t]
-                    if comp[ga] != cb:
-                        _topk_insert(Db, Ib, c, x, ga)
-                        thr = Db[c, last]
+                if x <= thr and comp[offa + others[t]] != cb:
+                    thr = _insert_key(Db, Ib, c, x, offa + others[t])
             tb[c] = thr
 
 
@@ -271,7 +271,6 @@ def scan_clusters(code, metric, CTa, sa, ea, acta, needa, offa, CTb, sb, eb, act
     cols = np.flatnonzero(actb & needb)
     rows = np.flatnonzero(acta & needa)
     others = np.flatnonzero(acta & ~needa)
-    last = Da.shape[1] - 1
     ta = _admission(Da, needa)
     tb = ta if diag else _admission(Db, needb)
     d = CTa.shape[0]
@@ -298,11 +297,9 @@ def scan_clusters(code, metric, CTa, sa, ea, acta, needa, offa, CTb, sb, eb, act
                     x = out[t - lo]
                     c = ib[t]
                     if x <= thr:
-                        _topk_insert(Da, Ia, r, x, offb + c)
-                        thr = Da[r, last]
+                        thr = _insert_key(Da, Ia, r, x, offb + c)
                     if x <= tb[c]:
-                        _topk_insert(Db, Ib, c, x, ga)
-                        tb[c] = Db[c, last]
+                        tb[c] = _insert_key(Db, Ib, c, x, ga)
                 ta[r] = thr
     # 2. B's needy active columns against the other active rows of A
     # (compacted: a contiguous tile), the needy column as the query
@@ -325,8 +322,7 @@ def scan_clusters(code, metric, CTa, sa, ea, acta, needa, offa, CTb, sb, eb, act
             for t in range(t0, hi):
                 x = out[t - t0]
                 if x <= thr:
-                    _topk_insert(Db, Ib, c, x, offa + others[t])
-                    thr = Db[c, last]
+                    thr = _insert_key(Db, Ib, c, x, offa + others[t])
             tb[c] = thr
 
 
@@ -354,22 +350,10 @@ def merge_summaries(code, metric, CT2, size2, extra2):
 
 
 @numba.njit(nogil=True, cache=NUMBA_CACHE)
-def drop_and_offer(code, metric, CT, size, extra, rows, dead, D, I, bd, bi, CTnew, snew, enew,
-                   slots_new):
-    """A round's merges in the candidate lists of the block's surviving rows.
-
-    Invariant per row r (key (distance, slot)): the list holds active slots in
-    key order, and every active slot not in it has a key after the bound
-    (bd[r], bi[r]) (bi < 0: no bound). Entries whose slot merged (``dead``,
-    global mask) are dropped; each new cluster is offered with its exact
-    distance: it enters if it precedes the bound; if the list is full, the
-    entry it pushes out (or the new cluster itself, if it comes after the last
-    entry) becomes the bound. Reducibility is not needed for correctness: the
-    first entry, when there is one, is the exact nearest active slot.
-    Row tiles outside, new clusters inside.
-    """
+def drop_dead(rows, dead, D, I):
+    """Drop the entries whose slot merged (``dead``, a global mask) from the
+    lists of ``rows``, keeping the others in order; empty entries go last."""
     K = D.shape[1]
-    last = K - 1
     for r in rows:
         w = 0
         for t in range(K):
@@ -383,6 +367,65 @@ def drop_and_offer(code, metric, CT, size, extra, rows, dead, D, I, bd, bi, CTne
         for t in range(w, K):
             D[r, t] = np.inf
             I[r, t] = -1
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def offer(D, I, bd, bi, r, x, su):
+    """Offer the new cluster (x, su) (exact distance, slot) to row r's list.
+
+    It enters if it precedes the bound (bi < 0: no bound). If the list is
+    full, the entry it pushes out, or the new cluster itself when it comes
+    after the last entry, becomes the bound (lowered: both precede the old
+    one). The end state after several offers is the same in any order: the
+    list holds the K first of (old list + offers before the old bound), the
+    bound is the (K + 1)-th of them or the old bound, whichever comes first.
+    Returns the distance a later offer must not exceed (the bound's, inf
+    without one).
+    """
+    last = D.shape[1] - 1
+    if bi[r] >= 0 and not _before(x, su, bd[r], bi[r]):
+        return bd[r]
+    if I[r, last] >= 0:  # full: something leaves the list, its key bounds the rest
+        if _before(x, su, D[r, last], I[r, last]):
+            bd[r] = D[r, last]
+            bi[r] = I[r, last]
+            I[r, last] = -1
+            _topk_insert(D, I, r, x, su)
+        else:
+            bd[r] = x
+            bi[r] = su
+    else:
+        _topk_insert(D, I, r, x, su)
+    return bd[r] if bi[r] >= 0 else np.inf
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def offer_lists(rows, W, J, D, I, bd, bi):
+    """Offer candidates found elsewhere (the GPU tiles): row rows[t] gets the
+    offers (W[t, e], J[t, e]) in order, up to the first empty one. The K + 1
+    first new clusters of a row decide its list and bound (``offer``), so
+    these are all a scan must return."""
+    for t in range(rows.shape[0]):
+        for e in range(W.shape[1]):
+            if J[t, e] < 0:
+                break
+            offer(D, I, bd, bi, rows[t], W[t, e], J[t, e])
+
+
+@numba.njit(nogil=True, cache=NUMBA_CACHE)
+def drop_and_offer(code, metric, CT, size, extra, rows, dead, D, I, bd, bi, CTnew, snew, enew,
+                   slots_new):
+    """A round's merges in the candidate lists of the block's surviving rows.
+
+    Invariant per row r (key (distance, slot)): the list holds active slots in
+    key order, and every active slot not in it has a key after the bound
+    (bd[r], bi[r]) (bi < 0: no bound). Entries whose slot merged (``dead``,
+    global mask) are dropped (``drop_dead``); each new cluster is offered
+    with its exact distance (``offer``). Reducibility is not needed for
+    correctness: the first entry, when there is one, is the exact nearest
+    active slot. Row tiles outside, new clusters inside.
+    """
+    drop_dead(rows, dead, D, I)
     nr = rows.shape[0]
     if nr == 0 or CTnew.shape[1] == 0:
         return
@@ -401,20 +444,5 @@ def drop_and_offer(code, metric, CT, size, extra, rows, dead, D, I, bd, bi, CTne
             su = slots_new[u]
             for t in range(t0, t1):
                 x = out[t - t0]
-                if x > thr[t]:
-                    continue
-                r = rows[t]
-                if bi[r] >= 0 and not _before(x, su, bd[r], bi[r]):
-                    continue
-                if I[r, last] >= 0:  # full: something leaves the list, its key bounds the rest
-                    if _before(x, su, D[r, last], I[r, last]):
-                        bd[r] = D[r, last]
-                        bi[r] = I[r, last]
-                        I[r, last] = -1
-                        _topk_insert(D, I, r, x, su)
-                    else:
-                        bd[r] = x
-                        bi[r] = su
-                    thr[t] = bd[r]
-                else:
-                    _topk_insert(D, I, r, x, su)
+                if x <= thr[t]:
+                    thr[t] = offer(D, I, bd, bi, rows[t], x, su)
