@@ -123,6 +123,20 @@ if [ "$DRY" != 1 ]; then
       --target /tmp/site .whl/*.whl >"$OUT/install.log" 2>&1 \
       && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
   fi
+  # dask-cuda for the gpu-marked Dask test (wheels in .whl/dask, Python 3.12):
+  # dask and its pure dependencies resolved normally; dask-cuda itself without
+  # its dependencies, so that its cuda-core pin cannot replace the device's
+  # CUDA Python stack under numba-cuda and CuPy.
+  if want tests && [ -d .whl/dask ]; then
+    if "$PY" -m pip install -q --no-index --find-links .whl/dask "dask[distributed]==2026.7.1" \
+         pandas nvidia-ml-py >>"$OUT/install.log" 2>&1 \
+       && "$PY" -m pip install -q --no-index --no-deps --find-links .whl/dask \
+         "dask-cuda==26.10.0" "rapids-dask-dependency==26.10.0" >>"$OUT/install.log" 2>&1; then
+      note "install: dask-cuda 26.10.0 from .whl/dask"
+    else
+      note "install: dask-cuda from .whl/dask FAILED (install.log): its gpu test skips"
+    fi
+  fi
   if "$PY" -m pip install -q --no-deps --no-build-isolation -e . >>"$OUT/install.log" 2>&1; then
     note "install: pip install -e . ok"
   else
