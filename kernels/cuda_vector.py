@@ -451,21 +451,33 @@ def rnn_scan(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, part_w
 
 
 @cuda.jit(cache=NUMBA_CACHE)
-def rnn_combine(rows, nrows, part_w, part_j, nsplit, kk, LW, LJ, BW, BJ, nn, nnd):
+def rnn_combine(rows, nrows, part_w, part_j, nsplit, kk, merge, LW, LJ, BW, BJ, nn, nnd):
     """Fold the shares' lists of ``rnn_scan`` / ``fresh_pass`` (shares in order):
     each row's kk first entries become its list, the next its bound, the first
-    its (nn, nnd)."""
+    its (nn, nnd).
+
+    merge 0: the shares hold every candidate (a full scan; the stored list is
+    replaced). merge 1 (the first pass, ``_Lists.first``): the stored list and
+    bound are the kk + 1 first of a disjoint set of candidates (the offers of
+    earlier segments), so they are folded in with the shares.
+    """
     kw = cuda.local.array(_KLIST, np.float64)
     kj = cuda.local.array(_KLIST, np.int64)
     m = kk + 1
     for r in range(cuda.grid(1), nrows, cuda.gridsize(1)):
+        i = rows[r]
         for q in range(m):
             kw[q] = math.inf
             kj[q] = -1
+        if merge != 0:
+            for q in range(kk):
+                if LJ[q, i] >= 0:
+                    _klist_insert(kw, kj, m, LW[q, i], LJ[q, i])
+            if BJ[i] >= 0:
+                _klist_insert(kw, kj, m, BW[i], BJ[i])
         for e in range(nsplit * m):
             if part_j[e, r] >= 0:
                 _klist_insert(kw, kj, m, part_w[e, r], part_j[e, r])
-        i = rows[r]
         for q in range(kk):
             LW[q, i] = kw[q]
             LJ[q, i] = kj[q]
@@ -813,7 +825,7 @@ PTX_SIGNATURES = {
         for dt in _FLOATS
     ],
     "rnn_combine": [
-        f"void({_A32}, int64, float64[:, ::1], int32[:, ::1], int64, int64, float64[:, ::1], "
+        f"void({_A32}, int64, float64[:, ::1], int32[:, ::1], int64, int64, int64, float64[:, ::1], "
         f"int32[:, ::1], {_AF}, {_A32}, {_A32}, {_AF})"
     ],
     "rnn_select": [
@@ -886,6 +898,31 @@ def fresh_grid(nrows, ncols, tpb, kk):
         ns = int(max(1, min(_TARGET_BLOCKS, ncols // (4 * TILE_C))))
     chunk = max(tpb, FRESH_SCRATCH // (ns * (kk + 1)) // tpb * tpb)
     return int(max(1, min(nrows, chunk))), ns
+
+
+# Rows per segment of the symmetric first pass (``_Lists.first``): the pairs
+# inside a segment are computed from both sides (n * FIRST_ROWS / 2 extra pairs
+# in all: 0.03 n^2 at n = 20 000), and a segment is one ``fresh_pass`` launch.
+# Read at each run (tests lower it to cut small n into several segments);
+# the simulator uses tpb / 2 (several segments at the tests' n <= 40).
+FIRST_ROWS = 1024
+
+
+def first_segments(n, tpb, kk):
+    """(lo, rows, column shares) of each ``fresh_pass`` launch of the first pass
+    over n active slots: segment s is rows [lo, lo + rows) against [lo, n)."""
+    rows_max = int(FIRST_ROWS)
+    if launch.simulating():
+        rows_max = min(rows_max, tpb // 2)
+    rows_max = max(1, rows_max)
+    out = []
+    lo = 0
+    while lo < n:
+        chunk, ns = fresh_grid(n - lo, n - lo, tpb, kk)
+        nr = min(chunk, rows_max, n - lo)
+        out.append((lo, nr, ns))
+        lo += nr
+    return out
 
 
 def _tile_grid(nrows, nsplit, tpb):
@@ -1021,11 +1058,37 @@ class _Lists:
         self.code, self.metric = _I64(code), _I64(metric)
         self.part = _Scratch(xp)
 
-    def _combine(self, rows_d, nr, pw, pj, ns):
+    def _combine(self, rows_d, nr, pw, pj, ns, merge=0):
         dv = self.dv
         rnn_combine[launch.blocks(nr, self.tpb), self.tpb, self.stream](
-            rows_d, _I64(nr), pw, pj, _I64(ns), _I64(self.kk), dv["LW"], dv["LJ"], dv["BW"],
-            dv["BJ"], dv["nn"], dv["nnd"])
+            rows_d, _I64(nr), pw, pj, _I64(ns), _I64(self.kk), _I64(merge), dv["LW"], dv["LJ"],
+            dv["BW"], dv["BJ"], dv["nn"], dv["nnd"])
+
+    def first(self, act, flag):
+        """Round 0's lists and bounds, each pair computed once (``first_segments``).
+
+        Segment s (rows act[lo:lo + nr]) runs ``fresh_pass`` against act[lo:]:
+        its rows' own candidates over their segment and every later one, and
+        each of its rows offered to every row of a later segment (``flag``
+        marks the segments done, which take no offers). Then ``rnn_combine``
+        folds the row-side shares into the offers the rows received from
+        earlier segments. Both sides are exact (``_offer`` keeps the kk + 1
+        first of what it is offered; d(i, j) is d(j, i) bitwise) over
+        disjoint candidate sets whose union is every other slot, so each list
+        and bound is the full scan's.
+        """
+        dv = self.dv
+        for lo, nr, ns in first_segments(int(act.shape[0]), self.tpb, self.kk):
+            rows = act[lo:lo + nr]
+            flag[rows] = 1  # this segment and the earlier ones take no offers
+            rows_d = launch.as_device(rows)
+            pw, pj = self.part.get(ns * (self.kk + 1), nr)
+            fresh_pass[(1, ns), self.tpb, self.stream](
+                dv["CT"], dv["size"], dv["extra"], rows_d, _I64(nr), launch.as_device(act[lo:]),
+                _I64(act.shape[0] - lo), self.code, self.metric, _I64(self.kk), dv["flag"],
+                dv["LW"], dv["LJ"], dv["BW"], dv["BJ"], pw, pj)
+            self._combine(rows_d, nr, pw, pj, ns, merge=1)
+        flag[...] = 0
 
     def scan(self, rows_d, nr, cols):
         """Lists and bounds of rows_d[:nr] from a full scan of ``cols``."""
@@ -1107,6 +1170,7 @@ def _rnn_rounds(CT, code, metric, xp, tpb, stream, counter):
     lists = _Lists(dv, xp, tpb, stream, code, metric, kk)
 
     act = xp.arange(n, dtype=_I32)
+    lists.first(act, flag)  # round 0's lists: each pair once
     m = n
     round_sizes = []
     while m > 1:
