@@ -398,6 +398,40 @@ def find_pairs(active, nn, nnd, rep, flag, pair_i, pair_j, npairs, log_a, log_b,
 # --------------------------------------------------------------------------
 # Reducible rounds: per-row candidate lists (see ``_rnn_rounds``)
 # --------------------------------------------------------------------------
+
+# Ward's division-free filter (``_ward_loses``): thresholds below _WARD_TINY are
+# left to the exact key (the rounding bound below needs normal numbers), and
+# _WARD_MARGIN = 1 + 2^-50 = 1 + 8u (u = 2^-53) covers the six roundings.
+_WARD_TINY = 2.0 ** -1000
+_WARD_MARGIN = 1.0 + 2.0 ** -50
+
+
+@cuda.jit(device=True, inline="always", cache=NUMBA_CACHE)
+def _ward_loses(acc, t, s, bw):
+    """True only when ward's key of the pair is certainly above ``bw``: then
+    the pair cannot precede (bw, j) for any slot j, and its key, whose
+    division costs as much as a few dozen FMAs, need not be computed.
+
+    ``acc`` is the pair's coordinate sum, ``t = 2.0 * (s_a * s_b)`` and ``s =
+    s_a + s_b`` exactly as ``formulas.cluster_distance`` forms them, whose key
+    is w = fl(fl(t / s) * acc). Without a division: L = fl(t * acc) against
+    R' = fl(fl(bw * s) * c), c = _WARD_MARGIN. With u = 2^-53 and every
+    |e_k| <= u (all quantities normal: bw >= 2^-1000, L finite):
+
+        L  = t acc (1 + e1)            R' = bw s c (1 + e2)(1 + e3)
+        L > R'  =>  W := t acc / s > bw c (1 - u)^2 / (1 + u)
+        w  = W (1 + e4)(1 + e5) >= W (1 - u)^2 > bw c (1 - u)^4 / (1 + u)
+
+    and c (1 - u)^4 / (1 + u) >= (1 + 8u)(1 - 5u) > 1, so w > bw. (W itself
+    is then above 2^-1001, so fl(t / s) and w are normal too; w may overflow
+    to +inf, which is above bw all the same.) NaN or +inf ``acc``, a NaN or
+    huge ``bw`` (R' = +inf) or a tiny one all give False: the exact key
+    decides. Keys that are computed are the formula's, bitwise.
+    """
+    if not bw >= _WARD_TINY:
+        return False
+    lhs = t * acc
+    return lhs > (bw * s) * _WARD_MARGIN and lhs < math.inf
 # Row i's list is LW[:kk, i], LJ[:kk, i]: ascending (distance, slot), empty
 # entries (slot -1) last; its bound is (BW[i], BJ[i]) (slot -1: +infinity).
 # Invariant: every active slot not in row i's list has a key that does not
@@ -412,7 +446,8 @@ def rnn_scan(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, part_w
 
     Grid and tiles of ``cluster_best``; writes the share's ascending list to
     part_w[y * (kk + 1) + q, r], part_j[...] (slot -1: empty). ``rnn_combine``
-    folds the shares into the rows' lists and bounds.
+    folds the shares into the rows' lists and bounds. Ward skips the key of a
+    pair that certainly loses to the list's last entry (``_ward_loses``).
     """
     sh_r = cuda.shared.array(_SH_ROWS, np.float64)
     sh_c = cuda.shared.array(_SH_COLS, np.float64)
@@ -422,6 +457,7 @@ def rnn_scan(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, part_w
     t = cuda.threadIdx.x
     bd = cuda.blockDim.x
     mc = launch.coordinate_metric(code, metric)
+    ward = code == formulas.WARD
     y = cuda.blockIdx.y
     cbeg, cend = _share(ncols)
     m = kk + 1
@@ -433,6 +469,7 @@ def rnn_scan(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, part_w
         for q in range(m):
             kw[q] = math.inf
             kj[q] = -1
+        si = size[i] if valid else 1.0
         for c0 in range(cbeg, cend, TILE_C):
             _tile_sums(CT, cols, i, valid, c0, cend, mc, sh_r, sh_c, acc)
             if valid:
@@ -440,10 +477,16 @@ def rnn_scan(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, part_w
                     jc = c0 + c
                     if jc < cend:
                         j = cols[jc]
-                        if j != i:
-                            w = launch.cluster_distance(code, metric, acc[c], size[i], size[j],
-                                                  extra[i], extra[j])
-                            _klist_insert(kw, kj, m, w, j)
+                        if j == i:
+                            continue
+                        sj = size[j]
+                        # a full list's last entry is the threshold to beat
+                        if (ward and kj[m - 1] >= 0
+                                and _ward_loses(acc[c], 2.0 * (si * sj), si + sj, kw[m - 1])):
+                            continue
+                        w = launch.cluster_distance(code, metric, acc[c], si, sj, extra[i],
+                                                    extra[j])
+                        _klist_insert(kw, kj, m, w, j)
         if valid:
             for q in range(m):
                 part_w[y * m + q, r] = kw[q]
@@ -584,6 +627,7 @@ def fresh_pass(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, flag
     t = cuda.threadIdx.x
     bd = cuda.blockDim.x
     mc = launch.coordinate_metric(code, metric)
+    ward = code == formulas.WARD
     y = cuda.blockIdx.y
     cbeg, cend = _share(ncols)
     m = kk + 1
@@ -592,6 +636,7 @@ def fresh_pass(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, flag
         r = np.int64(rb) * bd + t
         valid = r < nrows
         u = np.int64(rows[r]) if valid else np.int64(0)
+        su = size[u]
         for q in range(m):
             kw[q] = math.inf
             kj[q] = -1
@@ -614,14 +659,26 @@ def fresh_pass(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, flag
                     jc = c0 + c
                     if jc < cend:
                         k = cols[jc]
-                        if k != u:
-                            # seen from k (d is symmetric bitwise: the same float either way)
-                            w = launch.cluster_distance(code, metric, acc[c], size[k], size[u],
-                                                  extra[k], extra[u])
-                            acc[c] = w
-                            _klist_insert(kw, kj, m, w, k)
-                            if sh_take[c] != 0 and launch.precedes(w, u, sh_bw[c], sh_bj[c]):
-                                sh_flag[c] = 1  # every writer writes 1
+                        if k == u:
+                            continue
+                        sk = size[k]
+                        # ward: no key where it certainly loses both to u's list's last
+                        # entry and (if k takes offers) to k's bound
+                        if (ward and kj[m - 1] >= 0
+                                and (sh_take[c] == 0 or sh_bj[c] >= 0)
+                                and _ward_loses(acc[c], 2.0 * (sk * su), sk + su, kw[m - 1])
+                                and (sh_take[c] == 0
+                                     or _ward_loses(acc[c], 2.0 * (sk * su), sk + su,
+                                                    sh_bw[c]))):
+                            acc[c] = math.inf  # offered nowhere: precedes no finite bound
+                            continue
+                        # seen from k (d is symmetric bitwise: the same float either way)
+                        w = launch.cluster_distance(code, metric, acc[c], sk, su, extra[k],
+                                                    extra[u])
+                        acc[c] = w
+                        _klist_insert(kw, kj, m, w, k)
+                        if sh_take[c] != 0 and launch.precedes(w, u, sh_bw[c], sh_bj[c]):
+                            sh_flag[c] = 1  # every writer writes 1
             cuda.syncthreads()
             for c in range(TILE_C):
                 if sh_flag[c] != 0:  # shared: the whole block takes the branch
@@ -908,11 +965,12 @@ def fresh_grid(nrows, ncols, tpb, kk):
 FIRST_ROWS = 1024
 
 
-def first_segments(n, tpb, kk):
+def first_segments(n, tpb, kk, simulated=None):
     """(lo, rows, column shares) of each ``fresh_pass`` launch of the first pass
-    over n active slots: segment s is rows [lo, lo + rows) against [lo, n)."""
+    over n active slots: segment s is rows [lo, lo + rows) against [lo, n).
+    ``simulated`` (default: ``launch.simulating()``) selects the simulator's rule."""
     rows_max = int(FIRST_ROWS)
-    if launch.simulating():
+    if launch.simulating() if simulated is None else simulated:
         rows_max = min(rows_max, tpb // 2)
     rows_max = max(1, rows_max)
     out = []

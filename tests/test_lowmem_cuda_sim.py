@@ -439,3 +439,52 @@ def test_first_segments_cover_every_slot_once(monkeypatch):
     segs = cuda_vector.first_segments(40, 32, 2)
     assert [lo for lo, _, _ in segs] == list(range(0, 40, 7))
     assert sum(nr for _, nr, _ in segs) == 40
+
+
+# --------------------------------------------------------------------------
+# Ward's division-free filter (``_ward_loses``)
+# --------------------------------------------------------------------------
+
+@pytest.mark.skipif(not SIMULATED, reason="calls a device function from the host")
+def test_ward_filter_never_rejects_a_key_at_or_below_the_threshold(rng):
+    # The filter may only say "loses" when the exact key (formulas.cluster_distance)
+    # is above the threshold. Thresholds at the key and one ulp either side, sizes
+    # up to 2^23 and sums over 600 decades: a wrong margin shows up as a rejected
+    # key equal to (or one ulp below) its threshold.
+    loses = cuda_vector._ward_loses
+    rejected = 0
+    for _ in range(3000):
+        sa = float(rng.integers(1, 1 << rng.integers(1, 24)))
+        sb = float(rng.integers(1, 1 << rng.integers(1, 24)))
+        acc = float(rng.uniform(0.5, 2.0) * 2.0 ** rng.integers(-1000, 1000))
+        w = formulas.cluster_distance(formulas.WARD, metrics.SQEUCLIDEAN, acc, sa, sb, 0.0, 0.0)
+        t, s = 2.0 * (sa * sb), sa + sb
+        up = float(np.nextafter(w, np.inf))
+        for bw in (w, up, float(np.nextafter(up, np.inf))):
+            assert not loses(acc, t, s, bw), (sa, sb, acc, bw)
+        below = float(np.nextafter(w, 0.0))
+        if loses(acc, t, s, below):
+            assert w > below  # allowed, and true
+        rejected += loses(acc, t, s, w * (1.0 - 1e-14))
+    # it does filter: keys 1e-14 above the threshold are rejected (all in normal range)
+    assert rejected > 2500
+    # no filtering where the bound cannot be trusted: tiny, zero, NaN, infinite
+    for bw in (0.0, 2.0 ** -1010, np.nan, np.inf):
+        assert not loses(1.0, 2.0, 2.0, bw)
+    assert not loses(np.nan, 2.0, 2.0, 1.0) and not loses(np.inf, 2.0, 2.0, 1.0)
+    assert not loses(1e308, 2.0 ** 40, 2.0, 1.0)  # t * acc overflows: the exact key decides
+
+
+@pytest.mark.skipif(not SIMULATED, reason="simulator arithmetic has no FMA: keys are the CPU's")
+@pytest.mark.parametrize("tpb", [32, 64])
+def test_ward_filter_on_near_ties_gives_the_cpu_engines_tree(rng, monkeypatch, tpb):
+    # Grid points with 1e-15 jitter: keys tie or nearly tie (within the filter's
+    # margin), short lists (K = 1) so most keys meet a full list. The simulator
+    # rounds as the CPU engine does (no FMA), so every computed key is the CPU's and
+    # the tree must be the CPU engine's bitwise: a near-tie minimum wrongly filtered
+    # out would change it.
+    monkeypatch.setattr(cuda_vector, "RNN_TOP_K", 1)
+    monkeypatch.setattr(cuda_vector, "FIRST_ROWS", 6)
+    X = np.round(rng.uniform(0, 3, size=(24, 2))) + 1e-15 * rng.standard_normal((24, 2))
+    Z = _run(X, "ward", "euclidean", tpb=tpb)
+    assert_array_equal(Z, _run(X, "ward", "euclidean", backend="cpu"))
