@@ -19,8 +19,15 @@ single (any compiled metric): Borůvka rounds
 ward, average/sqeuclidean, average/cosine (reducible): reciprocal-nearest-neighbour rounds
     Each row keeps its ``RNN_TOP_K`` first (distance, slot) and a bound: every
     active slot not in the list has a key that does not precede the bound.
+    First pass (``_Lists.first``), symmetric: the slots in segments of
+    ``FIRST_ROWS``, segment s against itself and every later segment in one
+    ``fresh_pass`` (pairs between segments computed once: the row side gives
+    the segment's own lists, the column side offers each of its rows to the
+    later segments' rows), then ``rnn_combine`` folds the row side into the
+    offers the segment received earlier: every list and bound is then exactly
+    the full scan's, for about n^2 / 2 + n FIRST_ROWS / 2 pairs instead of n^2.
     A round: ``rnn_select`` (nn, nnd from each list's first entry; rows whose
-    first entry does not precede the bound are listed, every row in round 0),
+    first entry does not precede the bound are listed: none in round 0),
     ``rnn_scan`` + ``rnn_combine`` (those rows rescanned: K + 1 first),
     ``find_pairs`` + ``merge_pairs`` (every reciprocal pair), ``rnn_drop``
     (both merged slots leave every list), ``fresh_pass`` + ``rnn_combine``
@@ -30,8 +37,11 @@ ward, average/sqeuclidean, average/cosine (reducible): reciprocal-nearest-neighb
     minimum and the global closest pair is always reciprocal; for reducible
     linkages merging all reciprocal pairs at once gives exactly the sequential
     hierarchy. Three host reads per round (rescan count, pair count, active
-    list). ``benchmarks/count_gpu_work.py`` counts the pairs (ward, n = 20 000
-    x 32: about 1.8 n^2).
+    list). Ward's keys need a division: ``_ward_loses`` compares with
+    multiplications and a counted rounding margin first, and only a pair that
+    may beat the threshold gets its exact key. ``benchmarks/count_gpu_work.py``
+    counts the pairs (ward, n = 20 000 x 32: COUNTS_WARD_20K n^2, of which
+    the first pass COUNTS_FIRST_20K; it was 1.79 n^2 with a full first scan).
 centroid, median (generic): one merge per step, no host read per step
     ``generic_pick`` (one block: argmin of the exact bounds, merge),
     ``generic_relax`` (distances from the new cluster to all: lower bounds,
@@ -79,6 +89,8 @@ TOP_K = 4
 # take it as an argument and size their local lists by RNN_TOP_K_MAX.
 RNN_TOP_K = 16
 RNN_TOP_K_MAX = 32
+# Offers one ``fresh_pass`` block queues at a time (shared: 20 bytes each).
+OFFER_QUEUE = 512
 # Partial-list entries one ``fresh_pass`` launch may write (shares x (K + 1) x
 # new clusters, 12 bytes each): larger rounds are launched in chunks of new clusters.
 FRESH_SCRATCH = 1 << 22
@@ -594,6 +606,48 @@ def _offer(LW, LJ, BW, BJ, k, kk, w, u):
     LJ[pos, k] = u
 
 
+@cuda.jit(device=True, cache=NUMBA_CACHE)
+def _offer_tile(LW, LJ, BW, BJ, cols, c0, cend, kk, acc, u, valid, sh_bw, sh_bj, sh_take, sh_any,
+                sh_qw, sh_qu, sh_qc):
+    """``fresh_pass``'s offers of one tile: acc[c] = the key of (u, cols[c0 + c]).
+
+    Every thread of the block calls it. Rounds: each thread queues its
+    not-yet-queued candidates that precede their column's bound (as the
+    block last read it) while the queue has room; thread c offers column c's
+    queued entries and rereads the bound; until nothing was left out.
+    """
+    t = cuda.threadIdx.x
+    done = np.int64(0)  # bit c: this thread's candidate for column c was queued
+    while True:
+        cuda.syncthreads()  # everyone has read the last round's queue length
+        if t == 0:
+            sh_any[1] = 0
+        cuda.syncthreads()
+        if valid:
+            for c in range(TILE_C):
+                jc = c0 + c
+                if (jc < cend and sh_take[c] != 0 and (done >> c) & 1 == 0
+                        and cols[jc] != u and launch.precedes(acc[c], u, sh_bw[c], sh_bj[c])):
+                    q = cuda.atomic.add(sh_any, 1, 1)
+                    if q < OFFER_QUEUE:
+                        sh_qw[q] = acc[c]
+                        sh_qu[q] = u
+                        sh_qc[q] = c
+                        done |= np.int64(1) << c
+        cuda.syncthreads()
+        nq = min(sh_any[1], OFFER_QUEUE)
+        if t < TILE_C and c0 + t < cend and sh_take[t] != 0:
+            k = cols[c0 + t]
+            for e in range(nq):
+                if sh_qc[e] == t:
+                    _offer(LW, LJ, BW, BJ, k, kk, sh_qw[e], sh_qu[e])
+            sh_bw[t] = BW[k]
+            sh_bj[t] = BJ[k]
+        cuda.syncthreads()
+        if sh_any[1] <= OFFER_QUEUE:
+            break
+
+
 @cuda.jit(cache=NUMBA_CACHE)
 def fresh_pass(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, flag, LW, LJ, BW, BJ,
                part_w, part_j):
@@ -606,21 +660,29 @@ def fresh_pass(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, flag
     (``_offer``).
 
     Grid (1, shares): block y owns its column share and walks all the new
-    clusters (row blocks in order), so it alone writes those rows' lists. A
-    tile's offers are rare: threads flag the columns they would offer to, and
-    for a flagged column the threads' offers go through shared memory to
-    thread 0, which inserts them in thread order. No atomics; the same lists
-    on every run (an offer's effect does not depend on its order anyway).
-    Hot-loop variant of ``rnn_scan`` (same row loop and tiles, plus the offers).
+    clusters (row blocks in order), so it alone writes those rows' lists.
+    Offers: a tile's candidates that precede their column's bound go into a
+    shared queue (``OFFER_QUEUE`` entries; a shared atomic counter), then
+    thread c inserts the queued offers of column c (``_offer``), all columns
+    at once, and rereads its bound; candidates that found the queue full are
+    queued again against the new bounds. Offers are rare once bounds are
+    tight, but the symmetric first pass starts from empty lists (a row
+    block's whole tile passes), hence a queue rather than one column at a
+    time. Queue order is arrival order, but ``_offer`` keeps the kk + 1
+    first of what it is offered whatever the order (and an offer that failed
+    an older bound fails every later one), so the lists are the same on
+    every run. Hot-loop variant of ``rnn_scan`` (same row loop and tiles,
+    plus the offers).
     """
     sh_r = cuda.shared.array(_SH_ROWS, np.float64)
     sh_c = cuda.shared.array(_SH_COLS, np.float64)
     sh_bw = cuda.shared.array(TILE_C, np.float64)
     sh_bj = cuda.shared.array(TILE_C, np.int64)
     sh_take = cuda.shared.array(TILE_C, np.int32)
-    sh_flag = cuda.shared.array(TILE_C, np.int32)
-    sd = cuda.shared.array(MAX_TPB, np.float64)
-    sj = cuda.shared.array(MAX_TPB, np.int64)
+    sh_any = cuda.shared.array(2, np.int32)  # [0]: some offer this tile; [1]: queue length
+    sh_qw = cuda.shared.array(OFFER_QUEUE, np.float64)
+    sh_qu = cuda.shared.array(OFFER_QUEUE, np.int64)
+    sh_qc = cuda.shared.array(OFFER_QUEUE, np.int32)
     acc = cuda.local.array(TILE_C, np.float64)
     kw = cuda.local.array(_KLIST, np.float64)
     kj = cuda.local.array(_KLIST, np.int64)
@@ -652,7 +714,8 @@ def fresh_pass(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, flag
                     sh_bj[e] = BJ[k]
                     take = 1 if flag[k] == 0 else 0
                 sh_take[e] = take
-                sh_flag[e] = 0
+            if t == 0:
+                sh_any[0] = 0
             cuda.syncthreads()
             if valid:
                 for c in range(TILE_C):
@@ -678,21 +741,11 @@ def fresh_pass(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, flag
                         acc[c] = w
                         _klist_insert(kw, kj, m, w, k)
                         if sh_take[c] != 0 and launch.precedes(w, u, sh_bw[c], sh_bj[c]):
-                            sh_flag[c] = 1  # every writer writes 1
+                            sh_any[0] = 1  # every writer writes 1
             cuda.syncthreads()
-            for c in range(TILE_C):
-                if sh_flag[c] != 0:  # shared: the whole block takes the branch
-                    jc = c0 + c
-                    k = cols[jc]
-                    ok = valid and k != u and launch.precedes(acc[c], u, sh_bw[c], sh_bj[c])
-                    sd[t] = acc[c] if ok else math.inf
-                    sj[t] = u if ok else -1
-                    cuda.syncthreads()
-                    if t == 0:
-                        for s in range(bd):
-                            if sj[s] >= 0:
-                                _offer(LW, LJ, BW, BJ, k, kk, sd[s], sj[s])
-                    cuda.syncthreads()
+            if sh_any[0] != 0:  # shared: the whole block takes the branch
+                _offer_tile(LW, LJ, BW, BJ, cols, c0, cend, kk, acc, u, valid, sh_bw, sh_bj,
+                            sh_take, sh_any, sh_qw, sh_qu, sh_qc)
         if valid:
             for q in range(m):
                 part_w[y * m + q, r] = kw[q]
@@ -1191,8 +1244,8 @@ def _rnn_rounds(CT, code, metric, xp, tpb, stream, counter):
     and ``merge_pairs`` (every reciprocal pair), ``rnn_drop`` (merged slots
     leave every list), ``fresh_pass`` + ``rnn_combine`` (the new clusters
     against every active slot, each pair once: their own lists, and each
-    offered to every other row). Round 0's select lists every row, so its
-    scan is the first pass. Host reads per round: the rescan count, the pair
+    offered to every other row). Round 0's lists come from the symmetric
+    first pass (``_Lists.first``), so its select lists no row. Host reads per round: the rescan count, the pair
     count and the active list's length. A round that merged few pairs
     (``cuda_chain.hands_over``: chain-like data) hands the rest to the
     device-side nearest-neighbour chain (``cuda_chain.finish``).

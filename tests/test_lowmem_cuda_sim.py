@@ -388,16 +388,19 @@ def _round0_lists(monkeypatch, X, method, metric, k, first_rows, tpb=32):
 
 
 @pytest.mark.skipif(not SIMULATED, reason="reads the device state between kernels")
-@pytest.mark.parametrize("method, metric, k, first_rows, tpb", [
-    ("ward", "euclidean", 2, 5, 32),
-    ("average", "cosine", 1, 7, 64),
-    pytest.param("average", "sqeuclidean", 2, 4, 32, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("method, metric, k, first_rows, tpb, queue", [
+    ("ward", "euclidean", 2, 5, 32, 512),
+    ("ward", "euclidean", 2, 9, 32, 3),
+    ("average", "cosine", 1, 7, 64, 512),
+    pytest.param("average", "sqeuclidean", 2, 4, 32, 512, marks=pytest.mark.slow)])
 def test_first_pass_lists_are_the_full_scans(rng, monkeypatch, method, metric, k, first_rows,
-                                             tpb):
+                                             tpb, queue):
     # Segments of first_rows rows: each launch covers its segment against itself and
     # every later one (each pair between segments computed once), and after it every
     # row's list is exactly the full scan's k first (key, slot) and its bound the
-    # (k + 1)-th: the same lists as round 0's old full scan, so the same tree.
+    # (k + 1)-th: the same lists as round 0's old full scan, so the same tree. A
+    # queue of 3 offers makes fresh_pass queue a tile's offers over many rounds.
+    monkeypatch.setattr(cuda_vector, "OFFER_QUEUE", queue)
     n = 24
     X = rng.standard_normal((n, 3))
     Z, launches, seen = _round0_lists(monkeypatch, X, method, metric, k, first_rows, tpb)
