@@ -15,9 +15,14 @@ runs on a GPU):
 
 ``ward`` / ``average-cosine``: ``_rnn_rounds`` (per-row candidate lists)
     Each row keeps its ``RNN_TOP_K`` first (key, slot), key (distance, slot),
-    and a bound (every active slot not listed has key >= bound). Each round:
+    and a bound (every active slot not listed has key >= bound). First the
+    symmetric first pass (``_Lists.first``): per segment of
+    ``cuda_vector.first_segments`` (rows [lo, lo + r)), ``fresh_pass`` against
+    slots [lo, n) (each pair between segments computed once, the segment's rows
+    offered to the later ones) and ``rnn_combine``; the lists and bounds are
+    then the full scan's K + 1 first. Each round:
     ``rnn_select`` lists the rows whose first entry does not precede their
-    bound (round 0: every row, the first pass); ``rnn_scan`` + ``rnn_combine``
+    bound (none in round 0); ``rnn_scan`` + ``rnn_combine``
     rescan them against the active slots (K + 1 first); ``find_pairs`` takes
     every reciprocal pair i < nn[i]; ``merge_pairs`` merges each into slot i
     (``formulas.merged_coordinate``); ``rnn_drop`` drops both merged slots
@@ -41,8 +46,9 @@ runs on a GPU):
     smaller root in place).
 What is counted: one pair = one (row, column) distance given to ``rnn_scan``,
 ``fresh_pass`` or ``point_best`` (the column list includes the row itself, which the kernel
-computes and then skips; the first pass therefore counts n^2, each unordered
-pair twice). ``padded_pairs`` also counts the lanes the kernels run on padding:
+computes and then skips; the RNN rounds' first pass counts about n^2 / 2 +
+n FIRST_ROWS / 2, single's first pass n^2). ``padded_pairs`` also counts the
+lanes the kernels run on padding:
 rows up to a multiple of threads per block, each column share up to a multiple
 of ``TILE_C`` (shares as ``cuda_vector._splits`` / ``fresh_grid`` choose them).
 Chain pairs (``chain_pairs_per_n2``) are included in ``pairs``. Rounds are the
@@ -298,6 +304,7 @@ class Tally:
         self.pairs = 0  # given to the tile kernels
         self.padded = 0
         self.chain_pairs = 0  # computed by cuda_chain.chain_steps (m - 1 per step)
+        self.first_pairs = 0  # the RNN rounds' symmetric first pass (in pairs too)
         self.log = None
 
     def add(self, nrows, ncols, nsplit=None, name="rnn_scan"):
@@ -336,13 +343,16 @@ def _sort_lists(W, J):
     return np.take_along_axis(W, order, -1), np.take_along_axis(J, order, -1)
 
 
-def emulate_rnn(S, tally, K, guard=True):
+def emulate_rnn(S, tally, K, guard=True, simulated=None):
     """``cuda_vector._rnn_rounds`` (ward, average-cosine): RNN rounds over per-row
     top-K candidate lists, then (``guard``) the chain guard's hand-over.
 
     Each row keeps its K first (key, slot) and a bound (every active slot not
-    listed has key >= bound). A round: ``rnn_select`` lists the rows whose
-    first entry does not precede their bound, ``rnn_scan`` + ``rnn_combine``
+    listed has key >= bound). Round 0's lists come from the symmetric first
+    pass (``_Lists.first``: ``fresh_pass`` + ``rnn_combine`` per segment of
+    ``cuda_vector.first_segments``, each pair between segments computed once;
+    the lists and bounds are the full scan's). A round: ``rnn_select`` lists
+    the rows whose first entry does not precede their bound, ``rnn_scan`` + ``rnn_combine``
     rescan them (top K + 1 over the active slots), ``find_pairs`` /
     ``merge_pairs`` merge every reciprocal pair. If that round merged few
     pairs (``cuda_chain.hands_over(p, m + p)``, m the clusters left), the
@@ -404,6 +414,14 @@ def emulate_rnn(S, tally, K, guard=True):
         return pairs
 
     act = np.arange(n)
+    # the symmetric first pass (_Lists.first): segment [lo, lo + nr) against [lo, n), then
+    # rnn_combine; lists and bounds are the full scan's K + 1 first
+    for lo, nr, ns in cuda_vector.first_segments(n, tally.tpb, K, simulated):
+        tally.first_pairs += tally.add(nr, n - lo, nsplit=ns, name="fresh_pass")
+        tally.kernel("rnn_combine")
+    W, J = smallest(S, act, act, K + 1, _not_self)
+    LW[:], LJ[:] = W[:, :K], J[:, :K]
+    BW[:], BJ[:] = W[:, K], J[:, K]
     m = n
     while m > 1:
         need = act[~_precedes(LW[act, 0], LJ[act, 0], BW[act], BJ[act])]  # rnn_select
@@ -541,11 +559,12 @@ def emulate_single(S, tally, K):
     return h, rounds
 
 
-def emulate(engine, X, topk=None, tpb=GPU_TPB, guard=True):
+def emulate(engine, X, topk=None, tpb=GPU_TPB, guard=True, simulated=None):
     """Run one engine's emulation on observations X (n, d); ``topk``: the RNN
     list length (default ``cuda_vector.RNN_TOP_K``, the engine's); ``guard``:
     the RNN rounds hand over to the chain as the driver does (False: rounds
-    to the end, to count what the guard saves).
+    to the end, to count what the guard saves); ``simulated``: the simulator's
+    launch rules (``cuda_vector.first_segments``; default: this process's).
 
     Returns (heights as ``linkage`` reports them, rounds, Tally, chain): chain
     as ``emulate_rnn`` returns it (None for single and when no round handed over).
@@ -561,7 +580,7 @@ def emulate(engine, X, topk=None, tpb=GPU_TPB, guard=True):
         h, rounds = emulate_single(S, tally, cuda_vector.TOP_K)
     else:
         h, rounds, chain = emulate_rnn(S, tally, cuda_vector.RNN_TOP_K if topk is None else topk,
-                                       guard)
+                                       guard, simulated)
     h = _lowmem._unscale(h, exponent, spec, metric)
     if spec.squared:
         h = np.sqrt(h)
@@ -618,11 +637,12 @@ def count_run(engine, n, d, data, seed, topk, check_max_n=0, guard=True):
     if why:
         return {"engine": engine, "n": n, "d": d, "data": data, "seed": seed, "skipped": why}
     t0 = time.perf_counter()
-    h, rounds, tally, chain = emulate(engine, X, topk, guard=guard)
+    h, rounds, tally, chain = emulate(engine, X, topk, guard=guard, simulated=False)
     wall = time.perf_counter() - t0
     check, check_detail = check_heights(engine, X, h, check_max_n)
     n2 = float(n) * n
-    first = n2  # round 0 scans every row against every column
+    # the first pass: the RNN rounds' symmetric one (about n^2 / 2); single's point_best, n^2
+    first = tally.first_pairs if engine != "single" else n2
     pairs = tally.pairs + tally.chain_pairs
     # rows given a full rescan after the first pass (round 0's scan)
     later = [r["rescanned"] for r in rounds[1:]] or [0]
@@ -650,7 +670,8 @@ def count_run(engine, n, d, data, seed, topk, check_max_n=0, guard=True):
         "per_round": {key: [r.get(key, 0) for r in rounds] for key in rounds[0]},
     }
     if rnn:
-        out["rescan_pairs_per_n2"] = (sum(r["scan_pairs"] for r in rounds) - first) / n2
+        out["first_pass_pairs_per_n2"] = first / n2
+        out["rescan_pairs_per_n2"] = sum(r["scan_pairs"] for r in rounds) / n2
         out["new_cluster_pairs_per_n2"] = sum(r["new_pairs"] for r in rounds) / n2
         out["chain_pairs_per_n2"] = tally.chain_pairs / n2
         out["handover_left"] = chain["left"] if chain else None
@@ -821,7 +842,7 @@ def verify_driver():
     real = json.loads(res.stdout.strip().splitlines()[-1])
     failures = 0
     for (engine, data, n, d), run in zip(DRIVER_CASES, real):
-        _, _, tally, chain = emulate(engine, make_data(data, n, d, 0), tpb=32)
+        _, _, tally, chain = emulate(engine, make_data(data, n, d, 0), tpb=32, simulated=True)
         events = [tuple(e) for e in run["events"]]
         same_events, same_log = same_as_driver(run, tally)
         ok = same_events and same_log
@@ -963,6 +984,7 @@ def main(argv=None):
             "python": platform.python_version(), "numpy": np.__version__,
             "engine_constants": {"TOP_K": cuda_vector.TOP_K,
                                  "RNN_TOP_K": cuda_vector.RNN_TOP_K,
+                                 "FIRST_ROWS": cuda_vector.FIRST_ROWS,
                                  "FRESH_SCRATCH": cuda_vector.FRESH_SCRATCH,
                                  "TILE_C": cuda_vector.TILE_C, "tpb": GPU_TPB,
                                  "CHAIN_FRACTION": cuda_chain.CHAIN_FRACTION,

@@ -11,7 +11,7 @@ with the nearest-neighbour chain, run inside one persistent kernel:
 ``chain_steps`` (cooperative launch: every block resident, grid-wide sync)
     Each chain step: (1) every thread of the grid takes a share of the active
     clusters, computes its distance to the chain's tip ``x`` (the key of
-    ``cluster_best``: ``formulas.cluster_distance`` over the summaries,
+    ``rnn_scan``: ``formulas.cluster_distance`` over the summaries,
     coordinates summed in order), and keeps its first (distance, slot) under
     ``launch.precedes``; one partial per block; the thread that meets the
     chain's previous element records that distance. Grid sync. (2) Block 0

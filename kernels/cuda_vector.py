@@ -19,8 +19,15 @@ single (any compiled metric): Borůvka rounds
 ward, average/sqeuclidean, average/cosine (reducible): reciprocal-nearest-neighbour rounds
     Each row keeps its ``RNN_TOP_K`` first (distance, slot) and a bound: every
     active slot not in the list has a key that does not precede the bound.
+    First pass (``_Lists.first``), symmetric: the slots in segments of
+    ``FIRST_ROWS``, segment s against itself and every later segment in one
+    ``fresh_pass`` (pairs between segments computed once: the row side gives
+    the segment's own lists, the column side offers each of its rows to the
+    later segments' rows), then ``rnn_combine`` folds the row side into the
+    offers the segment received earlier: every list and bound is then exactly
+    the full scan's, for about n^2 / 2 + n FIRST_ROWS / 2 pairs instead of n^2.
     A round: ``rnn_select`` (nn, nnd from each list's first entry; rows whose
-    first entry does not precede the bound are listed, every row in round 0),
+    first entry does not precede the bound are listed: none in round 0),
     ``rnn_scan`` + ``rnn_combine`` (those rows rescanned: K + 1 first),
     ``find_pairs`` + ``merge_pairs`` (every reciprocal pair), ``rnn_drop``
     (both merged slots leave every list), ``fresh_pass`` + ``rnn_combine``
@@ -30,23 +37,28 @@ ward, average/sqeuclidean, average/cosine (reducible): reciprocal-nearest-neighb
     minimum and the global closest pair is always reciprocal; for reducible
     linkages merging all reciprocal pairs at once gives exactly the sequential
     hierarchy. Three host reads per round (rescan count, pair count, active
-    list). ``benchmarks/count_gpu_work.py`` counts the pairs (ward, n = 20 000
-    x 32: about 1.8 n^2).
+    list). Ward's keys need a division: ``_ward_loses`` compares with
+    multiplications and a counted rounding margin first, and only a pair that
+    may beat the threshold gets its exact key. ``benchmarks/count_gpu_work.py``
+    counts the pairs (ward, n = 20 000 x 32: 1.31 n^2, of which
+    the first pass 0.53; it was 1.79 n^2 with a full first scan).
+    Average with cosine/correlation on a GPU: the scans' dot products as
+    float64 GEMM slabs with a rigorous rounding margin, then exact rechecks
+    (``cuda_gemm_scan``; the lists are exactly the tiles').
 centroid, median (generic): ``cuda_vector_generic``
     The generic loop (one merge at a time, at the global minimum of exact
     nearest-neighbour keys) as one cooperative kernel per chunk of merges:
     pick, relax and rescan phases separated by grid syncs, no host read per
     merge. ``run`` hands these methods to its driver.
 
-Tiles. ``point_best`` and ``cluster_best`` give each thread one row and walk
+Tiles. ``point_best`` and ``rnn_scan`` give each thread one row and walk
 the columns in tiles of ``TILE_C``; coordinates arrive in chunks of ``TILE_K``
 through shared memory (rows: one value per thread; columns: broadcast), and
 each thread keeps ``TILE_C`` accumulators in registers. Every pair's sum runs
 over the coordinates in order, from direct differences (no Gram-matrix form,
-which cancels on close pairs). The GPU compiler fuses ``acc + x * y`` into one
-FMA where the CPU engine rounds twice, so a distance may differ from the CPU's
-in the last bit (measured: at most 4e-16 relative); d(i, j) == d(j, i) holds
-bitwise on either. Shared arrays are sized by ``MAX_TPB`` (256: ``point_best``
+which cancels on close pairs). Each product is rounded on its own
+(``metrics.product``: never fused into an FMA), so a distance has the CPU
+engine's bits; d(i, j) == d(j, i) holds bitwise. Shared arrays are sized by ``MAX_TPB`` (256: ``point_best``
 needs 216 registers per thread, so 512 threads would not launch); threads per
 block is a launch argument. Arithmetic is float64 whatever the storage dtype
 (coordinates are widened before ``metrics.metric_accumulate``; float32 storage
@@ -79,6 +91,8 @@ TOP_K = 4
 # take it as an argument and size their local lists by RNN_TOP_K_MAX.
 RNN_TOP_K = 16
 RNN_TOP_K_MAX = 32
+# Offers one ``fresh_pass`` block queues at a time (shared: 20 bytes each).
+OFFER_QUEUE = 512
 # Partial-list entries one ``fresh_pass`` launch may write (shares x (K + 1) x
 # new clusters, 12 bytes each): larger rounds are launched in chunks of new clusters.
 FRESH_SCRATCH = 1 << 22
@@ -154,9 +168,9 @@ def point_best(XT, norms, comp, rows, nrows, n, mcode, p, part_w, part_j):
     """The TOP_K nearest points in other components for each point in ``rows[:nrows]``,
     per column share.
 
-    Grid (row blocks, column splits) as in ``cluster_best``: thread t of block
-    (x, y) takes row rows[x * blockDim + t] against the y-th share of the
-    points and writes its list, ascending in the (w, j) order of ``cuda_mst``,
+    Grid (row blocks, column splits): thread t of block (x, y) takes row
+    rows[x * blockDim + t] against the y-th of gridDim.y equal shares of the
+    points (so a few rows still fill the GPU) and writes its list, ascending in the (w, j) order of ``cuda_mst``,
     to part_w[y * TOP_K + k, r], part_j[...] (j = -1: empty).
     """
     sh_r = cuda.shared.array(_SH_ROWS, np.float64)
@@ -310,70 +324,6 @@ def _share(ncols):
 
 
 @cuda.jit(cache=NUMBA_CACHE)
-def cluster_best(CT, size, extra, rows, nrows, cols, ncols, code, metric, part_d, part_j):
-    """Nearest cluster among a share of ``cols[:ncols]`` for each slot in ``rows[:nrows]``.
-
-    Grid (row blocks, column splits): block (x, y) gives thread t the row
-    rows[x * blockDim + t] and the y-th of gridDim.y equal shares of the
-    columns (so a few rows still fill the GPU). Writes the share's best key
-    (distance, slot) to part_d[y, r], part_j[y, r] (slot -1: none);
-    ``combine_best`` folds the shares. Hot-loop variant of ``point_best``
-    (same grid and tiles; clusters instead of points).
-    """
-    sh_r = cuda.shared.array(_SH_ROWS, np.float64)
-    sh_c = cuda.shared.array(_SH_COLS, np.float64)
-    acc = cuda.local.array(TILE_C, np.float64)
-    t = cuda.threadIdx.x
-    bd = cuda.blockDim.x
-    mc = launch.coordinate_metric(code, metric)
-    y = cuda.blockIdx.y
-    cbeg, cend = _share(ncols)
-    nblocks = (nrows + bd - 1) // bd
-    for rb in range(cuda.blockIdx.x, nblocks, cuda.gridDim.x):
-        r = np.int64(rb) * bd + t
-        valid = r < nrows
-        i = np.int64(rows[r]) if valid else np.int64(0)
-        bw = math.inf
-        bj = -1
-        for c0 in range(cbeg, cend, TILE_C):
-            _tile_sums(CT, cols, i, valid, c0, cend, mc, sh_r, sh_c, acc)
-            if valid:
-                for c in range(TILE_C):
-                    jc = c0 + c
-                    if jc < cend:
-                        j = cols[jc]
-                        if j != i:
-                            w = launch.cluster_distance(code, metric, acc[c], size[i], size[j],
-                                                  extra[i], extra[j])
-                            if launch.precedes(w, j, bw, bj):
-                                bw = w
-                                bj = j
-        if valid:
-            part_d[y, r] = bw
-            part_j[y, r] = bj
-
-
-@cuda.jit(cache=NUMBA_CACHE)
-def combine_best(rows, nrows, part_d, part_j, nsplit, nn, nnd, mode):
-    """Fold the column shares of ``cluster_best`` into (nn, nnd) of each row.
-
-    mode 0 overwrites; mode 1 only where the found key precedes the stored one
-    (new clusters offered to rows whose neighbour is unchanged).
-    """
-    for r in range(cuda.grid(1), nrows, cuda.gridsize(1)):
-        bw = math.inf
-        bj = np.int64(-1)
-        for y in range(nsplit):
-            if launch.precedes(part_d[y, r], part_j[y, r], bw, bj):
-                bw = part_d[y, r]
-                bj = part_j[y, r]
-        i = rows[r]
-        if bj >= 0 and (mode == 0 or launch.precedes(bw, bj, nnd[i], nn[i])):
-            nn[i] = bj
-            nnd[i] = bw
-
-
-@cuda.jit(cache=NUMBA_CACHE)
 def find_pairs(active, nn, nnd, rep, flag, pair_i, pair_j, npairs, log_a, log_b, log_h, nlog, n):
     """Every reciprocal pair (i, nn[i]), i < nn[i]: listed, logged, flagged.
 
@@ -398,6 +348,40 @@ def find_pairs(active, nn, nnd, rep, flag, pair_i, pair_j, npairs, log_a, log_b,
 # --------------------------------------------------------------------------
 # Reducible rounds: per-row candidate lists (see ``_rnn_rounds``)
 # --------------------------------------------------------------------------
+
+# Ward's division-free filter (``_ward_loses``): thresholds below _WARD_TINY are
+# left to the exact key (the rounding bound below needs normal numbers), and
+# _WARD_MARGIN = 1 + 2^-50 = 1 + 8u (u = 2^-53) covers the six roundings.
+_WARD_TINY = 2.0 ** -1000
+_WARD_MARGIN = 1.0 + 2.0 ** -50
+
+
+@cuda.jit(device=True, inline="always", cache=NUMBA_CACHE)
+def _ward_loses(acc, t, s, bw):
+    """True only when ward's key of the pair is certainly above ``bw``: then
+    the pair cannot precede (bw, j) for any slot j, and its key, whose
+    division costs as much as a few dozen FMAs, need not be computed.
+
+    ``acc`` is the pair's coordinate sum, ``t = 2.0 * (s_a * s_b)`` and ``s =
+    s_a + s_b`` exactly as ``formulas.cluster_distance`` forms them, whose key
+    is w = fl(fl(t / s) * acc). Without a division: L = fl(t * acc) against
+    R' = fl(fl(bw * s) * c), c = _WARD_MARGIN. With u = 2^-53 and every
+    |e_k| <= u (all quantities normal: bw >= 2^-1000, L finite):
+
+        L  = t acc (1 + e1)            R' = bw s c (1 + e2)(1 + e3)
+        L > R'  =>  W := t acc / s > bw c (1 - u)^2 / (1 + u)
+        w  = W (1 + e4)(1 + e5) >= W (1 - u)^2 > bw c (1 - u)^4 / (1 + u)
+
+    and c (1 - u)^4 / (1 + u) >= (1 + 8u)(1 - 5u) > 1, so w > bw. (W itself
+    is then above 2^-1001, so fl(t / s) and w are normal too; w may overflow
+    to +inf, which is above bw all the same.) NaN or +inf ``acc``, a NaN or
+    huge ``bw`` (R' = +inf) or a tiny one all give False: the exact key
+    decides. Keys that are computed are the formula's, bitwise.
+    """
+    if not bw >= _WARD_TINY:
+        return False
+    lhs = t * acc
+    return lhs > (bw * s) * _WARD_MARGIN and lhs < math.inf
 # Row i's list is LW[:kk, i], LJ[:kk, i]: ascending (distance, slot), empty
 # entries (slot -1) last; its bound is (BW[i], BJ[i]) (slot -1: +infinity).
 # Invariant: every active slot not in row i's list has a key that does not
@@ -410,9 +394,11 @@ def rnn_scan(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, part_w
     """The kk + 1 first (distance, slot) among a share of ``cols[:ncols]`` for each
     slot in ``rows[:nrows]``.
 
-    Grid and tiles of ``cluster_best``; writes the share's ascending list to
+    Grid and tiles of ``point_best`` (clusters instead of points); writes the
+    share's ascending list to
     part_w[y * (kk + 1) + q, r], part_j[...] (slot -1: empty). ``rnn_combine``
-    folds the shares into the rows' lists and bounds.
+    folds the shares into the rows' lists and bounds. Ward skips the key of a
+    pair that certainly loses to the list's last entry (``_ward_loses``).
     """
     sh_r = cuda.shared.array(_SH_ROWS, np.float64)
     sh_c = cuda.shared.array(_SH_COLS, np.float64)
@@ -422,6 +408,7 @@ def rnn_scan(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, part_w
     t = cuda.threadIdx.x
     bd = cuda.blockDim.x
     mc = launch.coordinate_metric(code, metric)
+    ward = code == formulas.WARD
     y = cuda.blockIdx.y
     cbeg, cend = _share(ncols)
     m = kk + 1
@@ -433,6 +420,7 @@ def rnn_scan(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, part_w
         for q in range(m):
             kw[q] = math.inf
             kj[q] = -1
+        si = size[i] if valid else 1.0
         for c0 in range(cbeg, cend, TILE_C):
             _tile_sums(CT, cols, i, valid, c0, cend, mc, sh_r, sh_c, acc)
             if valid:
@@ -440,10 +428,16 @@ def rnn_scan(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, part_w
                     jc = c0 + c
                     if jc < cend:
                         j = cols[jc]
-                        if j != i:
-                            w = launch.cluster_distance(code, metric, acc[c], size[i], size[j],
-                                                  extra[i], extra[j])
-                            _klist_insert(kw, kj, m, w, j)
+                        if j == i:
+                            continue
+                        sj = size[j]
+                        # a full list's last entry is the threshold to beat
+                        if (ward and kj[m - 1] >= 0
+                                and _ward_loses(acc[c], 2.0 * (si * sj), si + sj, kw[m - 1])):
+                            continue
+                        w = launch.cluster_distance(code, metric, acc[c], si, sj, extra[i],
+                                                    extra[j])
+                        _klist_insert(kw, kj, m, w, j)
         if valid:
             for q in range(m):
                 part_w[y * m + q, r] = kw[q]
@@ -451,21 +445,33 @@ def rnn_scan(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, part_w
 
 
 @cuda.jit(cache=NUMBA_CACHE)
-def rnn_combine(rows, nrows, part_w, part_j, nsplit, kk, LW, LJ, BW, BJ, nn, nnd):
+def rnn_combine(rows, nrows, part_w, part_j, nsplit, kk, merge, LW, LJ, BW, BJ, nn, nnd):
     """Fold the shares' lists of ``rnn_scan`` / ``fresh_pass`` (shares in order):
     each row's kk first entries become its list, the next its bound, the first
-    its (nn, nnd)."""
+    its (nn, nnd).
+
+    merge 0: the shares hold every candidate (a full scan; the stored list is
+    replaced). merge 1 (the first pass, ``_Lists.first``): the stored list and
+    bound are the kk + 1 first of a disjoint set of candidates (the offers of
+    earlier segments), so they are folded in with the shares.
+    """
     kw = cuda.local.array(_KLIST, np.float64)
     kj = cuda.local.array(_KLIST, np.int64)
     m = kk + 1
     for r in range(cuda.grid(1), nrows, cuda.gridsize(1)):
+        i = rows[r]
         for q in range(m):
             kw[q] = math.inf
             kj[q] = -1
+        if merge != 0:
+            for q in range(kk):
+                if LJ[q, i] >= 0:
+                    _klist_insert(kw, kj, m, LW[q, i], LJ[q, i])
+            if BJ[i] >= 0:
+                _klist_insert(kw, kj, m, BW[i], BJ[i])
         for e in range(nsplit * m):
             if part_j[e, r] >= 0:
                 _klist_insert(kw, kj, m, part_w[e, r], part_j[e, r])
-        i = rows[r]
         for q in range(kk):
             LW[q, i] = kw[q]
             LJ[q, i] = kj[q]
@@ -539,6 +545,48 @@ def _offer(LW, LJ, BW, BJ, k, kk, w, u):
     LJ[pos, k] = u
 
 
+@cuda.jit(device=True, cache=NUMBA_CACHE)
+def _offer_tile(LW, LJ, BW, BJ, cols, c0, cend, kk, acc, u, valid, sh_bw, sh_bj, sh_take, sh_any,
+                sh_qw, sh_qu, sh_qc):
+    """``fresh_pass``'s offers of one tile: acc[c] = the key of (u, cols[c0 + c]).
+
+    Every thread of the block calls it. Rounds: each thread queues its
+    not-yet-queued candidates that precede their column's bound (as the
+    block last read it) while the queue has room; thread c offers column c's
+    queued entries and rereads the bound; until nothing was left out.
+    """
+    t = cuda.threadIdx.x
+    done = np.int64(0)  # bit c: this thread's candidate for column c was queued
+    while True:
+        cuda.syncthreads()  # everyone has read the last round's queue length
+        if t == 0:
+            sh_any[1] = 0
+        cuda.syncthreads()
+        if valid:
+            for c in range(TILE_C):
+                jc = c0 + c
+                if (jc < cend and sh_take[c] != 0 and (done >> c) & 1 == 0
+                        and cols[jc] != u and launch.precedes(acc[c], u, sh_bw[c], sh_bj[c])):
+                    q = cuda.atomic.add(sh_any, 1, 1)
+                    if q < OFFER_QUEUE:
+                        sh_qw[q] = acc[c]
+                        sh_qu[q] = u
+                        sh_qc[q] = c
+                        done |= np.int64(1) << c
+        cuda.syncthreads()
+        nq = min(sh_any[1], OFFER_QUEUE)
+        if t < TILE_C and c0 + t < cend and sh_take[t] != 0:
+            k = cols[c0 + t]
+            for e in range(nq):
+                if sh_qc[e] == t:
+                    _offer(LW, LJ, BW, BJ, k, kk, sh_qw[e], sh_qu[e])
+            sh_bw[t] = BW[k]
+            sh_bj[t] = BJ[k]
+        cuda.syncthreads()
+        if sh_any[1] <= OFFER_QUEUE:
+            break
+
+
 @cuda.jit(cache=NUMBA_CACHE)
 def fresh_pass(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, flag, LW, LJ, BW, BJ,
                part_w, part_j):
@@ -551,27 +599,36 @@ def fresh_pass(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, flag
     (``_offer``).
 
     Grid (1, shares): block y owns its column share and walks all the new
-    clusters (row blocks in order), so it alone writes those rows' lists. A
-    tile's offers are rare: threads flag the columns they would offer to, and
-    for a flagged column the threads' offers go through shared memory to
-    thread 0, which inserts them in thread order. No atomics; the same lists
-    on every run (an offer's effect does not depend on its order anyway).
-    Hot-loop variant of ``rnn_scan`` (same row loop and tiles, plus the offers).
+    clusters (row blocks in order), so it alone writes those rows' lists.
+    Offers: a tile's candidates that precede their column's bound go into a
+    shared queue (``OFFER_QUEUE`` entries; a shared atomic counter), then
+    thread c inserts the queued offers of column c (``_offer``), all columns
+    at once, and rereads its bound; candidates that found the queue full are
+    queued again against the new bounds. Offers are rare once bounds are
+    tight, but the symmetric first pass starts from empty lists (a row
+    block's whole tile passes), hence a queue rather than one column at a
+    time. Queue order is arrival order, but ``_offer`` keeps the kk + 1
+    first of what it is offered whatever the order (and an offer that failed
+    an older bound fails every later one), so the lists are the same on
+    every run. Hot-loop variant of ``rnn_scan`` (same row loop and tiles,
+    plus the offers).
     """
     sh_r = cuda.shared.array(_SH_ROWS, np.float64)
     sh_c = cuda.shared.array(_SH_COLS, np.float64)
     sh_bw = cuda.shared.array(TILE_C, np.float64)
     sh_bj = cuda.shared.array(TILE_C, np.int64)
     sh_take = cuda.shared.array(TILE_C, np.int32)
-    sh_flag = cuda.shared.array(TILE_C, np.int32)
-    sd = cuda.shared.array(MAX_TPB, np.float64)
-    sj = cuda.shared.array(MAX_TPB, np.int64)
+    sh_any = cuda.shared.array(2, np.int32)  # [0]: some offer this tile; [1]: queue length
+    sh_qw = cuda.shared.array(OFFER_QUEUE, np.float64)
+    sh_qu = cuda.shared.array(OFFER_QUEUE, np.int64)
+    sh_qc = cuda.shared.array(OFFER_QUEUE, np.int32)
     acc = cuda.local.array(TILE_C, np.float64)
     kw = cuda.local.array(_KLIST, np.float64)
     kj = cuda.local.array(_KLIST, np.int64)
     t = cuda.threadIdx.x
     bd = cuda.blockDim.x
     mc = launch.coordinate_metric(code, metric)
+    ward = code == formulas.WARD
     y = cuda.blockIdx.y
     cbeg, cend = _share(ncols)
     m = kk + 1
@@ -580,6 +637,7 @@ def fresh_pass(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, flag
         r = np.int64(rb) * bd + t
         valid = r < nrows
         u = np.int64(rows[r]) if valid else np.int64(0)
+        su = size[u]
         for q in range(m):
             kw[q] = math.inf
             kj[q] = -1
@@ -595,35 +653,38 @@ def fresh_pass(CT, size, extra, rows, nrows, cols, ncols, code, metric, kk, flag
                     sh_bj[e] = BJ[k]
                     take = 1 if flag[k] == 0 else 0
                 sh_take[e] = take
-                sh_flag[e] = 0
+            if t == 0:
+                sh_any[0] = 0
             cuda.syncthreads()
             if valid:
                 for c in range(TILE_C):
                     jc = c0 + c
                     if jc < cend:
                         k = cols[jc]
-                        if k != u:
-                            # seen from k (d is symmetric bitwise: the same float either way)
-                            w = launch.cluster_distance(code, metric, acc[c], size[k], size[u],
-                                                  extra[k], extra[u])
-                            acc[c] = w
-                            _klist_insert(kw, kj, m, w, k)
-                            if sh_take[c] != 0 and launch.precedes(w, u, sh_bw[c], sh_bj[c]):
-                                sh_flag[c] = 1  # every writer writes 1
+                        if k == u:
+                            continue
+                        sk = size[k]
+                        # ward: no key where it certainly loses both to u's list's last
+                        # entry and (if k takes offers) to k's bound
+                        if (ward and kj[m - 1] >= 0
+                                and (sh_take[c] == 0 or sh_bj[c] >= 0)
+                                and _ward_loses(acc[c], 2.0 * (sk * su), sk + su, kw[m - 1])
+                                and (sh_take[c] == 0
+                                     or _ward_loses(acc[c], 2.0 * (sk * su), sk + su,
+                                                    sh_bw[c]))):
+                            acc[c] = math.inf  # offered nowhere: precedes no finite bound
+                            continue
+                        # seen from k (d is symmetric bitwise: the same float either way)
+                        w = launch.cluster_distance(code, metric, acc[c], sk, su, extra[k],
+                                                    extra[u])
+                        acc[c] = w
+                        _klist_insert(kw, kj, m, w, k)
+                        if sh_take[c] != 0 and launch.precedes(w, u, sh_bw[c], sh_bj[c]):
+                            sh_any[0] = 1  # every writer writes 1
             cuda.syncthreads()
-            for c in range(TILE_C):
-                if sh_flag[c] != 0:  # shared: the whole block takes the branch
-                    jc = c0 + c
-                    k = cols[jc]
-                    ok = valid and k != u and launch.precedes(acc[c], u, sh_bw[c], sh_bj[c])
-                    sd[t] = acc[c] if ok else math.inf
-                    sj[t] = u if ok else -1
-                    cuda.syncthreads()
-                    if t == 0:
-                        for s in range(bd):
-                            if sj[s] >= 0:
-                                _offer(LW, LJ, BW, BJ, k, kk, sd[s], sj[s])
-                    cuda.syncthreads()
+            if sh_any[0] != 0:  # shared: the whole block takes the branch
+                _offer_tile(LW, LJ, BW, BJ, cols, c0, cend, kk, acc, u, valid, sh_bw, sh_bj,
+                            sh_take, sh_any, sh_qw, sh_qu, sh_qc)
         if valid:
             for q in range(m):
                 part_w[y * m + q, r] = kw[q]
@@ -672,21 +733,13 @@ PTX_SIGNATURES = {
     ],
     "point_carry": [f"void({_A32}, {_AF}, float64[:, ::1], int32[:, ::1], {_AF}, {_A32}, int64)"],
     "point_select": [f"void({_A32}, {_AF}, {_AF}, {_A32}, {_A32}, {_A64}, int64)"],
-    "cluster_best": [
-        f"void({dt}[:, ::1], {_AF}, {_AF}, {_A32}, int64, {_A32}, int64, int64, int64, "
-        "float64[:, ::1], int32[:, ::1])"
-        for dt in _FLOATS
-    ],
-    "combine_best": [
-        f"void({_A32}, int64, float64[:, ::1], int32[:, ::1], int64, {_A32}, {_AF}, int64)"
-    ],
     "rnn_scan": [
         f"void({dt}[:, ::1], {_AF}, {_AF}, {_A32}, int64, {_A32}, int64, int64, int64, int64, "
         "float64[:, ::1], int32[:, ::1])"
         for dt in _FLOATS
     ],
     "rnn_combine": [
-        f"void({_A32}, int64, float64[:, ::1], int32[:, ::1], int64, int64, float64[:, ::1], "
+        f"void({_A32}, int64, float64[:, ::1], int32[:, ::1], int64, int64, int64, float64[:, ::1], "
         f"int32[:, ::1], {_AF}, {_A32}, {_A32}, {_AF})"
     ],
     "rnn_select": [
@@ -745,6 +798,32 @@ def fresh_grid(nrows, ncols, tpb, kk):
     return int(max(1, min(nrows, chunk))), ns
 
 
+# Rows per segment of the symmetric first pass (``_Lists.first``): the pairs
+# inside a segment are computed from both sides (n * FIRST_ROWS / 2 extra pairs
+# in all: 0.03 n^2 at n = 20 000), and a segment is one ``fresh_pass`` launch.
+# Read at each run (tests lower it to cut small n into several segments);
+# the simulator uses tpb / 2 (several segments at the tests' n <= 40).
+FIRST_ROWS = 1024
+
+
+def first_segments(n, tpb, kk, simulated=None):
+    """(lo, rows, column shares) of each ``fresh_pass`` launch of the first pass
+    over n active slots: segment s is rows [lo, lo + rows) against [lo, n).
+    ``simulated`` (default: ``launch.simulating()``) selects the simulator's rule."""
+    rows_max = int(FIRST_ROWS)
+    if launch.simulating() if simulated is None else simulated:
+        rows_max = min(rows_max, tpb // 2)
+    rows_max = max(1, rows_max)
+    out = []
+    lo = 0
+    while lo < n:
+        chunk, ns = fresh_grid(n - lo, n - lo, tpb, kk)
+        nr = min(chunk, rows_max, n - lo)
+        out.append((lo, nr, ns))
+        lo += nr
+    return out
+
+
 def _tile_grid(nrows, nsplit, tpb):
     """Grid of a tile kernel: every row block (grid-stride, capped, in the simulator) x shares."""
     rb = launch.blocks(nrows, tpb) if launch.simulating() else -(-nrows // tpb)
@@ -766,30 +845,6 @@ class _Scratch:
         w = self.w[: nsplit * nrows].reshape(nsplit, nrows)
         j = self.j[: nsplit * nrows].reshape(nsplit, nrows)
         return launch.as_device(w), launch.as_device(j)
-
-
-class _Nearest:
-    """Launches ``cluster_best`` + ``combine_best`` with scratch for the shares."""
-
-    def __init__(self, dv, xp, tpb, stream, code, metric):
-        self.dv, self.tpb, self.stream = dv, tpb, stream
-        self.code, self.metric = _I64(code), _I64(metric)
-        self.part = _Scratch(xp)
-
-    def __call__(self, rows, cols, mode):
-        nr = int(rows.shape[0])
-        nc = int(cols.shape[0])
-        if nr == 0 or nc == 0:
-            return
-        ns = _splits(nr, nc, self.tpb)
-        pd, pj = self.part.get(ns, nr)
-        dv = self.dv
-        rows_d = launch.as_device(rows)
-        cluster_best[_tile_grid(nr, ns, self.tpb), self.tpb, self.stream](
-            dv["CT"], dv["size"], dv["extra"], rows_d, _I64(nr), launch.as_device(cols), _I64(nc),
-            self.code, self.metric, pd, pj)
-        combine_best[launch.blocks(nr, self.tpb), self.tpb, self.stream](
-            rows_d, _I64(nr), pd, pj, _I64(ns), dv["nn"], dv["nnd"], _I64(mode))
 
 
 def _single(XT, norms, mcode, p, xp, tpb, stream, counter):
@@ -883,11 +938,41 @@ class _Lists:
         self.gemm = cuda_gemm_scan.GemmLists(self, xp) if cuda_gemm_scan.enabled(code, metric) \
             else None
 
-    def _combine(self, rows_d, nr, pw, pj, ns):
+    def _combine(self, rows_d, nr, pw, pj, ns, merge=0):
         dv = self.dv
         rnn_combine[launch.blocks(nr, self.tpb), self.tpb, self.stream](
-            rows_d, _I64(nr), pw, pj, _I64(ns), _I64(self.kk), dv["LW"], dv["LJ"], dv["BW"],
-            dv["BJ"], dv["nn"], dv["nnd"])
+            rows_d, _I64(nr), pw, pj, _I64(ns), _I64(self.kk), _I64(merge), dv["LW"], dv["LJ"],
+            dv["BW"], dv["BJ"], dv["nn"], dv["nnd"])
+
+    def first(self, act, flag):
+        """Round 0's lists and bounds, each pair computed once (``first_segments``).
+
+        Segment s (rows act[lo:lo + nr]) runs ``fresh_pass`` against act[lo:]:
+        its rows' own candidates over their segment and every later one, and
+        each of its rows offered to every row of a later segment (``flag``
+        marks the segments done, which take no offers). Then ``rnn_combine``
+        folds the row-side shares into the offers the rows received from
+        earlier segments. Both sides are exact (``_offer`` keeps the kk + 1
+        first of what it is offered; d(i, j) is d(j, i) bitwise) over
+        disjoint candidate sets whose union is every other slot, so each list
+        and bound is the full scan's. With GEMM slabs (average/cosine) the
+        first pass is their full scan: the products are cheap there, the
+        exact rechecks few.
+        """
+        if self.gemm is not None:
+            return self.gemm.scan(launch.as_device(act), int(act.shape[0]), act)
+        dv = self.dv
+        for lo, nr, ns in first_segments(int(act.shape[0]), self.tpb, self.kk):
+            rows = act[lo:lo + nr]
+            flag[rows] = 1  # this segment and the earlier ones take no offers
+            rows_d = launch.as_device(rows)
+            pw, pj = self.part.get(ns * (self.kk + 1), nr)
+            fresh_pass[(1, ns), self.tpb, self.stream](
+                dv["CT"], dv["size"], dv["extra"], rows_d, _I64(nr), launch.as_device(act[lo:]),
+                _I64(act.shape[0] - lo), self.code, self.metric, _I64(self.kk), dv["flag"],
+                dv["LW"], dv["LJ"], dv["BW"], dv["BJ"], pw, pj)
+            self._combine(rows_d, nr, pw, pj, ns, merge=1)
+        flag[...] = 0
 
     def scan(self, rows_d, nr, cols):
         """Lists and bounds of rows_d[:nr] from a full scan of ``cols``."""
@@ -936,8 +1021,8 @@ def _rnn_rounds(CT, code, metric, xp, tpb, stream, counter):
     and ``merge_pairs`` (every reciprocal pair), ``rnn_drop`` (merged slots
     leave every list), ``fresh_pass`` + ``rnn_combine`` (the new clusters
     against every active slot, each pair once: their own lists, and each
-    offered to every other row). Round 0's select lists every row, so its
-    scan is the first pass. Host reads per round: the rescan count, the pair
+    offered to every other row). Round 0's lists come from the symmetric
+    first pass (``_Lists.first``), so its select lists no row. Host reads per round: the rescan count, the pair
     count and the active list's length. A round that merged few pairs
     (``cuda_chain.hands_over``: chain-like data) hands the rest to the
     device-side nearest-neighbour chain (``cuda_chain.finish``).
@@ -973,6 +1058,7 @@ def _rnn_rounds(CT, code, metric, xp, tpb, stream, counter):
     lists = _Lists(dv, xp, tpb, stream, code, metric, kk)
 
     act = xp.arange(n, dtype=_I32)
+    lists.first(act, flag)  # round 0's lists: each pair once
     m = n
     round_sizes = []
     while m > 1:

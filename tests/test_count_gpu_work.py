@@ -35,11 +35,14 @@ def test_hand_over_matches_the_driver(growing_gap_run):
     _, _, tally, chain = cgw.emulate("ward", cgw.make_data("growing_gap", 36, 5, 0), tpb=32)
     assert chain is not None and chain["left"] == 35  # round 0 merged one pair
     assert cgw.same_as_driver(growing_gap_run, tally) == (True, True)
-    # round 0 (select, read, scan, combine, find_pairs, read, merge), one chain chunk,
-    # the three reads of the merge log
-    assert tally.events == [("rnn_select",), ("read",), ("rnn_scan", 36, 36), ("rnn_combine",),
-                            ("find_pairs",), ("read",), ("merge_pairs",), ("chain_steps",),
-                            ("read",), ("read",), ("read",), ("read",)]
+    # the symmetric first pass (segments of tpb / 2 = 16 rows in the simulator, each
+    # against itself and the later ones), round 0 (select, read: no row to rescan,
+    # find_pairs, read, merge), one chain chunk, the three reads of the merge log
+    assert tally.events == [("fresh_pass", 16, 36), ("rnn_combine",), ("fresh_pass", 16, 20),
+                            ("rnn_combine",), ("fresh_pass", 4, 4), ("rnn_combine",),
+                            ("rnn_select",), ("read",), ("find_pairs",), ("read",),
+                            ("merge_pairs",), ("chain_steps",), ("read",), ("read",), ("read",),
+                            ("read",)]
 
 
 @needs_sim
@@ -67,12 +70,29 @@ def test_count_run_adversarial_row():
     r = cgw.count_run("ward", 300, 8, "growing_gap", 0, None, check_max_n=300)
     assert r["check"] == cgw.OK
     assert (r["rounds"], r["handover_left"], r["chain_launches"]) == (1, 299, 1)
-    # reads: nrows, npairs, the chain chunk's state; launches: select, scan, combine,
-    # find_pairs, merge_pairs, chain_steps
+    # reads: nrows, npairs, the chain chunk's state; launches: the first pass (one
+    # segment: fresh_pass, rnn_combine), select, find_pairs, merge_pairs, chain_steps
     assert (r["host_syncs"], r["launches"]) == (3, 6)
-    # first pass n^2, then the chain: about 3 steps per merge over the m active clusters
+    # first pass: one segment (n < FIRST_ROWS), every pair from both sides; then the
+    # chain: about 3 steps per merge over the m active clusters
+    assert r["first_pass_pairs_per_n2"] == 1.0 and r["rescan_pairs_per_n2"] == 0.0
     assert 1.0 < r["chain_pairs_per_n2"] < 2.0
     assert r["pairs_per_n2"] == pytest.approx(1.0 + r["chain_pairs_per_n2"])
+
+
+def test_first_pass_computes_pairs_between_segments_once(monkeypatch):
+    # Segments of 100 rows: segment s against itself and every later one, so the
+    # first pass counts n^2 / 2 + n * 100 / 2 pairs, and the tree is still the CPU engine's.
+    from gpu_hclust.kernels import cuda_vector
+
+    monkeypatch.setattr(cuda_vector, "FIRST_ROWS", 100)
+    n = 600
+    r = cgw.count_run("ward", n, 6, "gaussian", 0, None, check_max_n=n)
+    assert r["check"] == cgw.OK
+    want = sum(100 * (n - lo) for lo in range(0, n, 100))
+    assert want == n * n // 2 + n * 100 // 2
+    assert r["first_pass_pairs_per_n2"] == pytest.approx(want / n**2)
+    assert r["launches"] >= 2 * (n // 100)
 
 
 def test_no_guard_counts_the_rounds():

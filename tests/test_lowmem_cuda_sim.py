@@ -133,8 +133,7 @@ def test_ptx_signatures_cover_every_kernel_for_both_precisions():
                if isinstance(obj, FakeCUDAKernel) and not obj._device
                and obj.fn.__module__ == cuda_vector.__name__}
     assert kernels == set(cuda_vector.PTX_SIGNATURES)
-    takes_data = {"point_best", "cluster_best", "rnn_scan", "fresh_pass", "merge_pairs",
-                  "generic_pick", "generic_relax", "generic_rescan"}  # float32 or float64 storage
+    takes_data = {"point_best", "rnn_scan", "fresh_pass", "merge_pairs"}  # float32 or float64
     for name, sigs in cuda_vector.PTX_SIGNATURES.items():
         f32 = [s for s in sigs if "float32" in s]
         assert bool(f32) == (name in takes_data), name
@@ -185,11 +184,11 @@ def _rescans(monkeypatch, X, method, metric, k, tpb=32):
 def test_exhausted_lists_equal_scipy_and_the_cpu_engine(rng, monkeypatch, method, metric):
     # K = 1: a row keeps one candidate, so merged neighbours empty its list and
     # offers push entries out and lower the bound every round; rows are rescanned
-    # after round 0 (the lists ran out), and the tree is still scipy's.
+    # after round 0 (the lists ran out), and the tree is still scipy's. Round 0
+    # is the symmetric first pass (fresh_pass by segments), not a scan.
     X = rng.standard_normal((40, 9))
     Z1, rows1 = _rescans(monkeypatch, X, method, metric, 1)
-    assert rows1[0] == 40  # round 0 scans every row
-    assert sum(rows1[1:]) > 0
+    assert sum(rows1) > 0
     assert_same_linkage(Z1, scipy_reference(X, method, metric))
     assert_same_linkage(Z1, _run(X, method, metric, backend="cpu"), rtol=1e-12)
 
@@ -200,7 +199,7 @@ def test_longer_lists_rescan_fewer_rows_for_the_same_tree(rng, monkeypatch):
     X = rng.standard_normal((40, 9))
     Z1, rows1 = _rescans(monkeypatch, X, "ward", "euclidean", 1)
     Z8, rows8 = _rescans(monkeypatch, X, "ward", "euclidean", 8)
-    assert sum(rows8[1:]) < sum(rows1[1:])
+    assert sum(rows8) < sum(rows1)
     assert_array_equal(Z8, Z1)
 
 
@@ -286,21 +285,22 @@ def test_list_invariant_holds_every_round(rng, monkeypatch, method, metric):
                 return self.kernel[config](*args)
             return call
 
-    def on_scan(args):
+    def on_tiles(args):  # rnn_scan and fresh_pass: the summaries and the codes
         state.update(CT=args[0], size=args[1], extra=args[2], code=args[7], metric=args[8])
 
     def on_select(args):
-        if state:  # from round 1 (round 0's scan makes the first lists)
-            active, LW, LJ, BW, BJ = args[:5]
-            _check_lists(state["CT"], state["size"], state["extra"], active, LW, LJ, BW, BJ,
-                         int(state["code"]), int(state["metric"]))
-            checks.append(int(active.sum()))
+        # from round 0 on: the first pass (fresh_pass by segments) made the first lists
+        active, LW, LJ, BW, BJ = args[:5]
+        _check_lists(state["CT"], state["size"], state["extra"], active, LW, LJ, BW, BJ,
+                     int(state["code"]), int(state["metric"]))
+        checks.append(int(active.sum()))
 
-    monkeypatch.setattr(cuda_vector, "rnn_scan", Spy(scan, on_scan))
+    monkeypatch.setattr(cuda_vector, "rnn_scan", Spy(scan, on_tiles))
+    monkeypatch.setattr(cuda_vector, "fresh_pass", Spy(cuda_vector.fresh_pass, on_tiles))
     monkeypatch.setattr(cuda_vector, "rnn_select", Spy(select, on_select))
     X = rng.standard_normal((40, 9))
     Z = _run(X, method, metric)
-    assert len(checks) >= 3
+    assert len(checks) >= 3 and checks[0] == 40
     assert_same_linkage(Z, scipy_reference(X, method, metric))
 
 
@@ -330,3 +330,163 @@ def test_offers_keep_the_k_first_and_lower_the_bound_in_any_order(rng):
         assert got == want[:k], (k, sub)
         assert (BW[0], int(BJ[0])) == (want[k] if len(want) > k else (5.0, 40)), (k, sub)
     assert len(admitted) > 3
+
+
+# --------------------------------------------------------------------------
+# The symmetric first pass (round 0: each pair once, fresh_pass by segments)
+# --------------------------------------------------------------------------
+
+def _full_scan(CT, size, extra, code, metric, i):
+    """Row i's (key, slot) over every other slot, ascending: what a full scan sees."""
+    mc = formulas.coordinate_metric(code, metric)
+    n = CT.shape[1]
+    acc = np.zeros(n)
+    for k in range(CT.shape[0]):
+        acc = metrics.metric_accumulate(mc, acc, CT[k, i], CT[k], 0.0)
+    dist = np.vectorize(formulas.cluster_distance, otypes=[np.float64])
+    key = dist(code, metric, acc, size[i], size, extra[i], extra)
+    return sorted((float(key[j]), j) for j in range(n) if j != i)
+
+
+class _Spy:
+    """A simulator kernel wrapped to call ``before(args)`` ahead of every launch."""
+
+    def __init__(self, kernel, before):
+        self.kernel, self.before = kernel, before
+
+    def __getitem__(self, config):
+        def call(*args):
+            self.before(args)
+            return self.kernel[config](*args)
+        return call
+
+
+def _round0_lists(monkeypatch, X, method, metric, k, first_rows, tpb=32):
+    """Z, the first-pass launches (rows, columns) and the lists, bounds and
+    summaries as round 0's ``rnn_select`` finds them."""
+    monkeypatch.setattr(cuda_vector, "RNN_TOP_K", k)
+    monkeypatch.setattr(cuda_vector, "FIRST_ROWS", first_rows)
+    seen, launches = {}, []
+
+    def on_fresh(args):
+        launches.append((int(args[4]), int(args[6])))
+        seen.update(CT=args[0], size=args[1], extra=args[2], code=int(args[7]),
+                    metric=int(args[8]))
+
+    def on_select(args):
+        if "LW" not in seen:
+            active, LW, LJ, BW, BJ = args[:5]
+            seen.update(first_launches=len(launches), active=active.copy(), LW=LW.copy(),
+                        LJ=LJ.copy(), BW=BW.copy(), BJ=BJ.copy(), CT0=seen["CT"].copy(),
+                        size0=seen["size"].copy(), extra0=seen["extra"].copy())
+
+    monkeypatch.setattr(cuda_vector, "fresh_pass", _Spy(cuda_vector.fresh_pass, on_fresh))
+    monkeypatch.setattr(cuda_vector, "rnn_select", _Spy(cuda_vector.rnn_select, on_select))
+    Z = _run(X, method, metric, tpb=tpb)
+    return Z, launches[:seen["first_launches"]], seen
+
+
+@pytest.mark.skipif(not SIMULATED, reason="reads the device state between kernels")
+@pytest.mark.parametrize("method, metric, k, first_rows, tpb, queue", [
+    ("ward", "euclidean", 2, 5, 32, 512),
+    ("ward", "euclidean", 2, 9, 32, 3),
+    ("average", "cosine", 1, 7, 64, 512),
+    pytest.param("average", "sqeuclidean", 2, 4, 32, 512, marks=pytest.mark.slow)])
+def test_first_pass_lists_are_the_full_scans(rng, monkeypatch, method, metric, k, first_rows,
+                                             tpb, queue):
+    # Segments of first_rows rows: each launch covers its segment against itself and
+    # every later one (each pair between segments computed once), and after it every
+    # row's list is exactly the full scan's k first (key, slot) and its bound the
+    # (k + 1)-th: the same lists as round 0's old full scan, so the same tree. A
+    # queue of 3 offers makes fresh_pass queue a tile's offers over many rounds.
+    monkeypatch.setattr(cuda_vector, "OFFER_QUEUE", queue)
+    n = 24
+    X = rng.standard_normal((n, 3))
+    Z, launches, seen = _round0_lists(monkeypatch, X, method, metric, k, first_rows, tpb)
+    starts = list(range(0, n, first_rows))
+    assert launches == [(min(first_rows, n - lo), n - lo) for lo in starts]
+    pairs = sum(r * c for r, c in launches)
+    assert pairs < 0.7 * n * n  # vs n^2 for a full scan
+    for i in range(n):
+        full = _full_scan(seen["CT0"], seen["size0"], seen["extra0"], seen["code"],
+                          seen["metric"], i)
+        got = [(seen["LW"][q, i], int(seen["LJ"][q, i])) for q in range(k)]
+        assert got == full[:k], i
+        assert (seen["BW"][i], int(seen["BJ"][i])) == full[k], i
+    assert_same_linkage(Z, scipy_reference(X, method, metric))
+    assert_same_linkage(Z, _run(X, method, metric, backend="cpu"), rtol=1e-12)
+
+
+@pytest.mark.skipif(not SIMULATED, reason="reads the device state between kernels")
+def test_first_pass_under_ties_keeps_the_slot_order(monkeypatch):
+    # An integer grid with duplicates: many equal keys, decided by slot. Offers
+    # from earlier segments and the row side's shares must still give the full
+    # scan's (key, slot) order exactly.
+    X = np.array([[0, 0], [1, 0], [0, 0], [0, 1], [1, 1], [1, 0], [0, 1], [2, 0], [0, 0],
+                  [1, 1], [2, 1], [0, 2], [1, 2], [2, 2], [1, 0], [0, 0]], dtype=np.float64)
+    n = X.shape[0]
+    Z, launches, seen = _round0_lists(monkeypatch, X, "ward", "euclidean", 2, 3)
+    assert len(launches) == 6
+    for i in range(n):
+        full = _full_scan(seen["CT0"], seen["size0"], seen["extra0"], seen["code"],
+                          seen["metric"], i)
+        got = [(seen["LW"][q, i], int(seen["LJ"][q, i])) for q in range(2)]
+        assert got == full[:2] and (seen["BW"][i], int(seen["BJ"][i])) == full[2], i
+    assert is_valid_linkage(Z, throw=True)
+    replay_check(Z, pdist(X), "ward")
+
+
+def test_first_segments_cover_every_slot_once(monkeypatch):
+    monkeypatch.setattr(cuda_vector, "FIRST_ROWS", 7)
+    segs = cuda_vector.first_segments(40, 32, 2)
+    assert [lo for lo, _, _ in segs] == list(range(0, 40, 7))
+    assert sum(nr for _, nr, _ in segs) == 40
+
+
+# --------------------------------------------------------------------------
+# Ward's division-free filter (``_ward_loses``)
+# --------------------------------------------------------------------------
+
+@pytest.mark.skipif(not SIMULATED, reason="calls a device function from the host")
+def test_ward_filter_never_rejects_a_key_at_or_below_the_threshold(rng):
+    # The filter may only say "loses" when the exact key (formulas.cluster_distance)
+    # is above the threshold. Thresholds at the key and one ulp either side, sizes
+    # up to 2^23 and sums over 600 decades: a wrong margin shows up as a rejected
+    # key equal to (or one ulp below) its threshold.
+    loses = cuda_vector._ward_loses
+    rejected = 0
+    for _ in range(3000):
+        sa = float(rng.integers(1, 1 << rng.integers(1, 24)))
+        sb = float(rng.integers(1, 1 << rng.integers(1, 24)))
+        acc = float(rng.uniform(0.5, 2.0) * 2.0 ** rng.integers(-1000, 1000))
+        w = formulas.cluster_distance(formulas.WARD, metrics.SQEUCLIDEAN, acc, sa, sb, 0.0, 0.0)
+        t, s = 2.0 * (sa * sb), sa + sb
+        up = float(np.nextafter(w, np.inf))
+        for bw in (w, up, float(np.nextafter(up, np.inf))):
+            assert not loses(acc, t, s, bw), (sa, sb, acc, bw)
+        below = float(np.nextafter(w, 0.0))
+        if loses(acc, t, s, below):
+            assert w > below  # allowed, and true
+        rejected += loses(acc, t, s, w * (1.0 - 1e-14))
+    # it does filter: keys 1e-14 above the threshold are rejected (all in normal range)
+    assert rejected > 2500
+    # no filtering where the bound cannot be trusted: tiny, zero, NaN, infinite
+    for bw in (0.0, 2.0 ** -1010, np.nan, np.inf):
+        assert not loses(1.0, 2.0, 2.0, bw)
+    assert not loses(np.nan, 2.0, 2.0, 1.0) and not loses(np.inf, 2.0, 2.0, 1.0)
+    assert not loses(1e308, 2.0 ** 40, 2.0, 1.0)  # t * acc overflows: the exact key decides
+
+
+@pytest.mark.skipif(not SIMULATED, reason="simulator arithmetic has no FMA: keys are the CPU's")
+@pytest.mark.parametrize("tpb", [32, 64])
+def test_ward_filter_on_near_ties_gives_the_cpu_engines_tree(rng, monkeypatch, tpb):
+    # Grid points with 1e-15 jitter: keys tie or nearly tie (within the filter's
+    # margin), short lists (K = 1) so most keys meet a full list. The simulator
+    # rounds as the CPU engine does (no FMA), so every computed key is the CPU's and
+    # the tree must be the CPU engine's bitwise: a near-tie minimum wrongly filtered
+    # out would change it.
+    monkeypatch.setattr(cuda_vector, "RNN_TOP_K", 1)
+    monkeypatch.setattr(cuda_vector, "FIRST_ROWS", 6)
+    X = np.round(rng.uniform(0, 3, size=(24, 2))) + 1e-15 * rng.standard_normal((24, 2))
+    Z = _run(X, "ward", "euclidean", tpb=tpb)
+    assert_array_equal(Z, _run(X, "ward", "euclidean", backend="cpu"))
