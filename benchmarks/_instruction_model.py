@@ -20,10 +20,11 @@ Instructions per pair (from the source of ``kernels/cuda_vector.py`` and
   per thread one shared load feeds R rows: d / R loads per pair. The row
   coordinate sits in a register for the TILE_C columns of a chunk.
 * The key and the list (per pair, after the d terms): ``cluster_distance``
-  (ward: three mul/add plus one double division, which SASS expands to a
-  reciprocal seed and Newton steps: counted as ``DIV_FP64`` FP64
-  instructions; average/sqeuclidean: 2 adds; average/cosine: 1 add and a
-  clamp), ``precedes`` against the list's last entry (2 FP64 compares and
+  (ward: the division-free filter ``_ward_loses``, 6 FP64 instructions; the
+  exact key, whose double division SASS expands to a reciprocal seed and
+  Newton steps (``DIV_FP64``), only for the few pairs that may enter a list;
+  single: the square root, counted like a division; average/sqeuclidean: 2
+  adds; average/cosine: 1 add and a clamp), ``precedes`` against the list's last entry (2 FP64 compares and
   integer logic), and three broadcast global loads (the column's slot, size,
   extra). Insertions into the list are rare after the first tiles and not
   counted.
@@ -72,8 +73,11 @@ _INT_PER_PAIR = 6            # loop/index arithmetic and the compare's integer t
 
 # FP64 instructions of the key, per method (``formulas.cluster_distance``).
 # single: the euclidean square root of ``metrics.metric_finalize`` per pair
-# (a DSQRT subroutine, counted like a division).
-_KEY_FP64 = {"ward": 4 + DIV_FP64, "average-sqeuclidean": 2, "average-cosine": 3,
+# (a DSQRT subroutine, counted like a division). ward: the division-free
+# filter ``cuda_vector._ward_loses`` (2 sa sb, sa + sb, t acc, bw s and its
+# margin: 5 operations, and the compare); the exact key (with its division)
+# only for pairs that may enter a list, a small share after the first tiles.
+_KEY_FP64 = {"ward": 6, "average-sqeuclidean": 2, "average-cosine": 3,
              "single": DIV_FP64}
 _PRECEDES_FP64 = 2
 

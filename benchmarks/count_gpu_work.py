@@ -81,12 +81,18 @@ hands over to the chain after round 0), makes the same kernel launches
 (with the same (rows, columns) for the tile kernels) and host reads, in the
 same order, and writes the same merge log (pairs, order, heights bitwise).
 
-Projected H100 time: ``pairs x 3 d / 1.67e13 s``, i.e. three FP64 operations per
-pair and coordinate at the H100 SXM's FP64 peak (132 SMs x 64 lanes x 1.98 GHz).
-It is a PROJECTION from counted work, not a measurement: it ignores the per-pair
-tail (ward's division, sqrt, list inserts), padding, memory and occupancy limits,
-and launch/sync overheads. ``projected_h100_s_n1e6`` scales it to n = 1e6
-assuming the same pairs/n^2, which grows slowly with n.
+Projected H100/H200 time: ``_instruction_model.project`` on the counted pairs
+(split by kernel: scans, i.e. ``rnn_scan``/``point_best``/chain steps, and
+``fresh_pass``, which the first pass and the new clusters use), launches, host
+syncs and chain steps: instructions per pair by hardware pipe, read from the
+kernels' inner loops, at compute capability 9.0's issue rates, plus launch,
+sync and grid-sync overheads. It is a PROJECTION from counted work, not a
+measurement (``projected_h100_s`` at 100 % of the binding pipe,
+``projected_h100_realistic_s_n1e6`` at the model's assumed efficiency);
+``*_n1e6`` scales the pairs to n = 1e6 assuming the same pairs / n^2 (which
+grows slowly with n), the chain steps with n, and keeps the counted launches
+and syncs. ``--reproject FILE`` recomputes these fields from the counts a
+results file already holds (the model changed, not the engine).
 """
 
 import argparse
@@ -107,6 +113,7 @@ except ImportError:  # run from a checkout without PYTHONPATH
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import _adversarial  # noqa: E402
+import _instruction_model  # noqa: E402
 from _chain_emulation import emulate_chain  # noqa: E402
 from _common import MISMATCH, OK, UNCHECKED, provenance  # noqa: E402
 
@@ -115,8 +122,6 @@ from gpu_hclust._methods import METHODS  # noqa: E402
 from gpu_hclust.kernels import cuda_chain, cuda_vector, formulas, metrics  # noqa: E402
 
 EPS = np.finfo(np.float64).eps
-H100_FP64_OPS_PER_S = 1.67e13  # 132 SM x 64 FP64 lanes x 1.98 GHz
-OPS_PER_PAIR_COORD = 3  # the projection's cost of one pair and one coordinate
 GPU_TPB = 256  # the driver's default threads per block (launch.default_tpb on a GPU)
 NO_SLOT = -1
 
@@ -591,9 +596,24 @@ def emulate(engine, X, topk=None, tpb=GPU_TPB, guard=True, simulated=None):
 # One run: counts, summary, projection
 # --------------------------------------------------------------------------
 
-def projected_h100_s(pairs, d):
-    """PROJECTION, not a measurement: pairs x 3 d FP64 operations at the H100's FP64 peak."""
-    return pairs * OPS_PER_PAIR_COORD * d / H100_FP64_OPS_PER_S
+def projection(row):
+    """PROJECTION fields of one counted row (``_instruction_model``), not a measurement."""
+    n, d, engine = row["n"], row["d"], row["engine"]
+    n2 = float(n) * n
+    if engine == "single":
+        scan, fresh = row["pairs"], 0.0
+    else:
+        scan = (row["rescan_pairs_per_n2"] + row["chain_pairs_per_n2"]) * n2
+        fresh = (row["first_pass_pairs_per_n2"] + row["new_cluster_pairs_per_n2"]) * n2
+    steps = row.get("chain_steps", 0)
+    here = _instruction_model.project(engine, d, scan, fresh, row["launches"],
+                                      row["host_syncs"], steps)
+    scale = 1e12 / n2
+    big = _instruction_model.project(engine, d, scan * scale, fresh * scale, row["launches"],
+                                     row["host_syncs"], steps * 1e6 / n)
+    return {"projected_h100_s": here["peak_s"], "projected_h100_s_n1e6": big["peak_s"],
+            "projected_h100_realistic_s_n1e6": big["realistic_s"],
+            "projected_overhead_s_n1e6": big["overhead_s"], "binding_pipe": big["binding_pipe"]}
 
 
 def check_heights(engine, X, h, check_max_n):
@@ -663,8 +683,6 @@ def count_run(engine, n, d, data, seed, topk, check_max_n=0, guard=True):
         "max_rows_rescanned": int(max(later)),
         "max_rows_rescanned_per_n": max(later) / n,
         "padded_pairs_per_n2": (tally.padded + tally.chain_pairs) / n2,
-        "projected_h100_s": projected_h100_s(pairs, d),
-        "projected_h100_s_n1e6": projected_h100_s(pairs / n2 * 1e12, d),
         "emulation_wall_s": round(wall, 2),
         "check": check, "check_detail": check_detail,
         "per_round": {key: [r.get(key, 0) for r in rounds] for key in rounds[0]},
@@ -677,6 +695,7 @@ def count_run(engine, n, d, data, seed, topk, check_max_n=0, guard=True):
         out["handover_left"] = chain["left"] if chain else None
         out["chain_steps"] = chain["steps"] if chain else 0
         out["chain_launches"] = chain["launches"] if chain else 0
+    out.update(projection(out))
     return out
 
 
@@ -868,7 +887,7 @@ def _table(results):
     lines = [
         "| engine | data | n | d | rounds | chain from | host syncs | launches | pairs / n² | "
         "chain pairs / n² | max rows rescanned / n | padded / n² | projected H100 s (peak) | "
-        "at n = 1e6 | check |",
+        "at n = 1e6 (peak / realistic) | check |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -883,7 +902,8 @@ def _table(results):
             f"{r['host_syncs']} | {r['launches']} | {r['pairs_per_n2']:.2f} | "
             f"{r.get('chain_pairs_per_n2', 0.0):.2f} | "
             f"{r['max_rows_rescanned_per_n']:.3f} | {r['padded_pairs_per_n2']:.2f} | "
-            f"{r['projected_h100_s']:.3g} | {r['projected_h100_s_n1e6']:.3g} | "
+            f"{r['projected_h100_s']:.3g} | {r['projected_h100_s_n1e6']:.3g} / "
+            f"{r['projected_h100_realistic_s_n1e6']:.3g} | "
             f"{r.get('check', UNCHECKED)} |")
     return "\n".join(lines)
 
@@ -919,6 +939,9 @@ def main(argv=None):
     ap.add_argument("--verify", action="store_true",
                     help="check the emulation (merge heights vs the CPU engine at n = 300-2000, "
                          "launches vs the real driver in the simulator) and exit")
+    ap.add_argument("--reproject", metavar="RESULTS_JSON",
+                    help="recompute the projection fields of a results file from its counts "
+                         "(benchmarks/_instruction_model.py) and exit")
     ap.add_argument("--driver-runs", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -940,9 +963,11 @@ def main(argv=None):
         print("verify:", "all ok" if failures == 0 else f"{failures} FAILED")
         return 1 if failures else 0
 
+    if args.reproject:
+        reproject(args.reproject)
+        return 0
     print("Counted work of the GPU memory-saving engine (NumPy emulation). Projected H100 times "
-          "are PROJECTIONS from counted pairs x 3 d FP64 ops at 1.67e13 ops/s peak, not "
-          "measurements.", flush=True)
+          f"are PROJECTIONS ({WHAT_PROJECTED}), not measurements.", flush=True)
     results = []
     for n in _csv(args.sizes, int):
         for d in _csv(args.dims, int):
@@ -976,8 +1001,8 @@ def main(argv=None):
             "what": "pair distances, rounds, host syncs and kernel launches of the GPU "
                     "memory-saving engine (kernels/cuda_vector.py, with the chain guard of "
                     "kernels/cuda_chain.py), counted by a NumPy emulation of its host drivers; "
-                    "projected_h100_s is a projection (pairs x 3 d / 1.67e13 FP64 ops/s), "
-                    "not a measurement",
+                    f"projected_* are projections ({WHAT_PROJECTED}), not measurements",
+            "projection_model": _instruction_model.assumptions(),
             "commands": commands,
             "git": _git_head(),
             **provenance(paths=("kernels",)),
@@ -997,6 +1022,27 @@ def main(argv=None):
         Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
         print(f"\nwrote {args.out}")
     return 0
+
+
+WHAT_PROJECTED = ("benchmarks/_instruction_model.py: instructions per pair by pipe at compute "
+                  "capability 9.0's rates, plus launch and sync overheads")
+
+
+def reproject(path):
+    """Rewrite the projection fields of a results file from the counts it holds."""
+    doc = json.loads(Path(path).read_text())
+    for row in doc["results"]:
+        if "skipped" not in row:
+            row.pop("projected_h100_s", None)
+            row.pop("projected_h100_s_n1e6", None)
+            row.update(projection(row))
+    doc["what"] = doc["what"].split("; projected")[0] + (
+        f"; projected_* are projections ({WHAT_PROJECTED}), not measurements")
+    doc["projection_model"] = _instruction_model.assumptions()
+    doc["commands"] = doc["commands"] + [f"benchmarks/count_gpu_work.py --reproject {path}"]
+    Path(path).write_text(json.dumps(doc, indent=1) + "\n")
+    print(_table(doc["results"]))
+    print(f"\nrewrote the projections in {path}")
 
 
 def _git_head():
