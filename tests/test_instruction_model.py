@@ -56,3 +56,18 @@ def test_fresh_pairs_cost_more_than_scan_pairs():
 def test_assumptions_are_recorded():
     a = im.assumptions()
     assert "projection" in a["what"] and a["sms"] == 132
+
+
+def test_committed_counts_carry_the_models_projections():
+    # a model change must be followed by --reproject, or the file quotes stale figures
+    import json
+
+    import count_gpu_work
+
+    doc = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+                      / "gpu-work-count.json").read_text())
+    rows = [r for r in doc["results"] if "skipped" not in r]
+    assert rows and doc["projection_model"] == im.assumptions()
+    for r in rows:
+        for key, value in count_gpu_work.projection(r).items():
+            assert r[key] == (pytest.approx(value) if isinstance(value, float) else value), key
