@@ -62,6 +62,7 @@ try:
 except ImportError:  # run from a checkout without PYTHONPATH
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import _instruction_model  # noqa: E402
 import count_gpu_work as cgw  # noqa: E402
 from _chain_emulation import emulate_chain  # noqa: E402
 from _common import MISMATCH, OK, UNCHECKED, provenance  # noqa: E402, F401 (OK: for callers)
@@ -73,7 +74,9 @@ from gpu_hclust.kernels import cuda_chain, cuda_gemm_scan, cuda_vector  # noqa: 
 DGEMM_FLOPS = 6.0e13
 HBM_BYTES_PER_S = 3.35e12
 SELECT_BYTES_PER_ELEM = 32  # G written by the DGEMM, read by slab_count (twice) and slab_emit
-FP64_OPS_PER_S = cgw.H100_FP64_OPS_PER_S
+# non-tensor FP64 lane operations per second (the instruction model's device)
+FP64_OPS_PER_S = (_instruction_model.SMS * _instruction_model.CLOCK_HZ
+                  * _instruction_model.FP64_LANES_PER_CLK)
 TARGET_S = 60.0
 PROJECT_N, PROJECT_D = 1_000_000, 384
 ROW_BLOCK = 512  # emulation's row slab: the candidates do not depend on it (per-row rule)

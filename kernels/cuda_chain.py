@@ -229,16 +229,6 @@ PTX_SIGNATURES = {
 # Drivers
 # --------------------------------------------------------------------------
 
-def _grid_cap(args, m, tpb):
-    """Blocks of a cooperative ``chain_steps`` launch: enough to cover the m
-    active clusters, at most as many as can be resident at once."""
-    want = max(1, -(-m // tpb))
-    if launch.simulating():
-        return 1  # the simulator synchronises a cooperative grid of one block only
-    kernel = chain_steps.compile(tuple(chain_steps.typeof_pyval(a) for a in args))
-    return int(max(1, min(want, kernel.max_cooperative_grid_blocks(tpb))))
-
-
 def chunk_merges(m, d):
     """Merges one ``chain_steps`` launch may do with m active clusters of d coordinates."""
     return int(max(1, min(CHUNK_MERGES, CHUNK_WORK // max(1, 3 * m * d))))
@@ -310,7 +300,8 @@ def finish(dv, m, code, metric, xp, tpb, stream, counter, chunk=None):
                 dv["log_a"], dv["log_b"], dv["log_h"], _I64(limit), C, M)
 
     probe = xp.empty(1, _F64), xp.empty(1, _I64)
-    blocks = _grid_cap(args(0, *(launch.as_device(p) for p in probe)), m, tpb)
+    probe_args = args(0, *(launch.as_device(p) for p in probe))
+    blocks = launch.cooperative_blocks(chain_steps, probe_args, m, tpb)
     part_d = launch.as_device(xp.empty(blocks, _F64))
     part_j = launch.as_device(xp.empty(blocks, _I64))
     done = n - m

@@ -25,6 +25,11 @@ GPU the scan of the needy rows costs O(needy * block) either way, and one
 kernel shape keeps the lists' contents those of the CPU tiles (the same
 candidates are offered; the key order is strict, so the lists are equal).
 
+Both are hot-loop variants of ``cuda_vector.point_best`` / ``rnn_scan``: the
+same tiles and list insert over two arrays (the query block and the column
+block) instead of one array and an index list; ``_tile_sums`` is their shared
+tile loop.
+
 Simulator rules kept: one ``cuda.shared.array`` per source line, no warp
 shuffles, grid-stride loops. ``PTX_SIGNATURES`` lists every kernel.
 """
@@ -62,6 +67,19 @@ def _load_chunk(QT, r, valid, CT, c0, cend, k0, sh_r, sh_c):
         sh_c[e] = CT[k, jc] if (k < d and jc < cend) else 0.0
 
 
+@cuda.jit(device=True, cache=NUMBA_CACHE)
+def _tile_sums(QT, r, valid, CT, c0, nc, mcode, p, sh_r, sh_c, acc):
+    """acc[c] = the coordinate sum of query r against column c0 + c, c < TILE_C
+    (every thread of the block calls it: it synchronises)."""
+    for c in range(TILE_C):
+        acc[c] = 0.0
+    for k0 in range(0, QT.shape[0], TILE_K):
+        _load_chunk(QT, r, valid, CT, c0, nc, k0, sh_r, sh_c)
+        cuda.syncthreads()
+        _chunk(mcode, sh_r, sh_c, acc, cuda.threadIdx.x, cuda.blockDim.x, p)
+        cuda.syncthreads()
+
+
 @cuda.jit(cache=NUMBA_CACHE)
 def point_pairs(QT, qnorm, qid, nq, CT, cnorm, coff, nc, comp, mcode, p, kk, out_w, out_j):
     """For each query point r < nq (global index qid[r], coordinates QT[:, r]):
@@ -75,7 +93,6 @@ def point_pairs(QT, qnorm, qid, nq, CT, cnorm, coff, nc, comp, mcode, p, kk, out
     kj = cuda.local.array(MAX_K, np.int64)
     t = cuda.threadIdx.x
     bd = cuda.blockDim.x
-    d = QT.shape[0]
     nblocks = (nq + bd - 1) // bd
     for rb in range(cuda.blockIdx.x, nblocks, cuda.gridDim.x):
         r = np.int64(rb) * bd + t
@@ -87,13 +104,7 @@ def point_pairs(QT, qnorm, qid, nq, CT, cnorm, coff, nc, comp, mcode, p, kk, out
             kw[q] = math.inf
             kj[q] = -1
         for c0 in range(0, nc, TILE_C):
-            for c in range(TILE_C):
-                acc[c] = 0.0
-            for k0 in range(0, d, TILE_K):
-                _load_chunk(QT, r, valid, CT, c0, nc, k0, sh_r, sh_c)
-                cuda.syncthreads()
-                _chunk(mcode, sh_r, sh_c, acc, t, bd, p)
-                cuda.syncthreads()
+            _tile_sums(QT, r, valid, CT, c0, nc, mcode, p, sh_r, sh_c, acc)
             if valid:
                 for c in range(TILE_C):
                     j = c0 + c
@@ -120,7 +131,6 @@ def cluster_pairs(QT, qsize, qextra, qid, nq, CT, csize, cextra, cid, nc, code, 
     kj = cuda.local.array(MAX_K, np.int64)
     t = cuda.threadIdx.x
     bd = cuda.blockDim.x
-    d = QT.shape[0]
     mc = launch.coordinate_metric(code, metric)
     nblocks = (nq + bd - 1) // bd
     for rb in range(cuda.blockIdx.x, nblocks, cuda.gridDim.x):
@@ -131,13 +141,7 @@ def cluster_pairs(QT, qsize, qextra, qid, nq, CT, csize, cextra, cid, nc, code, 
             kw[q] = math.inf
             kj[q] = -1
         for c0 in range(0, nc, TILE_C):
-            for c in range(TILE_C):
-                acc[c] = 0.0
-            for k0 in range(0, d, TILE_K):
-                _load_chunk(QT, r, valid, CT, c0, nc, k0, sh_r, sh_c)
-                cuda.syncthreads()
-                _chunk(mc, sh_r, sh_c, acc, t, bd, 0.0)
-                cuda.syncthreads()
+            _tile_sums(QT, r, valid, CT, c0, nc, mc, 0.0, sh_r, sh_c, acc)
             if valid:
                 for c in range(TILE_C):
                     jc = c0 + c

@@ -217,17 +217,6 @@ PTX_SIGNATURES = {
 # Drivers
 # --------------------------------------------------------------------------
 
-def _grid_cap(args, m, tpb):
-    """Blocks of a cooperative launch: enough to cover the m active slots, at
-    most as many as can be resident at once (one in the simulator, whose
-    grid sync covers a single block)."""
-    want = max(1, -(-m // tpb))
-    if launch.simulating():
-        return 1
-    kernel = dense_chain_steps.compile(tuple(dense_chain_steps.typeof_pyval(a) for a in args))
-    return int(max(1, min(want, kernel.max_cooperative_grid_blocks(tpb))))
-
-
 def chunk_merges(m):
     """Merges one ``dense_chain_steps`` launch may do with m active clusters."""
     return int(max(1, min(CHUNK_MERGES, CHUNK_WORK // max(1, 4 * m))))
@@ -307,7 +296,7 @@ def finish(D, n, alist, m, size, log_a, log_b, log_h, merges, code, xp, tpb, str
                 part_j, log_a, log_b, log_h, _I64(limit))
 
     probe = launch.as_device(xp.empty(1, _F64)), launch.as_device(xp.empty(1, _I64))
-    blocks = _grid_cap(args(0, *probe), m, tpb)
+    blocks = launch.cooperative_blocks(dense_chain_steps, args(0, *probe), m, tpb)
     part_d = launch.as_device(xp.empty(blocks, _F64))
     part_j = launch.as_device(xp.empty(blocks, _I64))
     done = merges

@@ -30,10 +30,10 @@ Per slab (rows R x columns C, sizes from ``SLAB_BYTES`` and ``SLAB_COLS``):
    ``metrics.metric_accumulate`` that the tile kernels compute
    (``launch.summary_distance``: the same products, the same order, float64).
 5. ``gemm_select``: each row's K + 1 first (key, slot) among its candidates
-   (``cuda_vector._klist_insert``), one partial list per column share, which
+   (``candidate_lists._klist_insert``), one partial list per column share, which
    ``cuda_vector.rnn_combine`` folds into the row's list, bound, nn and nnd
    exactly as after ``rnn_scan``. ``gemm_offer`` (fresh only): each kept row
-   is offered its candidate new clusters (``cuda_vector._offer``, whose
+   is offered its candidate new clusters (``candidate_lists._offer``, whose
    result does not depend on the order of the offers), as ``fresh_pass`` does.
 
 The rounding bound (u = 2^-53, gamma_d = d u / (1 - d u), N = ||ua|| ||ub||
@@ -72,7 +72,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from . import cuda_vector, formulas, launch, metrics
+from . import candidate_lists, formulas, launch, metrics
 from ._config import NUMBA_CACHE
 
 # None: on for a GPU (CuPy + cuBLAS), off in the simulator; True / False force it.
@@ -90,7 +90,7 @@ _TINY = 2.0 ** -1074  # smallest subnormal: the underflow term of the bound
 
 # A scan keeps K + 1 entries (the list and its bound). A plain module constant:
 # local array sizes must be compile-time globals of this module.
-_KLIST = cuda_vector._KLIST
+_KLIST = candidate_lists._KLIST
 # Threads per block of the slab kernels at most: slab_count keeps every
 # thread's K + 1 smallest keys in shared memory (128 x 33 x 8 B = 33 KB).
 SLAB_TPB = 128
@@ -303,7 +303,7 @@ def gemm_select(starts, slot, key, nrows, kk, share, part_w, part_j):
             kw[q] = math.inf
             kj[q] = -1
         for e in range(starts[r], starts[r + 1]):
-            cuda_vector._klist_insert(kw, kj, m, key[e], np.int64(slot[e]))
+            candidate_lists._klist_insert(kw, kj, m, key[e], np.int64(slot[e]))
         for q in range(m):
             part_w[share * m + q, r] = kw[q]
             part_j[share * m + q, r] = kj[q]
@@ -318,7 +318,7 @@ def gemm_offer(starts, cols, ncols, slot, key, flag, kk, LW, LJ, BW, BJ):
         if flag[k] != 0:
             continue
         for e in range(starts[c], starts[c + 1]):
-            cuda_vector._offer(LW, LJ, BW, BJ, k, kk, key[e], np.int64(slot[e]))
+            candidate_lists._offer(LW, LJ, BW, BJ, k, kk, key[e], np.int64(slot[e]))
 
 
 _FLOATS = ("float32", "float64")

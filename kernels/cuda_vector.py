@@ -73,7 +73,10 @@ import math
 import numpy as np
 from numba import cuda
 
-from . import cancel, cuda_chain, cuda_mst, cuda_vector_generic, formulas, launch, metrics
+from . import (cancel, cuda_chain, cuda_gemm_scan, cuda_mst, cuda_vector_generic, formulas, launch,
+               metrics)
+# The candidate lists' device functions, shared with the GEMM scans (cuda_gemm_scan).
+from .candidate_lists import _KLIST, RNN_TOP_K_MAX, _klist_insert, _offer  # noqa: F401
 from ._config import NUMBA_CACHE
 from .cpu_common import NO_FINITE_CANDIDATE
 
@@ -90,7 +93,6 @@ TOP_K = 4
 # Read by the driver at each run (tests lower it to exhaust the lists); kernels
 # take it as an argument and size their local lists by RNN_TOP_K_MAX.
 RNN_TOP_K = 16
-RNN_TOP_K_MAX = 32
 # Offers one ``fresh_pass`` block queues at a time (shared: 20 bytes each).
 OFFER_QUEUE = 512
 # Partial-list entries one ``fresh_pass`` launch may write (shares x (K + 1) x
@@ -99,7 +101,6 @@ FRESH_SCRATCH = 1 << 22
 # Shared array sizes must be plain constants (a product is not folded at typing).
 _SH_ROWS = MAX_TPB * TILE_K
 _SH_COLS = TILE_C * TILE_K
-_KLIST = RNN_TOP_K_MAX + 1  # a scan keeps K + 1 entries: the list and its bound
 
 _I32 = np.int32
 _I64 = np.int64
@@ -141,21 +142,6 @@ def _chunk(mcode, sh_r, sh_c, acc, t, bd, p):
 # --------------------------------------------------------------------------
 # Single linkage: Borůvka rounds on points
 # --------------------------------------------------------------------------
-
-@cuda.jit(device=True, cache=NUMBA_CACHE)
-def _klist_insert(kw, kj, m, w, j):
-    """Insert (w, j) into the ascending (distance, index) list kw/kj of m
-    entries if it precedes the last one (j < 0 marks an empty entry)."""
-    if not launch.precedes(w, j, kw[m - 1], kj[m - 1]):
-        return
-    pos = m - 1
-    while pos > 0 and launch.precedes(w, j, kw[pos - 1], kj[pos - 1]):
-        kw[pos] = kw[pos - 1]
-        kj[pos] = kj[pos - 1]
-        pos -= 1
-    kw[pos] = w
-    kj[pos] = j
-
 
 @cuda.jit(device=True, cache=NUMBA_CACHE)
 def _top_insert(kw, kj, w, j):
@@ -516,33 +502,6 @@ def rnn_drop(active, flag, LW, LJ, kk, n):
         for q in range(keep, kk):
             LW[q, i] = math.inf
             LJ[q, i] = -1
-
-
-@cuda.jit(device=True, cache=NUMBA_CACHE)
-def _offer(LW, LJ, BW, BJ, k, kk, w, u):
-    """Offer (w, u) to row k's list (one thread per row at a time).
-
-    Ignored unless it precedes the bound; else inserted, and when the list was
-    full the entry pushed out (the last one, or the offer itself) becomes the
-    bound. The final list and bound are the same in any offer order.
-    """
-    if not launch.precedes(w, u, BW[k], BJ[k]):
-        return
-    last = kk - 1
-    if LJ[last, k] >= 0:
-        if not launch.precedes(w, u, LW[last, k], LJ[last, k]):
-            BW[k] = w
-            BJ[k] = u
-            return
-        BW[k] = LW[last, k]
-        BJ[k] = LJ[last, k]
-    pos = last
-    while pos > 0 and launch.precedes(w, u, LW[pos - 1, k], LJ[pos - 1, k]):
-        LW[pos, k] = LW[pos - 1, k]
-        LJ[pos, k] = LJ[pos - 1, k]
-        pos -= 1
-    LW[pos, k] = w
-    LJ[pos, k] = u
 
 
 @cuda.jit(device=True, cache=NUMBA_CACHE)
@@ -933,8 +892,6 @@ class _Lists:
         self.code, self.metric = _I64(code), _I64(metric)
         self.part = _Scratch(xp)
         # average/cosine: scans as GEMM slabs + exact rechecks (same lists and bounds).
-        # Imported here: cuda_gemm_scan imports this module for its device functions.
-        from . import cuda_gemm_scan
         self.gemm = cuda_gemm_scan.GemmLists(self, xp) if cuda_gemm_scan.enabled(code, metric) \
             else None
 

@@ -315,16 +315,6 @@ PTX_SIGNATURES = {
 # Driver
 # --------------------------------------------------------------------------
 
-def _grid_cap(args, n, tpb):
-    """Blocks of a cooperative ``generic_steps`` launch: enough to cover the n
-    slots, at most as many as can be resident at once."""
-    want = max(1, -(-n // tpb))
-    if launch.simulating():
-        return 1  # the simulator synchronises a cooperative grid of one block only
-    kernel = generic_steps.compile(tuple(generic_steps.typeof_pyval(a) for a in args))
-    return int(max(1, min(want, kernel.max_cooperative_grid_blocks(tpb))))
-
-
 def chunk_merges(m, d):
     """Merges one ``generic_steps`` launch may do with m active clusters of d coordinates."""
     return int(max(1, min(CHUNK_MERGES, CHUNK_WORK // max(1, 3 * m * d))))
@@ -397,7 +387,7 @@ def run(CT, code, metric, xp=np, tpb=None, counter=None, *, chunk=None, spread=N
 
     probe = [launch.as_device(xp.empty(s, t)) for s, t in
              ((1, _F64), (1, _I64), ((2, 1), _F64), ((2, 1), _I64))]
-    blocks = _grid_cap(args(0, 1, *probe), n, tpb)
+    blocks = launch.cooperative_blocks(generic_steps, args(0, 1, *probe), n, tpb)
     # Default: a share per block, but none narrower than a block (idle threads).
     spread = max(1, min(blocks, n // tpb)) if spread is None else max(1, int(spread))
     # No relax has run yet: its per-block partials say "no candidate".

@@ -87,6 +87,18 @@ def simulating():
     return bool(config.ENABLE_CUDASIM)
 
 
+def cooperative_blocks(kernel, args, m, tpb):
+    """Blocks of a cooperative launch of ``kernel`` with ``args``: enough to
+    cover ``m`` items at ``tpb`` threads per block, at most as many as can be
+    resident at once (a grid-wide sync needs every block resident); one in the
+    simulator, whose grid sync covers a single block."""
+    want = max(1, -(-int(m) // tpb))
+    if simulating():
+        return 1
+    compiled = kernel.compile(tuple(kernel.typeof_pyval(a) for a in args))
+    return int(max(1, min(want, compiled.max_cooperative_grid_blocks(tpb))))
+
+
 def default_tpb():
     """Threads per block used when the caller passes ``tpb=None``."""
     return _SIM_TPB if simulating() else _GPU_TPB
