@@ -52,7 +52,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from . import cancel, formulas, launch, metrics
+from . import formulas, launch, metrics
 from ._config import NUMBA_CACHE
 from .cpu_common import NO_FINITE_CANDIDATE
 
@@ -304,23 +304,13 @@ def finish(dv, m, code, metric, xp, tpb, stream, counter, chunk=None):
     blocks = launch.cooperative_blocks(chain_steps, probe_args, m, tpb)
     part_d = launch.as_device(xp.empty(blocks, _F64))
     part_j = launch.as_device(xp.empty(blocks, _I64))
-    done = n - m
-    while done < n - 1:
-        cancel.check()  # Ctrl-C between chunks
-        step = chunk_merges(n - done, d) if chunk is None else int(chunk)
-        limit = min(n - 1, done + step)
-        chain_steps[blocks, tpb, stream](*args(limit, part_d, part_j))
-        st = launch.to_host(state)  # the chunk's one host read
-        if st[STATUS] != 0:
-            raise ValueError(
-                f"{NO_FINITE_CANDIDATE} (memory-saving linkage on the GPU, nearest-neighbour "
-                f"chain, {n - int(st[NLOG])} clusters left: NaN distances)"
-            )
-        now = int(st[NLOG])
-        if now <= done:  # cannot happen with a finite candidate; never spin
-            raise RuntimeError(f"cuda_chain.chain_steps made no progress at {n - done} clusters")
-        done = now
-        counter[0] = done
+    launch.run_chunks(
+        lambda limit: chain_steps[blocks, tpb, stream](*args(limit, part_d, part_j)),
+        state, NLOG, STATUS, n - m, n - 1,
+        lambda done: chunk_merges(n - done, d) if chunk is None else chunk, counter,
+        lambda left: f"cuda_chain.chain_steps made no progress at {left} clusters",
+        lambda left: (f"{NO_FINITE_CANDIDATE} (memory-saving linkage on the GPU, "
+                      f"nearest-neighbour chain, {left} clusters left: NaN distances)"))
     return m - 1
 
 

@@ -63,7 +63,7 @@ import math
 import numpy as np
 from numba import cuda, float64, int64
 
-from . import cancel, formulas, launch
+from . import formulas, launch
 from ._config import NUMBA_CACHE
 from .cpu_common import NO_FINITE_CANDIDATE
 from .launch import block_min, condensed_index, lw_update, precedes, row_base
@@ -299,24 +299,13 @@ def finish(D, n, alist, m, size, log_a, log_b, log_h, merges, code, xp, tpb, str
     blocks = launch.cooperative_blocks(dense_chain_steps, args(0, *probe), m, tpb)
     part_d = launch.as_device(xp.empty(blocks, _F64))
     part_j = launch.as_device(xp.empty(blocks, _I64))
-    done = merges
-    while done < n - 1:
-        cancel.check()  # Ctrl-C between chunks
-        step = chunk_merges(n - done) if chunk is None else int(chunk)
-        limit = min(n - 1, done + max(1, step))
-        dense_chain_steps[blocks, tpb, stream](*args(limit, part_d, part_j))
-        st = launch.to_host(state)  # the chunk's one host read
-        if st[STATUS] != 0:
-            raise ValueError(
-                f"{NO_FINITE_CANDIDATE} (RNN rounds on the GPU, nearest-neighbour chain, "
-                f"{n - int(st[NLOG])} clusters left: NaN or inf distances)"
-            )
-        now = int(st[NLOG])
-        if now <= done:  # cannot happen with a finite candidate; never spin
-            raise RuntimeError(
-                f"cuda_dense_chain.dense_chain_steps made no progress at {n - done} clusters")
-        done = now
-        counter[0] = done
+    launch.run_chunks(
+        lambda limit: dense_chain_steps[blocks, tpb, stream](*args(limit, part_d, part_j)),
+        state, NLOG, STATUS, merges, n - 1,
+        lambda done: chunk_merges(n - done) if chunk is None else chunk, counter,
+        lambda left: f"cuda_dense_chain.dense_chain_steps made no progress at {left} clusters",
+        lambda left: (f"{NO_FINITE_CANDIDATE} (RNN rounds on the GPU, nearest-neighbour chain, "
+                      f"{left} clusters left: NaN or inf distances)"))
     return m - 1
 
 

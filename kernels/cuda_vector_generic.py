@@ -67,7 +67,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from . import cancel, formulas, launch
+from . import formulas, launch
 from ._config import NUMBA_CACHE
 from .cpu_common import NO_FINITE_CANDIDATE
 
@@ -395,23 +395,12 @@ def run(CT, code, metric, xp=np, tpb=None, counter=None, *, chunk=None, spread=N
     part_j = xp.full((2, blocks), -1, dtype=_I64)
     scratch = [launch.as_device(a) for a in (
         xp.empty(n + spread, _F64), xp.empty(n + spread, _I64), part_d, part_j)]
-    done = 0
-    while done < n - 1:
-        cancel.check()  # Ctrl-C between chunks
-        step = chunk_merges(n - done, d) if chunk is None else int(chunk)
-        limit = min(n - 1, done + step)
-        generic_steps[blocks, tpb, stream](*args(limit, spread, *scratch))
-        st = launch.to_host(host["state"])  # the chunk's one host read
-        if st[STATUS] != 0:
-            raise ValueError(
-                f"{NO_FINITE_CANDIDATE} (memory-saving {_NAMES[code]} linkage on the GPU, "
-                f"{n - int(st[NLOG])} clusters left: NaN distances)"
-            )
-        now = int(st[NLOG])
-        if now <= done:  # cannot happen with a finite candidate; never spin
-            raise RuntimeError(f"cuda_vector_generic.generic_steps made no progress at "
-                               f"{n - done} clusters")
-        done = now
-        counter[0] = done
+    launch.run_chunks(
+        lambda limit: generic_steps[blocks, tpb, stream](*args(limit, spread, *scratch)),
+        host["state"], NLOG, STATUS, 0, n - 1,
+        lambda done: chunk_merges(n - done, d) if chunk is None else chunk, counter,
+        lambda left: f"cuda_vector_generic.generic_steps made no progress at {left} clusters",
+        lambda left: (f"{NO_FINITE_CANDIDATE} (memory-saving {_NAMES[code]} linkage on the GPU, "
+                      f"{left} clusters left: NaN distances)"))
     return (launch.to_host(host["log_a"]), launch.to_host(host["log_b"]),
             launch.to_host(host["log_h"]))

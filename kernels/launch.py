@@ -99,6 +99,36 @@ def cooperative_blocks(kernel, args, m, tpb):
     return int(max(1, min(want, compiled.max_cooperative_grid_blocks(tpb))))
 
 
+def run_chunks(launch_chunk, state, nlog, status, done, total, step, counter, stalled,
+               no_candidate):
+    """Drive a persistent kernel that logs merges in chunks until ``total`` are logged.
+
+    ``launch_chunk(limit)`` queues one launch that returns once ``limit``
+    merges are logged (or earlier: no candidate left); ``state`` is its device
+    control array, ``state[nlog]`` the merges logged, ``state[status]``
+    nonzero when no finite candidate is left. One host read per chunk, Ctrl-C
+    between chunks (``cancel.check``), ``counter[0]`` the merges logged after
+    each. ``step(done)`` gives the next chunk's merges. Raises ValueError with
+    ``no_candidate(left)`` when the status says so, RuntimeError with
+    ``stalled(left)`` when a chunk logs nothing (it cannot with a finite
+    candidate; the loop never spins). Returns the merges logged.
+    """
+    from . import cancel
+
+    while done < total:
+        cancel.check()
+        launch_chunk(min(total, done + max(1, int(step(done)))))
+        st = to_host(state)  # the chunk's one host read
+        if st[status] != 0:
+            raise ValueError(no_candidate(total + 1 - int(st[nlog])))
+        now = int(st[nlog])
+        if now <= done:
+            raise RuntimeError(stalled(total + 1 - done))
+        done = now
+        counter[0] = done
+    return done
+
+
 def default_tpb():
     """Threads per block used when the caller passes ``tpb=None``."""
     return _SIM_TPB if simulating() else _GPU_TPB
