@@ -116,6 +116,17 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+def gpu_name():
+    """"name, driver" of the first GPU nvidia-smi lists, or None (no GPU, no nvidia-smi)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version",
+                              "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+        lines = out.stdout.strip().splitlines() if out.returncode == 0 else []
+        return lines[0] if lines else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def version(dist):
     """Installed version of distribution ``dist``, None if it is not installed."""
     from importlib import metadata

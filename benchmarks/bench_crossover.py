@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 from _common import (MIN_SAMPLES, MISMATCH, OK, RESULT_TAG, UNCHECKED, compare_linkage, cpu_model,
-                     provenance, sample_stats, spawn_worker)
+                     gpu_name, provenance, sample_stats, spawn_worker)
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "gpu_hclust" / "_crossovers.py"
@@ -230,17 +230,6 @@ def parse_args(argv):
     return args
 
 
-def _gpu_name():
-    import subprocess
-
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20).stdout.strip()
-        return out.splitlines()[0] if out else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.worker:
@@ -249,7 +238,7 @@ def main(argv=None):
     if args.apply:
         print(apply(args.apply))
         return 0
-    gpu = _gpu_name() if args.accelerated == "cuda" else None
+    gpu = gpu_name() if args.accelerated == "cuda" else None
     meta = dict(benchmark="bench_crossover", **provenance(), cpu=cpu_model(), gpu=gpu,
                 started=_dt.datetime.now().isoformat(timespec="seconds"),
                 python=platform.python_version(), accelerated=args.accelerated,

@@ -51,16 +51,15 @@ import datetime as _dt
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from _common import (CHECK_RESULTS, CUHC_PUBLISHED, MIN_SAMPLES, MISMATCH, OK, RESULT_TAG, UNCHECKED,
-                     check_by_smaller_n, compare_linkage, cpu_model, provenance, sample_stats,
-                     spawn_worker, version)
+from _common import (CHECK_RESULTS, CUHC_PUBLISHED, MIN_SAMPLES, MISMATCH, OK, RESULT_TAG,
+                     UNCHECKED, check_by_smaller_n, compare_linkage, cpu_model, gpu_name,
+                     provenance, sample_stats, spawn_worker, version)
 
 IMPLS = ("cuhc", "ours64", "ours32")
 METHODS = ("single", "complete", "average", "ward")
@@ -251,7 +250,7 @@ def main(argv=None):
                 **provenance(), cpu=cpu_model(), python=platform.python_version(),
                 versions={k: version(k) for k in ("numpy", "scipy", "numba", "numba-cuda",
                                                    "cupy-cuda12x", "cupy-cuda13x", "cuhc")},
-                gpu=_gpu_name(), args={k: v for k, v in vars(args).items() if k != "worker"},
+                gpu=gpu_name(), args={k: v for k, v in vars(args).items() if k != "worker"},
                 published=("cuhc README, RTX 3080: " + ", ".join(
                     f"{m} {n}: {s} s" for (m, n), s in PUBLISHED.items())),
                 timing="NumPy in, NumPy out for all (end to end); first call on 2000 points "
@@ -320,15 +319,6 @@ def markdown(rows):
             vals.append(f"{a / b:.2f}" if a and b else "-")
         lines.append("| " + " | ".join(vals) + " |")
     return "\n".join(lines)
-
-
-def _gpu_name():
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version",
-                              "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
-        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout else None
-    except (OSError, subprocess.SubprocessError, IndexError):
-        return None
 
 
 def _write(path, meta, rows):

@@ -67,8 +67,9 @@ import numpy as np
 from _adversarial import NAMES as DATA_SETS
 from _adversarial import make as make_adversarial
 from _common import (CHECK_RESULTS, MIN_SAMPLES, MISMATCH, OK, RESULT_TAG, UNCHECKED,
-                     add_reference_options, check_by_smaller_n, compare_linkage, cpu_model, measure,
-                     process_peak_bytes, provenance, sample_stats, validation_n, version)
+                     add_reference_options, check_by_smaller_n, compare_linkage, cpu_model,
+                     gpu_name, measure, process_peak_bytes, provenance, sample_stats, validation_n,
+                     version)
 
 ALL_IMPLS = ["cpu", "cuda", "fastcluster", "dense"]
 DEFAULT_PAIRS = "single:euclidean,ward:euclidean,centroid:euclidean,median:euclidean,average:cosine"
@@ -185,15 +186,6 @@ def run_worker(spec):
 # Driver.
 
 
-def _gpu_name():
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20)
-        return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
-    except (OSError, subprocess.SubprocessError, IndexError):
-        return None
-
-
 def _meta(args):
     return dict(
         benchmark="bench_lowmem",
@@ -202,7 +194,7 @@ def _meta(args):
         cpu=cpu_model(),
         cpu_count=os.cpu_count(),
         numba_threads=os.environ.get("NUMBA_NUM_THREADS"),
-        gpu=_gpu_name() if "cuda" in args.impls else None,
+        gpu=gpu_name() if "cuda" in args.impls else None,
         python=platform.python_version(),
         versions={k: version(k) for k in ("numpy", "scipy", "numba", "numba-cuda", "fastcluster",
                                            "cupy-cuda12x", "cupy-cuda13x")},
