@@ -348,3 +348,22 @@ def test_adversarial_sets_need_no_more_host_reads_than_gaussian_data(monkeypatch
 def test_host_reads_at_n_200(monkeypatch, name, extra):
     assert _host_reads(monkeypatch, name, 200, "ward") <= _host_reads(
         monkeypatch, "gaussian", 200, "ward") + extra
+
+
+@pytest.mark.parametrize("method, dtype", [("ward", np.float64), ("average", np.float32)])
+def test_hand_over_after_a_compaction(rng, monkeypatch, method, dtype):
+    # Compaction renumbers D's slots before the chain starts: the chain works in
+    # the compacted numbering and its log rows are mapped back to original slots.
+    monkeypatch.setattr(cuda_reducible, "COMPACT_FRACTION", 0.95)
+    compactions = []
+    original = cuda_reducible._Rounds.compact_matrix
+
+    def spy(self, m, nstale):
+        compactions.append((self.ns, m))
+        return original(self, m, nstale)
+    monkeypatch.setattr(cuda_reducible._Rounds, "compact_matrix", spy)
+    X = rng.standard_normal((34, 3))
+    Z, left = _rounds_then_chain(monkeypatch, X, method, 3, dtype)
+    assert compactions and compactions[0][0] == 34  # D was compacted before the hand-over
+    assert len(left) == 1 and left[0] < compactions[-1][1] + 1
+    _like_scipy(Z, X, method, dtype)
