@@ -223,7 +223,7 @@ def chunk_merges(m):
 
 
 def finish(D, n, alist, m, size, log_a, log_b, log_h, merges, code, xp, tpb, stream,
-           counter, chunk=None):
+           counter, chunk=None, slots=None):
     """Complete a dense reducible linkage with the device-side nearest-neighbour chain.
 
     Continues from any state of ``cuda_reducible.run``'s rounds in which
@@ -264,6 +264,10 @@ def finish(D, n, alist, m, size, log_a, log_b, log_h, merges, code, xp, tpb, str
     chunk : int, optional
         Merges per launch (default ``chunk_merges``; tests use small values
         to check that the chain resumes across launches).
+    slots : int, optional
+        D's dimension when the rounds compacted it (slots renumbered; the log
+        then gets slots of that numbering, which the caller maps back);
+        default ``n``.
 
     Returns
     -------
@@ -292,8 +296,8 @@ def finish(D, n, alist, m, size, log_a, log_b, log_h, merges, code, xp, tpb, str
     own = {k: launch.as_device(v) for k, v in dict(cols=cols, chain=chain, state=state).items()}
 
     def args(limit, part_d, part_j):
-        return (D, _I64(n), _I64(code), own["cols"], size, own["chain"], own["state"], part_d,
-                part_j, log_a, log_b, log_h, _I64(limit))
+        return (D, _I64(n if slots is None else slots), _I64(code), own["cols"], size,
+                own["chain"], own["state"], part_d, part_j, log_a, log_b, log_h, _I64(limit))
 
     probe = launch.as_device(xp.empty(1, _F64)), launch.as_device(xp.empty(1, _I64))
     blocks = launch.cooperative_blocks(dense_chain_steps, args(0, *probe), m, tpb)

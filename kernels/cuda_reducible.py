@@ -714,10 +714,8 @@ def _chain_hand_over(s, m, merges):
     State: ``s.v`` / ``s.x`` (views / arrays): ``D`` over ``s.ns`` slots
     (condensed in that numbering), ``alist[:m]`` the active slots, ``size``,
     ``slot_map`` (slot -> original slot), the log filled up to row ``merges``.
-    The chain numbers slots as D does and checks ``merges + m == slots``;
-    after a compaction the ``s.n - s.ns`` merges before it are not in that
-    numbering, so it gets the log from that offset and its rows are mapped
-    back to original slots afterwards.
+    The chain numbers slots as D does (``slots=s.ns``); after a compaction
+    its log rows are mapped back to original slots.
 
     Returns
     -------
@@ -725,12 +723,10 @@ def _chain_hand_over(s, m, merges):
         The merges logged once the chain has finished (``n - 1``).
     """
     x, v = s.x, s.v
-    skip = s.n - s.ns
-    logs = [launch.as_device(x[k][skip:]) for k in ("log_a", "log_b", "log_h")]
-    done = cuda_dense_chain.finish(v["D"], s.ns, v["alist"], m, v["size"], *logs,
-                                   merges - skip, s.code, s.xp, s.tpb, s.stream,
-                                   cancel.current())
-    if skip:
+    done = cuda_dense_chain.finish(v["D"], s.n, v["alist"], m, v["size"], v["log_a"],
+                                   v["log_b"], v["log_h"], merges, s.code, s.xp, s.tpb,
+                                   s.stream, cancel.current(), slots=s.ns)
+    if s.ns < s.n:
         for k in ("log_a", "log_b"):
             x[k][merges:] = x["slot_map"][x[k][merges:]]
     return merges + done
