@@ -66,7 +66,7 @@ from numba import cuda, float64, int64
 from . import formulas, launch
 from ._config import NUMBA_CACHE
 from .cpu_common import NO_FINITE_CANDIDATE
-from .launch import block_min, condensed_index, lw_update, precedes, row_base
+from .launch import block_min, condensed_index, lw_update, precedes, row_base, row_entry
 
 # Threads per block at most (sizes the shared arrays). A cooperative grid must
 # be resident as a whole: 256 keeps several blocks per SM (as cuda_chain).
@@ -136,10 +136,7 @@ def dense_chain_steps(D, n, code, cols, size, chain, state, part_d, part_j,
         for p in range(cuda.grid(1), m, cuda.gridsize(1)):
             k = cur[p]
             if k != x:
-                if k > x:
-                    d = D[row + k]
-                else:
-                    d = D[condensed_index(n, k, x)]
+                d = row_entry(D, n, row, x, k)
                 if precedes(d, k, bd, bk):
                     bd = d
                     bk = k

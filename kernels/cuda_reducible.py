@@ -93,7 +93,8 @@ from numba import cuda, float64, int64
 from . import cancel, cuda_chain, cuda_dense_chain, launch
 from ._config import NUMBA_CACHE
 from .cpu_common import NO_FINITE_CANDIDATE
-from .launch import block_min, condensed_index, empty_log, lw_update, precedes, row_base
+from .launch import (block_min, condensed_index, empty_log, lw_update, precedes, row_base,
+                     row_entry)
 
 # Shared arrays are sized by this constant; the launch's threads per block
 # (a power of two, at most MAX_TPB) loop over cuda.blockDim.x.
@@ -199,11 +200,8 @@ def rescan_rows(D, n, alist, stale, ctl, rnd, nn, nnd):
         while t < m:
             k = alist[t]
             if k != i:
-                if k > i:
-                    d = D[row + k]
-                else:
-                    d = D[condensed_index(n, k, i)]
                 # (hot-loop variant of cuda_generic's upper-row scans: whole rows here)
+                d = row_entry(D, n, row, i, k)
                 if precedes(d, k, bd, bk):
                     bd = d
                     bk = k

@@ -239,6 +239,15 @@ def row_base(n, i):
 
 
 @cuda.jit(device=True, cache=NUMBA_CACHE)
+def row_entry(D, n, row, i, k):
+    """D's pair (i, k), k != i, with ``row = row_base(n, i)``: row i's contiguous
+    half for k > i, the strided column half (row k's entry) for k < i."""
+    if k > i:
+        return D[row + k]
+    return D[condensed_index(n, k, i)]
+
+
+@cuda.jit(device=True, cache=NUMBA_CACHE)
 def precedes(d_a, j_a, d_b, j_b):
     """(d_a, j_a) comes before (d_b, j_b): smaller distance, then smaller index.
 
